@@ -1,0 +1,203 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by the store. The broker maps each of them to a wire code
+// in exactly one table; anything else is an internal error.
+var (
+	ErrNotFound          = errors.New("store: not found")                    // no message with that seq or key
+	ErrWrongLastSequence = errors.New("store: wrong last sequence")          // PreviousSeq did not match
+	ErrMsgTooLarge       = errors.New("store: message too large")            // larger than max_msg_size or max_bytes
+	ErrRateLimited       = errors.New("store: rate limited")                 // max_msgs_per_second or max_bytes_per_second
+	ErrLimitReached      = errors.New("store: limit reached")                // discard new, or the memory quota is full
+	ErrTTLDisabled       = errors.New("store: message TTL is not allowed")   // TTL without allow_msg_ttl
+	ErrInvalid           = errors.New("store: invalid argument")             // bad config, bad key, bad write
+	ErrCorrupt           = errors.New("store: not a stream file or damaged") // file left as it is
+	ErrClosed            = errors.New("store: stream is closed")             // use after Close
+)
+
+// Storage kinds for [Config.Storage].
+const (
+	StorageFile   = "file"
+	StorageMemory = "memory"
+)
+
+// Discard policies for [Config.DiscardPolicy].
+const (
+	DiscardOld = "old"
+	DiscardNew = "new"
+)
+
+// Compression kinds for [Config.Compression].
+const (
+	CompressionZstd = "zstd"
+	CompressionNone = "none"
+)
+
+// MemoryStreamMaxBytes caps the message bytes of a memory stream whatever
+// its max_bytes says.
+const MemoryStreamMaxBytes = 64 << 20
+
+// Config is a stream's configuration, exactly the fields of the protocol's
+// config table. Durations are milliseconds.
+type Config struct {
+	MaxMsgs              int64           `json:"max_msgs"`
+	MaxBytes             int64           `json:"max_bytes"`
+	MaxAge               int64           `json:"max_age"`
+	MaxMsgSize           int64           `json:"max_msg_size"`
+	MaxMsgsPerSecond     int64           `json:"max_msgs_per_second"`
+	MaxBytesPerSecond    int64           `json:"max_bytes_per_second"`
+	DiscardPolicy        string          `json:"discard_policy"`
+	AllowMsgTTL          bool            `json:"allow_msg_ttl"`
+	DuplicateWindow      int64           `json:"duplicate_window"`
+	Sync                 bool            `json:"sync"`
+	Storage              string          `json:"storage"`
+	Compression          string          `json:"compression"`
+	CompressionThreshold int64           `json:"compression_threshold"`
+	Desc                 json.RawMessage `json:"desc"`
+}
+
+// Message is one stored message as readers see it: payload decompressed,
+// headers decoded.
+type Message struct {
+	Seq     uint64
+	Time    int64 // Unix ms, assigned on write
+	Key     string
+	Header  map[string][]string // user headers; values in order per name
+	Data    []byte
+	Expires int64 // Unix ms; 0 when the message has no TTL
+}
+
+// Size is the message's size for limits: payload, key, and every header
+// name and value.
+func (m *Message) Size() int64 { return MsgSize(m.Data, m.Key, m.Header) }
+
+// MsgSize is [Message.Size] for the parts of a message.
+func MsgSize(data []byte, key string, header map[string][]string) int64 {
+	n := int64(len(data) + len(key))
+	for name, vals := range header {
+		for _, v := range vals {
+			n += int64(len(name) + len(v))
+		}
+	}
+	return n
+}
+
+// Write is one message to append.
+type Write struct {
+	Data        []byte
+	Header      map[string][]string
+	Key         string        // "" for an unkeyed message
+	PreviousSeq *uint64       // with Key: write only if the key's message has this seq (0: key absent)
+	MsgID       string        // deduplication id; "" for none
+	TTL         time.Duration // 0 for none; needs allow_msg_ttl
+}
+
+// WriteResult is the outcome of one [Write]. Err is one of the store's
+// errors when this item was refused; the other items of the batch are not
+// affected.
+type WriteResult struct {
+	Seq       uint64
+	Time      int64
+	Duplicate bool
+	Err       error
+}
+
+// Event operations.
+const (
+	OpSet     = "set"
+	OpDelete  = "delete"
+	OpConfig  = "config"
+	OpDestroy = "destroy"
+)
+
+// Delete reasons.
+const (
+	ReasonRequest  = "request"
+	ReasonMaxMsgs  = "max_msgs"
+	ReasonMaxBytes = "max_bytes"
+	ReasonMaxAge   = "max_age"
+	ReasonTTL      = "ttl"
+)
+
+// Event is one committed change. Revision is the stream's revision after
+// the change: each event increments it by exactly one.
+type Event struct {
+	Op       string
+	Revision uint64
+	Msg      *Message    // OpSet
+	Ranges   [][2]uint64 // OpDelete: inclusive seq ranges, ascending
+	Reason   string      // OpDelete
+	Config   *Config     // OpConfig
+}
+
+// ReadQuery selects a page of messages for [Stream.Read]. Zero fields mean
+// "from the start", "to the end" and "no bound".
+type ReadQuery struct {
+	StartSeq  uint64
+	EndSeq    uint64 // inclusive; 0 means the last seq
+	StartTime int64  // Unix ms: messages with Time >= StartTime
+	MaxMsgs   int    // bound on messages in this page; 0 means no bound
+	MaxBytes  int64  // bound on Size() in this page; at least one message is always sent
+}
+
+// ReadResult describes a page read by [Stream.Read], as of the read.
+type ReadResult struct {
+	LastSeq    uint64
+	Revision   uint64
+	NumPending int64  // messages in the range not delivered
+	NextSeq    uint64 // seq to continue from when NumPending > 0
+}
+
+// Inventory summarises a stream.
+type Inventory struct {
+	Count    int64          `json:"count"`
+	Bytes    int64          `json:"bytes"`
+	FirstSeq uint64         `json:"first_seq"`
+	LastSeq  uint64         `json:"last_seq"`
+	Revision uint64         `json:"revision"`
+	Limits   map[string]any `json:"limits"`
+}
+
+// Quota is a budget of bytes shared by several streams (the worker's
+// memory-stream quota). The zero value is unlimited; it is safe for
+// concurrent use.
+type Quota struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewQuota returns a quota of limit bytes; limit <= 0 is unlimited.
+func NewQuota(limit int64) *Quota { return &Quota{limit: limit} }
+
+// Reserve takes n bytes from the quota and reports whether they fit.
+func (q *Quota) Reserve(n int64) bool {
+	if q == nil {
+		return true
+	}
+	if q.used.Add(n) > q.limit && q.limit > 0 && n > 0 {
+		q.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// Release gives n bytes back.
+func (q *Quota) Release(n int64) {
+	if q != nil {
+		q.used.Add(-n)
+	}
+}
+
+// Used reports the bytes taken.
+func (q *Quota) Used() int64 {
+	if q == nil {
+		return 0
+	}
+	return q.used.Load()
+}
