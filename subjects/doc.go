@@ -1,0 +1,48 @@
+// Package subjects is the domain vocabulary of the persist wire protocol:
+// stream names and their tokens, the escaping that maps arbitrary path
+// segments to tokens, the on-disk path of a stream, the NATS subjects of
+// requests and events, the header names and how an incoming header is
+// treated, and the coded errors a request can answer with.
+//
+// It imports neither NATS nor SQLite, so the worker, the store and every
+// client agree on the same rules by sharing this one package.
+//
+// # Names
+//
+// A stream name is one or more tokens joined by '.'; [ValidateName] checks
+// it against the limits [MaxTokenLen], [MaxTokens] and [MaxNameLen], and
+// every error it returns wraps [ErrInvalidName]. A token spells every byte
+// outside [A-Za-z0-9_=-] as %XX with upper-case hex, and only those bytes, so
+// each name has exactly one spelling: [Escape] turns any path segment into
+// that spelling and [Unescape] turns it back. The first token is the
+// stream's [Namespace]; [HasPrefix] compares names in whole tokens.
+//
+// # Files
+//
+// [Path] places a stream at <token1>/…/<tokenN>.db using the escaped tokens
+// verbatim. Because a valid token never contains '/', '.', or anything a
+// file system treats specially, no valid name can reach outside the data
+// directory, and [NameFromPath] recovers the name from a path found on disk.
+//
+// # Subjects
+//
+// Requests go to <prefix>.api.<op>.<stream> ([APISubject], [ParseAPI]) where
+// op is one of [Ops]; events go to <prefix>.ev.<stream> ([EventSubject],
+// [ParseEvent]). The prefix defaults to [DefaultPrefix] and is checked by
+// [ValidatePrefix].
+//
+// # Headers
+//
+// The Header* constants spell every header the protocol defines.
+// [ClassifyHeader] decides whether a header on a write is stored, is a
+// request header, is silently dropped, or makes the request a 400.
+// [ParseTTL] and [ValidateKey] check the values of Persist-TTL and
+// Persist-Key.
+//
+// # Errors
+//
+// [Error] carries a wire code, reason and description. The worker answers
+// with one of the sentinels ([ErrNotFound], [ErrWrongLastSequence], …),
+// usually through [Error.WithDescription]; a client decodes the reply into
+// an [Error], and errors.Is(err, subjects.ErrNotFound) matches by reason.
+package subjects
