@@ -1,0 +1,362 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nats-persist/persist/subjects"
+)
+
+// maxDirLen bounds the absolute paths of --data, --archive and --backup so
+// that every stream file under them (a name is at most 320 bytes) stays
+// within SQLite's 512-byte path limit, with room for the -wal and temporary
+// suffixes.
+const maxDirLen = 160
+
+// envPrefix starts the environment variable of every flag.
+const envPrefix = "PERSIST_"
+
+// errHelp reports that --help was asked for; run prints the usage and exits 0.
+var errHelp = errors.New("help requested")
+
+// serviceNameRegexp is what nats.go micro accepts as a service name; checked
+// here so that a bad --name is a usage error, not a start-up failure.
+var serviceNameRegexp = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// config is everything the command line and the environment decide.
+type config struct {
+	Data       string
+	NATSURL    string
+	Listen     string
+	Prefix     string
+	Name       string
+	QueueGroup string
+
+	Creds   string
+	NKey    string
+	TLSCA   string
+	TLSCert string
+	TLSKey  string
+
+	Archive         string
+	ArchiveInterval time.Duration
+	Backup          string
+
+	IdleTimeout            time.Duration
+	MemoryIdleTimeout      time.Duration
+	MaxOpen                int
+	MaxStreamsPerNamespace int
+	MemoryQuota            byteSize
+
+	LogFormat       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+
+	// Filled in by validation.
+	listenHost string
+	listenPort int
+	logLevel   slog.Level
+}
+
+// newFlagSet binds every flag to cfg, which holds the defaults.
+func newFlagSet(cfg *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("persist-worker", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+
+	fs.StringVar(&cfg.Data, "data", "./persist-data", "`dir`ectory holding the stream files; created if missing")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server `url`(s) to join, comma-separated; credentials may be in the URL. Empty: run an embedded NATS server on --listen")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server (port 0 picks a free port); ignored with --nats-url")
+	fs.StringVar(&cfg.Prefix, "prefix", subjects.DefaultPrefix, "first `token`(s) of every subject the worker serves and publishes")
+	fs.StringVar(&cfg.Name, "name", "persist", "service `name` shown by 'nats micro ls'")
+	fs.StringVar(&cfg.QueueGroup, "queue-group", "persist", "queue `group` of the request subscriptions; workers in one group share the requests")
+	fs.StringVar(&cfg.Creds, "nats-creds", "", "NATS credentials `file` (JWT and nkey seed) for --nats-url")
+	fs.StringVar(&cfg.NKey, "nats-nkey", "", "`file` holding an nkey seed to authenticate with at --nats-url")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM `file` of the CA(s) that sign the server's certificate")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM client certificate `file` (needs --tls-key)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM client key `file` (needs --tls-cert)")
+	fs.StringVar(&cfg.Archive, "archive", "", "`dir`ectory holding a second copy of every stream file, restored from when newer; empty: off")
+	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", 30*time.Second, "at most one archive snapshot of a changing stream per `interval`")
+	fs.StringVar(&cfg.Backup, "backup", "", "`dir`ectory receiving a copy of each stream file when it is closed; never read; empty: off")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", time.Minute, "close a stream file unused for this `duration`")
+	fs.DurationVar(&cfg.MemoryIdleTimeout, "memory-idle-timeout", 0, "drop a memory stream unused for this `duration`; 0: keep it until destroyed or the worker stops")
+	fs.IntVar(&cfg.MaxOpen, "max-open", 10000, "most stream files open at once; the least recently used is closed first")
+	fs.IntVar(&cfg.MaxStreamsPerNamespace, "max-streams-per-namespace", 0, "most streams in one namespace; 0: unlimited")
+	cfg.MemoryQuota = 1 << 30
+	fs.Var(&cfg.MemoryQuota, "memory-quota", "memory-stream `bytes` in all (a number, or with a suffix: 512MiB, 1GiB, 2GB)")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log `format` on stderr: text or json")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "least log `level`: debug, info, warn or error")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight and for closing the streams")
+	return fs
+}
+
+// envName is the environment variable that sets a flag: PERSIST_ and the
+// flag's name in upper snake case.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads the environment first and the arguments after it, so a
+// flag wins over its variable. An empty variable counts as unset, as
+// container tools often pass them that way.
+func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, error) {
+	var cfg config
+	fs := newFlagSet(&cfg)
+	if err := applyEnv(fs, lookupEnv); err != nil {
+		return config{}, err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, errHelp
+		}
+		// The flag package names flags with one dash; the documentation
+		// and --help use two.
+		msg := err.Error()
+		for _, s := range []string{"for flag -", "not defined: -", "needs an argument: -"} {
+			msg = strings.Replace(msg, s, s+"-", 1)
+		}
+		return config{}, usagef("%s", msg)
+	}
+	if fs.NArg() > 0 {
+		return config{}, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfg.validate(); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// applyEnv sets every flag whose environment variable is set and not empty.
+func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v, ok := lookupEnv(name)
+		if !ok || v == "" || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = usagef("invalid value %q for environment variable %s: %v", v, name, err)
+		}
+	})
+	return envErr
+}
+
+// validate checks every value, so that a bad one stops the worker before it
+// starts anything, with a message naming the flag.
+func (c *config) validate() error {
+	if err := subjects.ValidatePrefix(c.Prefix); err != nil {
+		return usagef("invalid --prefix %q: %v", c.Prefix, err)
+	}
+	if !serviceNameRegexp.MatchString(c.Name) {
+		return usagef("invalid --name %q: use letters, digits, '-' and '_'", c.Name)
+	}
+	if c.QueueGroup == "" || len(c.QueueGroup) > 256 || strings.ContainsFunc(c.QueueGroup, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}) {
+		return usagef("invalid --queue-group %q: 1-256 bytes without spaces", c.QueueGroup)
+	}
+
+	if c.NATSURL == "" {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return usagef("invalid --listen %q: %v", c.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > math.MaxUint16 {
+			return usagef("invalid --listen %q: bad port", c.Listen)
+		}
+		c.listenHost, c.listenPort = host, p
+		for _, f := range []struct{ name, v string }{
+			{"--nats-creds", c.Creds}, {"--nats-nkey", c.NKey},
+			{"--tls-ca", c.TLSCA}, {"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey},
+		} {
+			if f.v != "" {
+				return usagef("%s needs --nats-url: the embedded server takes no credentials", f.name)
+			}
+		}
+	}
+	if c.Creds != "" && c.NKey != "" {
+		return usagef("use either --nats-creds or --nats-nkey, not both")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
+
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{
+		{"--archive-interval", c.ArchiveInterval, 1},
+		{"--idle-timeout", c.IdleTimeout, 1},
+		{"--memory-idle-timeout", c.MemoryIdleTimeout, 0},
+		{"--shutdown-timeout", c.ShutdownTimeout, 1},
+	} {
+		if d.v < d.min {
+			if d.min == 0 {
+				return usagef("invalid %s %v: must not be negative", d.name, d.v)
+			}
+			return usagef("invalid %s %v: must be positive", d.name, d.v)
+		}
+	}
+	if c.MaxOpen < 1 {
+		return usagef("invalid --max-open %d: must be at least 1", c.MaxOpen)
+	}
+	if c.MaxStreamsPerNamespace < 0 {
+		return usagef("invalid --max-streams-per-namespace %d: must not be negative (0 is unlimited)", c.MaxStreamsPerNamespace)
+	}
+	if c.MemoryQuota < 1 {
+		return usagef("invalid --memory-quota %v: must be positive", c.MemoryQuota)
+	}
+
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return usagef("invalid --log-format %q: text or json", c.LogFormat)
+	}
+	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil || !validLevel(c.LogLevel) {
+		return usagef("invalid --log-level %q: debug, info, warn or error", c.LogLevel)
+	}
+
+	return c.validateDirs()
+}
+
+// validLevel accepts exactly the four documented names, not slog's offsets
+// like "info+2".
+func validLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// validateDirs makes the directories absolute, bounds their length and
+// keeps them apart: an archive inside the data directory would show up as
+// streams, and one directory used twice would overwrite its own files.
+func (c *config) validateDirs() error {
+	if c.Data == "" {
+		return usagef("--data must not be empty")
+	}
+	dirs := []struct {
+		name string
+		v    *string
+	}{{"--data", &c.Data}, {"--archive", &c.Archive}, {"--backup", &c.Backup}}
+	for _, d := range dirs {
+		if *d.v == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*d.v)
+		if err != nil {
+			return usagef("%s %q: %v", d.name, *d.v, err)
+		}
+		if len(abs) > maxDirLen {
+			return usagef("%s %q: absolute path is %d bytes, longer than %d; stream files under it could exceed SQLite's path limit", d.name, abs, len(abs), maxDirLen)
+		}
+		*d.v = abs
+	}
+	for i, a := range dirs {
+		for _, b := range dirs[i+1:] {
+			if *a.v == "" || *b.v == "" {
+				continue
+			}
+			if within(*a.v, *b.v) || within(*b.v, *a.v) {
+				return usagef("%s %q and %s %q must be separate directories, neither inside the other", a.name, *a.v, b.name, *b.v)
+			}
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or lies under it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// printUsage writes the help: every flag with its environment variable and
+// default.
+func printUsage(w io.Writer) {
+	var cfg config
+	fs := newFlagSet(&cfg)
+	fmt.Fprintf(w, `Usage: persist-worker [flags]
+
+Serves durable, SQLite-backed message streams over NATS. Without
+--nats-url it runs an embedded NATS server on --listen (no authentication:
+keep it on a trusted address); with --nats-url it joins that deployment.
+
+Every flag can also be set by the environment variable shown with it;
+a flag given on the command line wins over its variable.
+
+Flags:
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  --%s %s\n      %s\n      env %s, default %s\n", f.Name, arg, usage, envName(f.Name), def)
+	})
+}
+
+// byteSize is a flag value in bytes that also takes the usual suffixes:
+// K, M, G, T and KiB, MiB, GiB, TiB count in 1024s; KB, MB, GB, TB in 1000s.
+type byteSize int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+	{"B", 1},
+}
+
+// Set parses a size such as 1073741824, 512MiB or 2GB.
+func (b *byteSize) Set(s string) error {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("not a size in bytes (e.g. 1073741824, 512MiB, 1GiB)")
+	}
+	if n > math.MaxInt64/mult {
+		return fmt.Errorf("size too large")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// String formats the size with the largest binary unit that divides it.
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
