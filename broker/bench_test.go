@@ -1,0 +1,106 @@
+package broker
+
+import (
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nats-persist/persist/subjects"
+)
+
+// requesters is the number of concurrent clients in the benchmarks.
+const requesters = 64
+
+// runRequesters runs b.N requests from 64 goroutines, each made by
+// do, and reports requests per second.
+func runRequesters(b *testing.B, do func(i int) error) {
+	b.Helper()
+	b.ReportAllocs()
+	b.SetParallelism((requesters + 1) / 2)
+	var n atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := do(int(n.Add(1))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkEchoParallel64 is the bare NATS request/reply round trip the
+// worker's numbers compare with: a responder that echoes the request.
+func BenchmarkEchoParallel64(b *testing.B) {
+	srv := runServer(b)
+	rnc, nc := connect(b, srv), connect(b, srv)
+	if _, err := rnc.Subscribe("echo", func(m *nats.Msg) { m.Respond(m.Data) }); err != nil {
+		b.Fatal(err)
+	}
+	rnc.Flush()
+	payload := []byte("0123456789abcdef")
+	runRequesters(b, func(int) error {
+		_, err := nc.Request("echo", payload, 10*time.Second)
+		return err
+	})
+}
+
+// BenchmarkSetParallel64 measures set requests over 64 concurrent
+// requesters on 8 streams, with sync off (the default) and on; with sync on
+// every commit is fsynced before its replies, so group commit matters.
+func BenchmarkSetParallel64(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		b.Run("sync="+strconv.FormatBool(sync), func(b *testing.B) {
+			f := newFixture(b, Options{})
+			for i := range 8 {
+				f.call(b, subjects.OpConfig, fmt.Sprintf("bench.s%d", i), `{"sync":`+strconv.FormatBool(sync)+`,"desc":"bench"}`, nil)
+			}
+			payload := []byte("0123456789abcdef")
+			runRequesters(b, func(i int) error {
+				m, err := f.nc.Request(subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, fmt.Sprintf("bench.s%d", i%8)), payload, 10*time.Second)
+				if err != nil {
+					return err
+				}
+				if werr := replyError(m); werr != nil {
+					return werr
+				}
+				return nil
+			})
+			if s := f.stats(b); s.Commits > 0 {
+				b.ReportMetric(float64(s.CommittedItems)/float64(s.Commits), "items/commit")
+			}
+		})
+	}
+}
+
+// BenchmarkGetParallel64 measures get requests by seq over 64 concurrent
+// requesters on one stream of 1000 messages.
+func BenchmarkGetParallel64(b *testing.B) {
+	f := newFixture(b, Options{})
+	items := make([]byte, 0, 64<<10)
+	items = append(items, '[')
+	for i := range 1000 {
+		if i > 0 {
+			items = append(items, ',')
+		}
+		items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg=="}`...)
+	}
+	items = append(items, ']')
+	f.call(b, subjects.OpSetMany, "bench.g", string(items), nil)
+	subj := subjects.APISubject(subjects.DefaultPrefix, subjects.OpGet, "bench.g")
+	runRequesters(b, func(i int) error {
+		m, err := f.nc.Request(subj, []byte(`{"seq":`+strconv.Itoa(i%1000+1)+`}`), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		if werr := replyError(m); werr != nil {
+			return werr
+		}
+		return nil
+	})
+}

@@ -1,0 +1,86 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/nats-persist/persist/store"
+	"github.com/nats-persist/persist/subjects"
+)
+
+// wireErrors is the one table from store errors to wire errors (PROTOCOL.md
+// section 2). public says whether the store's message may be shown to the
+// client; the others carry file paths or internals and keep the wire
+// error's own description.
+var wireErrors = []struct {
+	err    error
+	wire   *subjects.Error
+	public bool
+}{
+	{store.ErrNotFound, subjects.ErrNotFound, true},
+	{store.ErrWrongLastSequence, subjects.ErrWrongLastSequence, true},
+	{store.ErrMsgTooLarge, subjects.ErrMsgTooLarge, true},
+	{store.ErrRateLimited, subjects.ErrRateLimited, true},
+	{store.ErrLimitReached, subjects.ErrLimitReached, true},
+	{store.ErrTTLDisabled, subjects.ErrTTLDisabled, true},
+	{store.ErrInvalid, subjects.ErrBadRequest, true},
+	{store.ErrCorrupt, subjects.ErrUnavailable.WithDescription("the stream's file is damaged"), false},
+	{store.ErrClosed, subjects.ErrUnavailable, false},
+}
+
+// wireError maps err to the error sent to the client. An error that is
+// already a wire error goes out as it is; anything unknown is logged and
+// answered 500 internal without details.
+func (b *Broker) wireError(err error) *subjects.Error {
+	var we *subjects.Error
+	if errors.As(err, &we) {
+		return we
+	}
+	for _, m := range wireErrors {
+		if errors.Is(err, m.err) {
+			if m.public {
+				return m.wire.WithDescription(strings.TrimPrefix(err.Error(), "store: "))
+			}
+			if m.err == store.ErrCorrupt {
+				b.log.Warn("damaged stream file", "err", err)
+			}
+			return m.wire
+		}
+	}
+	b.log.Error("internal error", "err", err)
+	return subjects.ErrInternal
+}
+
+// badRequest is a 400 bad_request with a description for the client.
+func badRequest(desc string) *subjects.Error {
+	return subjects.ErrBadRequest.WithDescription(desc)
+}
+
+// headerSafe makes s fit in a header value: one line, bounded.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7F {
+			return ' '
+		}
+		return r
+	}, s)
+	const maxLen = 512
+	if len(s) > maxLen {
+		s = strings.ToValidUTF8(s[:maxLen], "")
+	}
+	return strings.TrimSpace(s)
+}
+
+// jsonMarshal is json.Marshal without HTML escaping, so that replies show
+// keys and descriptions as they are.
+func jsonMarshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}

@@ -1,0 +1,413 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nats-persist/persist/store"
+	"github.com/nats-persist/persist/subjects"
+)
+
+// setReply is the reply to one write.
+type setReply struct {
+	Seq       uint64 `json:"seq"`
+	Time      int64  `json:"time"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// itemError is a setmany entry for a refused item.
+type itemError struct {
+	Error *subjects.Error `json:"error"`
+}
+
+// applyWrites commits the writes of a batch of set and setmany jobs in one
+// store call (group commit) and answers each job with its own results.
+func (b *Broker) applyWrites(e *entry, batch []*job) {
+	var ws []store.Write
+	for _, j := range batch {
+		for _, it := range j.items {
+			if it.err == nil {
+				ws = append(ws, it.w)
+			}
+		}
+	}
+	if len(ws) == 0 {
+		// Every item was refused while parsing: nothing to write, and a
+		// setmany that writes nothing creates no stream.
+		b.answerWrites(batch, nil)
+		return
+	}
+	created, err := b.open(e, true, nil)
+	if err != nil {
+		b.failAll(e, batch, err)
+		return
+	}
+	res, err := e.st.Append(ws)
+	if err == nil && len(res) != len(ws) {
+		err = errors.New("store returned a result count that does not match the writes")
+	}
+	if err != nil {
+		b.failAll(e, batch, err)
+		if created && e.st != nil {
+			b.drop(e)
+		}
+		return
+	}
+	b.stats.commits.Add(1)
+	b.stats.commitItems.Add(uint64(len(ws)))
+	b.stats.commitReq.Add(uint64(len(batch)))
+	for n := uint64(len(ws)); ; {
+		m := b.stats.maxBatch.Load()
+		if n <= m || b.stats.maxBatch.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	if created && e.st.Revision() == 0 {
+		b.drop(e)
+	}
+	b.answerWrites(batch, res)
+}
+
+// answerWrites sends each job its results; res holds, in order, the results
+// of the items that reached the store.
+func (b *Broker) answerWrites(batch []*job, res []store.WriteResult) {
+	for _, j := range batch {
+		entries := make([]any, len(j.items))
+		for i, it := range j.items {
+			err := it.err
+			var r store.WriteResult
+			if err == nil {
+				r, res = res[0], res[1:]
+				err = r.Err
+			}
+			if err != nil {
+				if !j.many {
+					b.replyError(j.op, j.reply, err)
+					j.answered = true
+					break
+				}
+				entries[i] = itemError{b.wireError(err)}
+				continue
+			}
+			entries[i] = setReply{Seq: r.Seq, Time: r.Time, Duplicate: r.Duplicate}
+		}
+		if j.answered {
+			continue
+		}
+		if j.many {
+			b.replyJSON(j.reply, entries)
+		} else {
+			b.replyJSON(j.reply, entries[0])
+		}
+		j.answered = true
+	}
+}
+
+// failAll answers every job of a batch with err, as one error reply each
+// (a setmany too), and closes a stream whose file turned out damaged or
+// closed so that the next request opens it afresh.
+func (b *Broker) failAll(e *entry, batch []*job, err error) {
+	for _, j := range batch {
+		b.replyError(j.op, j.reply, err)
+		j.answered = true
+	}
+	if e.st != nil && (errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrClosed)) {
+		_ = e.st.Close()
+		b.forget(e)
+	}
+}
+
+// applyOne applies a job that is not a write.
+func (b *Broker) applyOne(e *entry, j *job) {
+	if j.op == subjects.OpConfig && j.config != nil {
+		b.applyConfig(e, j)
+		return
+	}
+	if _, err := b.open(e, false, nil); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			b.answerMissing(j)
+			return
+		}
+		b.failAll(e, []*job{j}, err)
+		return
+	}
+	var err error
+	switch j.op {
+	case subjects.OpGet:
+		var m *store.Message
+		if j.get.Seq != nil {
+			m, err = e.st.Get(*j.get.Seq)
+		} else {
+			m, err = e.st.GetKey(*j.get.Key)
+		}
+		if err == nil {
+			b.respond(j.reply, msgHeader(m, nil), m.Data)
+		}
+	case subjects.OpGetAll:
+		err = b.getAll(e, j)
+	case subjects.OpDelete:
+		var n int64
+		if n, err = deleteOp(e.st, j.del); err == nil {
+			b.replyJSON(j.reply, map[string]int64{"count": n})
+		}
+	case subjects.OpConfig:
+		b.replyJSON(j.reply, e.st.Config())
+	case subjects.OpInventory:
+		var inv store.Inventory
+		if inv, err = e.st.Inventory(); err == nil {
+			if inv.Limits == nil {
+				inv.Limits = map[string]any{}
+			}
+			b.replyJSON(j.reply, inv)
+		}
+	case subjects.OpKeys:
+		var keys []string
+		var more bool
+		if keys, more, err = e.st.Keys(j.keys.After, j.keys.limit()); err == nil {
+			if keys == nil {
+				keys = []string{}
+			}
+			b.replyJSON(j.reply, keysReply{keys, more})
+		}
+	case subjects.OpDestroy:
+		err = b.destroy(e)
+		if err == nil {
+			b.replyJSON(j.reply, map[string]bool{"ok": true})
+		}
+	}
+	if err != nil {
+		b.failAll(e, []*job{j}, err)
+	}
+	j.answered = true
+}
+
+type keysReply struct {
+	Keys []string `json:"keys"`
+	More bool     `json:"more"`
+}
+
+// answerMissing answers a job on a stream that does not exist, creating
+// nothing (PROTOCOL.md section 1, "Creation").
+func (b *Broker) answerMissing(j *job) {
+	switch j.op {
+	case subjects.OpGet, subjects.OpDestroy:
+		b.replyError(j.op, j.reply, subjects.ErrNotFound.WithDescription("no such stream"))
+	case subjects.OpGetAll:
+		b.respond(j.reply, terminator(store.ReadResult{}), nil)
+	case subjects.OpInventory:
+		b.replyJSON(j.reply, store.Inventory{Limits: map[string]any{}})
+	case subjects.OpKeys:
+		b.replyJSON(j.reply, keysReply{Keys: []string{}})
+	case subjects.OpConfig:
+		b.replyJSON(j.reply, store.DefaultConfig())
+	case subjects.OpDelete:
+		b.replyJSON(j.reply, map[string]int64{"count": 0})
+	}
+	j.answered = true
+}
+
+// applyConfig changes a stream's config, creating the stream when it does
+// not exist and the change changes something.
+func (b *Broker) applyConfig(e *entry, j *job) {
+	_, err := b.open(e, false, nil)
+	if errors.Is(err, store.ErrNotFound) {
+		b.createWithConfig(e, j)
+		return
+	}
+	if err == nil {
+		var cfg store.Config
+		if cfg, err = store.ParseConfigPatch(e.st.Config(), j.config); err == nil {
+			if cfg, err = e.st.SetConfig(cfg); err == nil {
+				b.replyJSON(j.reply, cfg)
+			}
+		}
+	}
+	if err != nil {
+		b.failAll(e, []*job{j}, err)
+	}
+	j.answered = true
+}
+
+func (b *Broker) createWithConfig(e *entry, j *job) {
+	def := store.DefaultConfig()
+	cfg, err := store.ParseConfigPatch(def, j.config)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		b.replyError(j.op, j.reply, err)
+		j.answered = true
+		return
+	}
+	if sameConfig(cfg, def) {
+		b.replyJSON(j.reply, def)
+		j.answered = true
+		return
+	}
+	created, err := b.open(e, true, &cfg)
+	if err == nil && !created {
+		// Created meanwhile by another worker: apply as a change.
+		var got store.Config
+		if got, err = e.st.SetConfig(cfg); err == nil {
+			cfg = got
+		}
+	}
+	if err != nil {
+		b.failAll(e, []*job{j}, err)
+		j.answered = true
+		return
+	}
+	cfg = e.st.Config()
+	if created && e.st.Revision() == 0 {
+		b.drop(e)
+	}
+	b.replyJSON(j.reply, cfg)
+	j.answered = true
+}
+
+// sameConfig compares configs by their wire form, which is what a client
+// sees (Desc is raw JSON and not comparable with ==).
+func sameConfig(a, c store.Config) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(c)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// destroy removes e's stream; its destroy event is published by Notify.
+func (b *Broker) destroy(e *entry) error {
+	err := e.st.Destroy()
+	if err != nil {
+		_ = e.st.Close()
+	}
+	b.forget(e)
+	if err == nil {
+		b.releaseStream(subjects.Namespace(e.name))
+	}
+	return err
+}
+
+func deleteOp(st streamAPI, d deleteReq) (int64, error) {
+	switch {
+	case d.Seq != nil:
+		return st.DeleteSeqs(*d.Seq)
+	case d.Seqs != nil:
+		if len(*d.Seqs) == 0 {
+			return 0, nil
+		}
+		return st.DeleteSeqs(*d.Seqs...)
+	case d.LastSeq != nil:
+		return st.DeleteThrough(*d.LastSeq)
+	case d.Key != nil:
+		return st.DeleteKey(*d.Key)
+	default:
+		return st.DeleteAll()
+	}
+}
+
+// getAll sends one page of messages to the reply subject, then the
+// terminator; an error ends the page with an error reply instead.
+func (b *Broker) getAll(e *entry, j *job) error {
+	q := store.ReadQuery{
+		StartSeq:  j.getall.StartSeq,
+		EndSeq:    j.getall.EndSeq,
+		StartTime: j.getall.StartTime,
+		MaxMsgs:   defaultPageMsgs,
+		MaxBytes:  maxPageBytes,
+	}
+	if n := j.getall.MaxMsgs; n > 0 {
+		q.MaxMsgs = int(min(n, maxPageMsgs))
+	}
+	if n := j.getall.MaxBytes; n > 0 {
+		q.MaxBytes = int64(min(n, maxPageBytes))
+	}
+	res, err := e.st.Read(q, func(m *store.Message) error {
+		if j.reply == "" {
+			return nil
+		}
+		return b.nc.PublishMsg(&nats.Msg{Subject: j.reply, Header: msgHeader(m, nil), Data: m.Data})
+	})
+	if err != nil {
+		return err
+	}
+	b.respond(j.reply, terminator(res), nil)
+	return nil
+}
+
+// terminator is the header of the message that ends a getall page.
+func terminator(r store.ReadResult) nats.Header {
+	h := nats.Header{
+		subjects.HeaderEnd:        {"true"},
+		subjects.HeaderLastSeq:    {strconv.FormatUint(r.LastSeq, 10)},
+		subjects.HeaderRevision:   {strconv.FormatUint(r.Revision, 10)},
+		subjects.HeaderNumPending: {strconv.FormatInt(r.NumPending, 10)},
+	}
+	if r.NumPending > 0 {
+		h[subjects.HeaderNextSeq] = []string{strconv.FormatUint(r.NextSeq, 10)}
+	}
+	return h
+}
+
+// msgHeader is the header of a message leaving the worker (PROTOCOL.md
+// section 3): its user headers plus its seq, time, key and expiry, added
+// to extra when extra is not nil.
+func msgHeader(m *store.Message, extra nats.Header) nats.Header {
+	h := extra
+	if h == nil {
+		h = make(nats.Header, len(m.Header)+4)
+	}
+	for name, vals := range m.Header {
+		h[name] = vals
+	}
+	h[subjects.HeaderSeq] = []string{strconv.FormatUint(m.Seq, 10)}
+	h[subjects.HeaderTime] = []string{strconv.FormatInt(m.Time, 10)}
+	if m.Key != "" {
+		h[subjects.HeaderKey] = []string{m.Key}
+	}
+	if m.Expires != 0 {
+		h[subjects.HeaderExpires] = []string{strconv.FormatInt(m.Expires, 10)}
+	}
+	return h
+}
+
+// publishEvents publishes a commit's events on the stream's event subject.
+// It runs under the stream's lock, so events go out in revision order. A
+// failure to publish (while reconnecting, say) is logged and never fails
+// the request: subscribers detect the gap by the revision.
+func (b *Broker) publishEvents(name string, evs []store.Event) {
+	subj := subjects.EventSubject(b.prefix, name)
+	for _, ev := range evs {
+		h := nats.Header{
+			subjects.HeaderOp:       {ev.Op},
+			subjects.HeaderRevision: {strconv.FormatUint(ev.Revision, 10)},
+		}
+		var body []byte
+		switch ev.Op {
+		case store.OpSet:
+			if ev.Msg != nil {
+				h = msgHeader(ev.Msg, h)
+				body = ev.Msg.Data
+			}
+		case store.OpDelete:
+			ranges := ev.Ranges
+			if ranges == nil {
+				ranges = [][2]uint64{}
+			}
+			body, _ = json.Marshal(map[string][][2]uint64{"ranges": ranges})
+			h[subjects.HeaderReason] = []string{ev.Reason}
+		case store.OpConfig:
+			if ev.Config != nil {
+				body, _ = jsonMarshal(ev.Config)
+			}
+		}
+		if err := b.nc.PublishMsg(&nats.Msg{Subject: subj, Header: h, Data: body}); err != nil {
+			b.stats.eventErrors.Add(1)
+			b.log.Warn("publish event", "stream", name, "revision", ev.Revision, "err", err)
+			continue
+		}
+		b.stats.eventsPublished.Add(1)
+	}
+}

@@ -1,0 +1,391 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nats-persist/persist/store"
+	"github.com/nats-persist/persist/subjects"
+)
+
+// Bounds on requests (PROTOCOL.md section 4).
+const (
+	maxSetMany      = 1000
+	maxDeleteSeqs   = 10000
+	defaultPageMsgs = 1000
+	maxPageMsgs     = 10000
+	maxPageBytes    = 8 << 20
+	defaultLimit    = 1000
+	maxLimit        = 10000
+	maxMsgIDLen     = 1024
+)
+
+// job is one parsed request waiting for its stream.
+type job struct {
+	op       string
+	reply    string
+	answered bool
+
+	items []item // set: one; setmany: one per element
+	many  bool   // setmany: the reply is an array
+
+	get    getReq
+	getall getallReq
+	del    deleteReq
+	keys   pageReq
+	config []byte // config: the patch; empty to read
+}
+
+func (j *job) isWrite() bool { return j.op == subjects.OpSet || j.op == subjects.OpSetMany }
+
+// item is one write of a set or setmany: either a store write or the error
+// that refused it before it reached the store.
+type item struct {
+	w   store.Write
+	err error
+}
+
+type getReq struct {
+	Seq *uint64 `json:"seq"`
+	Key *string `json:"key"`
+}
+
+type getallReq struct {
+	StartSeq  uint64 `json:"start_seq"`
+	EndSeq    uint64 `json:"end_seq"`
+	StartTime int64  `json:"start_time"`
+	MaxMsgs   uint64 `json:"max_msgs"`
+	MaxBytes  uint64 `json:"max_bytes"`
+}
+
+type deleteReq struct {
+	Seq     *uint64   `json:"seq"`
+	Seqs    *[]uint64 `json:"seqs"`
+	LastSeq *uint64   `json:"last_seq"`
+	Key     *string   `json:"key"`
+	All     *bool     `json:"all"`
+}
+
+type pageReq struct {
+	After string `json:"after"`
+	Limit uint64 `json:"limit"`
+}
+
+// limit is the page size asked for, defaulted and capped.
+func (p pageReq) limit() int {
+	if p.Limit == 0 {
+		return defaultLimit
+	}
+	return int(min(p.Limit, maxLimit))
+}
+
+// parseJob validates a request of op for the per-stream work.
+func parseJob(op string, body []byte, h nats.Header) (*job, error) {
+	j := &job{op: op}
+	var err error
+	switch op {
+	case subjects.OpSet:
+		var w store.Write
+		w, err = parseSet(body, h)
+		j.items = []item{{w: w}}
+	case subjects.OpSetMany:
+		j.many = true
+		j.items, err = parseSetMany(body)
+	case subjects.OpGet:
+		if err = decodeStrict(body, &j.get); err == nil {
+			err = j.get.validate()
+		}
+	case subjects.OpGetAll:
+		err = decodeOptional(body, &j.getall)
+	case subjects.OpDelete:
+		if err = decodeStrict(body, &j.del); err == nil {
+			err = j.del.validate()
+		}
+	case subjects.OpKeys:
+		err = decodeOptional(body, &j.keys)
+	case subjects.OpConfig:
+		if len(bytes.TrimSpace(body)) > 0 {
+			j.config = body
+		}
+	case subjects.OpInventory, subjects.OpDestroy:
+		// No body is defined; anything sent is ignored, as a NATS user
+		// sending an empty request with `nats req` may add a payload.
+	default:
+		return nil, badRequest("unknown operation")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// decodeStrict decodes exactly one JSON value of body into v: unknown
+// fields, wrong types and trailing data are a 400.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badRequest("empty body")
+		}
+		return badRequest("invalid JSON: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("invalid JSON: data after the value")
+	}
+	return nil
+}
+
+// decodeOptional is decodeStrict where an empty body means all defaults.
+func decodeOptional(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return decodeStrict(body, v)
+}
+
+func (g getReq) validate() error {
+	switch {
+	case (g.Seq == nil) == (g.Key == nil):
+		return badRequest(`get needs exactly one of "seq" and "key"`)
+	case g.Key != nil:
+		if err := subjects.ValidateKey(*g.Key); err != nil {
+			return badRequest(err.Error())
+		}
+	}
+	return nil
+}
+
+func (d deleteReq) validate() error {
+	n := 0
+	for _, set := range []bool{d.Seq != nil, d.Seqs != nil, d.LastSeq != nil, d.Key != nil, d.All != nil} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n != 1:
+		return badRequest(`delete needs exactly one of "seq", "seqs", "last_seq", "key" and "all"`)
+	case d.Seqs != nil && len(*d.Seqs) > maxDeleteSeqs:
+		return badRequest(fmt.Sprintf(`"seqs" has more than %d seqs`, maxDeleteSeqs))
+	case d.All != nil && !*d.All:
+		return badRequest(`"all" must be true`)
+	case d.Key != nil:
+		if err := subjects.ValidateKey(*d.Key); err != nil {
+			return badRequest(err.Error())
+		}
+	}
+	return nil
+}
+
+// parseSet turns a set request into a write: user headers are kept, the
+// four request headers parsed, output and Nats- headers dropped.
+func parseSet(body []byte, h nats.Header) (store.Write, error) {
+	w := store.Write{Data: body}
+	var key, prev, msgID, ttl []string
+	for name, vals := range h {
+		switch subjects.ClassifyHeader(name) {
+		case subjects.HeaderUser:
+			if err := checkHeaderValues(name, vals); err != nil {
+				return w, err
+			}
+			if len(vals) > 0 {
+				if w.Header == nil {
+					w.Header = make(map[string][]string)
+				}
+				w.Header[name] = vals
+			}
+		case subjects.HeaderRequest:
+			switch name {
+			case subjects.HeaderKey:
+				key = vals
+			case subjects.HeaderPreviousSeq:
+				prev = vals
+			case subjects.HeaderMsgID:
+				msgID = vals
+			case subjects.HeaderTTL:
+				ttl = vals
+			}
+		case subjects.HeaderIgnored:
+		default:
+			return w, badRequest(fmt.Sprintf("header %s is not allowed", strconv.Quote(name)))
+		}
+	}
+	var err error
+	if key != nil {
+		k, err := oneValue(subjects.HeaderKey, key)
+		if err != nil {
+			return w, err
+		}
+		w.Key = k
+	}
+	var prevSeq *uint64
+	if prev != nil {
+		v, err := oneValue(subjects.HeaderPreviousSeq, prev)
+		if err != nil {
+			return w, err
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return w, badRequest(subjects.HeaderPreviousSeq + " must be a non-negative integer")
+		}
+		prevSeq = &n
+	}
+	var id *string
+	if msgID != nil {
+		v, err := oneValue(subjects.HeaderMsgID, msgID)
+		if err != nil {
+			return w, err
+		}
+		id = &v
+	}
+	var d time.Duration
+	if ttl != nil {
+		v, err := oneValue(subjects.HeaderTTL, ttl)
+		if err != nil {
+			return w, err
+		}
+		if d, err = subjects.ParseTTL(v); err != nil {
+			return w, badRequest(err.Error())
+		}
+	}
+	err = completeWrite(&w, key != nil, prevSeq, id, d)
+	return w, err
+}
+
+// oneValue is the single value of a request header.
+func oneValue(name string, vals []string) (string, error) {
+	if len(vals) != 1 {
+		return "", badRequest(name + " must have exactly one value")
+	}
+	return vals[0], nil
+}
+
+// completeWrite checks and sets the request parts shared by set headers
+// and setmany fields.
+func completeWrite(w *store.Write, keyed bool, prev *uint64, msgID *string, ttl time.Duration) error {
+	if keyed {
+		if err := subjects.ValidateKey(w.Key); err != nil {
+			return badRequest(err.Error())
+		}
+	}
+	if prev != nil {
+		if !keyed {
+			return badRequest("a previous seq needs a key")
+		}
+		w.PreviousSeq = prev
+	}
+	if msgID != nil {
+		switch id := *msgID; {
+		case id == "":
+			return badRequest("empty message id")
+		case len(id) > maxMsgIDLen:
+			return badRequest(fmt.Sprintf("message id longer than %d bytes", maxMsgIDLen))
+		case strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == 0x7F }):
+			return badRequest("message id has control characters")
+		}
+		w.MsgID = *msgID
+	}
+	w.TTL = ttl
+	return nil
+}
+
+// checkHeaderValues refuses values that would break a header block when
+// the message is sent again.
+func checkHeaderValues(name string, vals []string) error {
+	for _, v := range vals {
+		if strings.ContainsAny(v, "\r\n") {
+			return badRequest(fmt.Sprintf("header %s has a line break", strconv.Quote(name)))
+		}
+	}
+	return nil
+}
+
+// setManyItem is one element of a setmany body.
+type setManyItem struct {
+	Data        *[]byte             `json:"data"`
+	Key         *string             `json:"key"`
+	Headers     map[string][]string `json:"headers"`
+	MsgID       *string             `json:"msg_id"`
+	TTL         *int64              `json:"ttl"`
+	PreviousSeq *uint64             `json:"previous_seq"`
+}
+
+// parseSetMany parses a setmany body. A body that is not a JSON array of at
+// most maxSetMany elements fails as a whole; an element that is bad fails
+// alone, as its own entry of the reply.
+func parseSetMany(body []byte) ([]item, error) {
+	var raw []json.RawMessage
+	if err := decodeStrict(body, &raw); err != nil {
+		return nil, badRequest("setmany body must be a JSON array")
+	}
+	if raw == nil {
+		return nil, badRequest("setmany body must be a JSON array")
+	}
+	if len(raw) > maxSetMany {
+		return nil, badRequest(fmt.Sprintf("setmany of more than %d items", maxSetMany))
+	}
+	items := make([]item, len(raw))
+	for i, r := range raw {
+		w, err := parseSetManyItem(r)
+		items[i] = item{w: w, err: err}
+	}
+	return items, nil
+}
+
+// parseSetManyItem parses one setmany element. Its "headers" follow the
+// set rules for user, Nats- and output headers (stored, dropped, dropped),
+// but a request header such as Persist-Key is a 400 there: the element has
+// fields for those, and silently ignoring one would change what the write
+// means.
+func parseSetManyItem(raw json.RawMessage) (store.Write, error) {
+	var it setManyItem
+	if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("null")) {
+		return store.Write{}, badRequest("item is not an object")
+	}
+	if err := decodeStrict(raw, &it); err != nil {
+		return store.Write{}, err
+	}
+	if it.Data == nil {
+		return store.Write{}, badRequest(`item needs "data"`)
+	}
+	w := store.Write{Data: *it.Data}
+	for name, vals := range it.Headers {
+		switch subjects.ClassifyHeader(name) {
+		case subjects.HeaderUser:
+			if err := checkHeaderValues(name, vals); err != nil {
+				return w, err
+			}
+			if len(vals) > 0 {
+				if w.Header == nil {
+					w.Header = make(map[string][]string)
+				}
+				w.Header[name] = vals
+			}
+		case subjects.HeaderIgnored:
+		default:
+			return w, badRequest(fmt.Sprintf("header %s is not allowed in an item", strconv.Quote(name)))
+		}
+	}
+	if it.Key != nil {
+		w.Key = *it.Key
+	}
+	var ttl time.Duration
+	if it.TTL != nil {
+		ms := *it.TTL
+		if ms <= 0 || ms > subjects.MaxTTL.Milliseconds() {
+			return w, badRequest(`"ttl" must be a positive number of milliseconds`)
+		}
+		ttl = time.Duration(ms) * time.Millisecond
+	}
+	err := completeWrite(&w, it.Key != nil, it.PreviousSeq, it.MsgID, ttl)
+	return w, err
+}

@@ -1,0 +1,101 @@
+package broker
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nats-persist/persist/subjects"
+)
+
+func TestParseJob_Bounds(t *testing.T) {
+	for _, tc := range []struct {
+		name, op, body string
+		want           func(*job) bool
+	}{
+		{"GetAllDefaults", subjects.OpGetAll, ``, func(j *job) bool { return j.getall == getallReq{} }},
+		{"KeysDefaultLimit", subjects.OpKeys, `{}`, func(j *job) bool { return j.keys.limit() == defaultLimit }},
+		{"KeysCappedLimit", subjects.OpKeys, `{"limit":99999999}`, func(j *job) bool { return j.keys.limit() == maxLimit }},
+		{"ConfigRead", subjects.OpConfig, "  \n", func(j *job) bool { return j.config == nil }},
+		{"ConfigPatch", subjects.OpConfig, `{"max_msgs":3}`, func(j *job) bool { return string(j.config) == `{"max_msgs":3}` }},
+		{"DeleteSeqs", subjects.OpDelete, `{"seqs":[1,2]}`, func(j *job) bool { return len(*j.del.Seqs) == 2 }},
+		{"SetManyEmpty", subjects.OpSetMany, `[]`, func(j *job) bool { return len(j.items) == 0 && j.many }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j, err := parseJob(tc.op, []byte(tc.body), nil)
+			if err != nil {
+				t.Fatalf("parseJob(%s, %s) = %v", tc.op, tc.body, err)
+			}
+			if !tc.want(j) {
+				t.Fatalf("parseJob(%s, %s) = %+v", tc.op, tc.body, j)
+			}
+		})
+	}
+}
+
+func TestParseSet_Headers(t *testing.T) {
+	w, err := parseSet([]byte("p"), nats.Header{
+		"X-Multi":                  {"a", "b"},
+		"X-Empty":                  {},
+		"Nats-Msg-Id":              {"x"},
+		"PERSIST-REVISION":         {"9"},
+		subjects.HeaderKey:         {"k"},
+		subjects.HeaderPreviousSeq: {"0"},
+		subjects.HeaderMsgID:       {"id"},
+		subjects.HeaderTTL:         {"90"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Header) != 1 || len(w.Header["X-Multi"]) != 2 {
+		t.Fatalf("stored headers %v, want only X-Multi", w.Header)
+	}
+	if w.Key != "k" || w.PreviousSeq == nil || *w.PreviousSeq != 0 || w.MsgID != "id" || w.TTL.Seconds() != 90 {
+		t.Fatalf("write %+v", w)
+	}
+	if _, err := parseSet(nil, nats.Header{"X-Bad": {"a\r\nInjected: 1"}}); err == nil {
+		t.Fatal("a header value with a line break was accepted")
+	}
+}
+
+// FuzzParseJob checks that no request body or header makes the parser
+// panic, and that every refusal is a 400.
+func FuzzParseJob(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"seq":1}`, `{"key":"k"}`, `[{"data":"eA==","key":"k","ttl":5,"headers":{"A":["b"]}}]`, `{"seqs":[1,2]}`, `{"all":true}`, `{"start_seq":1,"max_msgs":5}`, `[1,null,"x",{}]`} {
+		for i := range subjects.Ops {
+			f.Add(uint8(i), s, subjects.HeaderKey, "k")
+		}
+	}
+	f.Add(uint8(0), "x", subjects.HeaderTTL, "1h")
+	f.Add(uint8(0), "x", subjects.HeaderPreviousSeq, "18446744073709551616")
+	f.Fuzz(func(t *testing.T, opIdx uint8, body, name, value string) {
+		op := subjects.Ops[int(opIdx)%len(subjects.Ops)]
+		j, err := parseJob(op, []byte(body), nats.Header{name: {value}})
+		if err != nil {
+			var we *subjects.Error
+			if !errors.As(err, &we) || we.Code != 400 {
+				t.Fatalf("parseJob(%s, %q) = %v, want a 400", op, body, err)
+			}
+			return
+		}
+		if j.op != op {
+			t.Fatalf("job op %q, want %q", j.op, op)
+		}
+		for _, it := range j.items {
+			if it.err != nil {
+				var we *subjects.Error
+				if !errors.As(it.err, &we) || we.Code != 400 {
+					t.Fatalf("item error %v, want a 400", it.err)
+				}
+				continue
+			}
+			if it.w.PreviousSeq != nil && it.w.Key == "" {
+				t.Fatalf("write %+v has a previous seq without a key", it.w)
+			}
+			if it.w.Key != "" && subjects.ValidateKey(it.w.Key) != nil {
+				t.Fatalf("write has invalid key %q", it.w.Key)
+			}
+		}
+	})
+}
