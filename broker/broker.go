@@ -245,8 +245,12 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	b.svc = svc
 	b.owned = nc.NumSubscriptions() - before
 	// Serve from the moment New returns: the server has the subscriptions.
-	if err := nc.FlushTimeout(flushTimeout); err != nil {
-		b.log.Warn("flush after subscribing", "err", err)
+	// While disconnected there is nothing to wait for; the subscriptions
+	// are sent when the connection is (re)established.
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(flushTimeout); err != nil {
+			b.log.Warn("flush after subscribing", "err", err)
+		}
 	}
 	if h.noJanitor {
 		close(b.janitorDone)

@@ -1,10 +1,71 @@
 // Package store keeps one durable message stream in one SQLite file (or in
 // memory), with every stream semantic of the Persist protocol: sequence
 // numbers, keys, optimistic concurrency, message-id deduplication, TTL,
-// limits, compression, revisions and change events, and tiered storage.
+// limits, compression, revisions and change events, and tiered storage. It
+// knows SQLite and zstd and nothing of NATS: the broker parses requests,
+// calls a [Stream] and maps the store's errors ([ErrNotFound],
+// [ErrWrongLastSequence], …) to wire codes.
 //
-// A [Stream] is opened with [Open] and closed with [Stream.Close]. All of its
-// methods are safe for concurrent use: one lock per stream owns its SQLite
-// connection. Each committed change produces [Event] values, handed to
-// [Options.Notify] in revision order right after the commit.
+// # Streams
+//
+// A [Stream] is opened with [Open] and closed with [Stream.Close];
+// [Stream.Destroy] removes it and [Remove] removes the files of a closed
+// one. All methods are safe for concurrent use: one lock per stream owns its
+// SQLite connection, and every method holds it for its whole run.
+//
+// Writes go through [Stream.Append]: a batch of [Write] values applied in
+// order in one transaction, each item either written completely or refused
+// with its own error in its [WriteResult]. Reads are [Stream.Get],
+// [Stream.GetKey], [Stream.Read] (a page of a range, streamed row by row)
+// and [Stream.Keys]. [Stream.Inventory] is O(1): the message count, bytes,
+// last seq and revision are kept in a meta row updated in the same
+// transaction as the messages.
+//
+// # Events
+//
+// Each committed change produces [Event] values, handed to [Options.Notify]
+// in revision order right after the commit, with the stream's lock held. A
+// new stream has revision 0 and every event adds exactly one. Append
+// publishes one OpSet per written item, then, when keeping max_msgs or
+// max_bytes removed older messages, one OpDelete per reason covering every
+// removal of the call (so a subscriber that applies events in order ends
+// where the stream is). A keyed write that replaces a message publishes only
+// its OpSet. Deletes publish one OpDelete with the removed seqs as ascending
+// ranges of consecutive seqs. A config change publishes OpConfig, followed
+// by the deletes its lowered limits caused. Whatever had expired is removed
+// (OpDelete reason ttl or max_age) at the start of the next write, before
+// that write's events.
+//
+// # Files
+//
+// A stream file is a SQLite database in WAL mode with exclusive locking (no
+// -shm file, no shared memory), marked by PRAGMA application_id and
+// versioned by PRAGMA user_version with an ordered list of migrations. New
+// streams are copies of a template file built once per process, which is
+// several times faster than creating the schema through SQLite. Before
+// SQLite opens a file read-write, its header is checked without SQLite: a
+// file that is not a stream file, has a newer schema, or is truncated is
+// reported as [ErrCorrupt] and left byte for byte as it is. Damage found
+// later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
+//
+// With sync off, commits use synchronous=NORMAL: an acknowledged write
+// survives a crash of the process. With sync on, synchronous=FULL: it also
+// survives losing power.
+//
+// # Time
+//
+// Message times are assigned from [Options.Now] and never decrease within a
+// stream, so messages too old for max_age are always a prefix of the stream.
+// Expired messages are never returned by any read; they are removed by one
+// timer per stream (no goroutine per stream), armed for the earliest
+// deadline and re-armed after commits, or by [Stream.Sweep]. The same timer
+// writes archive snapshots for tiered storage at most once per
+// [Options.ArchiveInterval].
+//
+// # Memory
+//
+// With thousands of streams open, each connection's fixed costs matter: the
+// package turns off SQLite's lookaside allocator and page-cache
+// preallocation process-wide, uses 1 KiB pages and a 64 KiB page cache, and
+// keeps only frequently used statements prepared.
 package store
