@@ -1,0 +1,245 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Benchmarks of the store alone (no NATS). Each reports its throughput as
+// a metric so that the README's table can quote it:
+//
+//	go test ./store -run '^$' -bench . -benchtime 2s
+
+// benchPayload is a 100-byte message body that zstd would not shrink much.
+var benchPayload = func() []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, 100)
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return b
+}()
+
+func benchOpen(b *testing.B, cfg *Config) *Stream {
+	b.Helper()
+	s, err := Open(filepath.Join(b.TempDir(), "bench", "s.db"), Options{Create: true, Config: cfg, NoSweep: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// benchFill appends n messages of benchPayload in batches of 1000.
+func benchFill(b *testing.B, s *Stream, n int) {
+	b.Helper()
+	ws := make([]Write, 1000)
+	for i := range ws {
+		ws[i] = Write{Data: benchPayload}
+	}
+	for n > 0 {
+		k := min(n, len(ws))
+		if _, err := s.Append(ws[:k]); err != nil {
+			b.Fatal(err)
+		}
+		n -= k
+	}
+}
+
+func benchRate(b *testing.B, n int, unit string) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), unit)
+}
+
+// BenchmarkAppendBatch100Sync appends 100 messages per call with sync on:
+// one transaction and one fsync per call.
+func BenchmarkAppendBatch100Sync(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Sync = true
+	s := benchOpen(b, &cfg)
+	ws := make([]Write, 100)
+	for i := range ws {
+		ws[i] = Write{Data: benchPayload}
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if _, err := s.Append(ws); err != nil {
+			b.Fatal(err)
+		}
+		n += len(ws)
+	}
+	benchRate(b, n, "msgs/s")
+}
+
+// BenchmarkAppendSingle appends one message per call with sync off.
+func BenchmarkAppendSingle(b *testing.B) {
+	s := benchOpen(b, nil)
+	ws := []Write{{Data: benchPayload}}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if _, err := s.Append(ws); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	benchRate(b, n, "msgs/s")
+}
+
+// BenchmarkAppendKeyed replaces the messages of 1000 keys, one per call.
+func BenchmarkAppendKeyed(b *testing.B) {
+	s := benchOpen(b, nil)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if _, err := s.Append([]Write{{Key: "key" + strconv.Itoa(n%1000), Data: benchPayload}}); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	benchRate(b, n, "msgs/s")
+}
+
+// BenchmarkGet reads random messages of a stream of 100,000.
+func BenchmarkGet(b *testing.B) {
+	const total = 100_000
+	s := benchOpen(b, nil)
+	benchFill(b, s, total)
+	r := rand.New(rand.NewPCG(3, 4))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if _, err := s.Get(1 + r.Uint64N(total)); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	benchRate(b, n, "msgs/s")
+}
+
+// BenchmarkRead reads pages of 1000 messages (a getall page) from random
+// places in a stream of 100,000.
+func BenchmarkRead(b *testing.B) {
+	const total, page = 100_000, 1000
+	s := benchOpen(b, nil)
+	benchFill(b, s, total)
+	r := rand.New(rand.NewPCG(5, 6))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		q := ReadQuery{StartSeq: 1 + r.Uint64N(total-page), MaxMsgs: page}
+		if _, err := s.Read(q, func(*Message) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchRate(b, n, "msgs/s")
+}
+
+// BenchmarkCreate creates new stream files: Open with Create, then Close.
+func BenchmarkCreate(b *testing.B) {
+	dir := b.TempDir()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		// Spread over directories as stream names spread over namespaces.
+		path := filepath.Join(dir, strconv.Itoa(n%100), strconv.Itoa(n)+".db")
+		s, err := Open(path, Options{Create: true, NoSweep: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	benchRate(b, n, "streams/s")
+}
+
+// BenchmarkOpenRSS measures what an open, warm stream costs in resident
+// memory: 1000 streams are opened, written and read, and the growth of the
+// process's RSS is divided among them. It also reports the RSS growth that
+// remains once they are all closed, which should be close to nothing.
+func BenchmarkOpenRSS(b *testing.B) {
+	const streams = 1000
+	dir := b.TempDir()
+	paths := make([]string, streams)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, strconv.Itoa(i%10), fmt.Sprintf("s%d.db", i))
+		s, err := Open(paths[i], Options{Create: true, NoSweep: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Append([]Write{{Data: benchPayload}, {Key: "k", Data: bytes.Repeat(benchPayload, 20)}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	var perStream, heapPerStream, afterClose float64
+	var ms runtime.MemStats
+	for b.Loop() {
+		base := benchRSS(b)
+		runtime.ReadMemStats(&ms)
+		heapBase := ms.HeapInuse
+		open := make([]*Stream, streams)
+		for i, p := range paths {
+			s, err := Open(p, Options{NoSweep: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			open[i] = s
+			if _, err := s.Append([]Write{{Data: benchPayload}}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Read(ReadQuery{}, func(*Message) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.GetKey("k"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		perStream = float64(benchRSS(b)-base) / streams
+		runtime.ReadMemStats(&ms)
+		heapPerStream = (float64(ms.HeapInuse) - float64(heapBase)) / streams
+		for _, s := range open {
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		afterClose = float64(benchRSS(b) - base)
+	}
+	b.ReportMetric(perStream, "bytes/stream")
+	b.ReportMetric(heapPerStream, "go-heap-bytes/stream") // the rest is SQLite's C heap
+	b.ReportMetric(afterClose, "bytes-after-close")
+}
+
+// benchRSS returns the resident set size of the process after giving back
+// the memory that garbage collection can free.
+func benchRSS(b *testing.B) int64 {
+	b.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		b.Fatal(err) // Linux only, as the deployment is
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) < 2 {
+		b.Fatalf("unexpected /proc/self/statm: %q", raw)
+	}
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pages * int64(os.Getpagesize())
+}

@@ -1,0 +1,491 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"zombiezen.com/go/sqlite"
+)
+
+// txn is one write transaction: the counters as they will be after commit
+// and the events it produces, assigned revisions in order.
+type txn struct {
+	s        *Stream
+	conn     *sqlite.Conn
+	now      int64
+	m        meta
+	cfg      Config
+	cfgDirty bool
+	rate     rateWindow
+	events   []Event
+	deadline int64 // earliest new expiry this transaction created (0: none)
+	swept    bool  // the deadline must be recomputed from the data
+
+	// Removals made to keep limits while appending, published after the
+	// set events as one delete event per reason.
+	byMaxMsgs, byMaxBytes rangeSet
+}
+
+// update runs fn in one write transaction and, once it committed, takes its
+// counters, publishes its events and re-arms the timer. If anything fails
+// nothing of it remains, not even quota reservations.
+func (s *Stream) update(fn func(tx *txn) error) (err error) {
+	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate}
+	if err := exec(s.conn, "BEGIN IMMEDIATE", nil); err != nil {
+		return dbErr(err)
+	}
+	err = fn(tx)
+	if err == nil && tx.m != s.m {
+		err = exec(s.conn, "UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1", nil,
+			tx.m.lastSeq, tx.m.lastTime, tx.m.revision, tx.m.count, tx.m.bytes)
+	}
+	if err == nil && tx.cfgDirty {
+		var b []byte
+		if b, err = json.Marshal(tx.cfg); err == nil {
+			err = execOnce(s.conn, "UPDATE meta SET config = ? WHERE id = 1", nil, string(b))
+		}
+	}
+	if err == nil {
+		err = exec(s.conn, "COMMIT", nil)
+	}
+	if err != nil {
+		if !s.conn.AutocommitEnabled() {
+			if rerr := exec(s.conn, "ROLLBACK", nil); rerr != nil {
+				s.opts.Logger.Error("store: rollback failed", "stream", s.path, "err", rerr)
+			}
+		}
+		s.settleQuota(s.m.bytes)
+		return dbErr(err)
+	}
+	changed := tx.m != s.m || tx.cfgDirty
+	s.m, s.cfg, s.rate = tx.m, tx.cfg, tx.rate
+	s.settleQuota(s.m.bytes)
+	if changed {
+		s.archive.dirty = true
+	}
+	if len(tx.events) > 0 && s.opts.Notify != nil {
+		s.opts.Notify(tx.events)
+	}
+	if tx.swept || tx.cfgDirty {
+		if err := s.recomputeDeadline(); err != nil {
+			s.opts.Logger.Error("store: expiry deadline", "stream", s.path, "err", err)
+			s.deadline = s.nowMs() // try again soon
+		}
+	} else {
+		s.lowerDeadline(tx.deadline)
+	}
+	s.arm()
+	return nil
+}
+
+// settleQuota gives back what a memory stream holds beyond its bytes.
+func (s *Stream) settleQuota(bytes int64) {
+	if s.held > bytes {
+		s.opts.Quota.Release(s.held - bytes)
+		s.held = bytes
+	}
+}
+
+func (tx *txn) emit(ev Event) {
+	tx.m.revision++
+	ev.Revision = tx.m.revision
+	tx.events = append(tx.events, ev)
+}
+
+// emitDelete publishes the removals in rs, if any.
+func (tx *txn) emitDelete(reason string, rs *rangeSet) {
+	if rs.n > 0 {
+		tx.emit(Event{Op: OpDelete, Reason: reason, Ranges: rs.ranges})
+	}
+}
+
+func (tx *txn) lowerDeadline(ms int64) {
+	if ms > 0 && (tx.deadline == 0 || ms < tx.deadline) {
+		tx.deadline = ms
+	}
+}
+
+// rangeSet collects removed seqs, added in ascending order, as inclusive
+// ranges of consecutive seqs.
+type rangeSet struct {
+	ranges [][2]uint64
+	n      int64
+}
+
+func (rs *rangeSet) add(seq uint64) {
+	rs.n++
+	if k := len(rs.ranges); k > 0 && rs.ranges[k-1][1]+1 == seq {
+		rs.ranges[k-1][1] = seq
+		return
+	}
+	rs.ranges = append(rs.ranges, [2]uint64{seq, seq})
+}
+
+func (rs *rangeSet) merge(o *rangeSet) {
+	for _, r := range o.ranges {
+		for seq := r[0]; seq <= r[1]; seq++ {
+			rs.add(seq)
+		}
+	}
+}
+
+// rowInfo is what removal decisions look at.
+type rowInfo struct {
+	seq  uint64
+	size int64
+	time int64
+}
+
+// removeFront removes messages from the oldest on, as long as pick returns
+// the set to record the removal in; the first nil ends it. Messages are
+// removed as a prefix with one statement, since every limit that removes
+// messages (count, bytes, age, delete-through) removes the oldest first.
+func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
+	var last uint64
+	var removed bool
+	err := exec(tx.conn, "SELECT seq, size, time FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
+		r := rowInfo{uint64(st.ColumnInt64(0)), st.ColumnInt64(1), st.ColumnInt64(2)}
+		rs := pick(r)
+		if rs == nil {
+			return errStop
+		}
+		rs.add(r.seq)
+		tx.m.count--
+		tx.m.bytes -= r.size
+		last, removed = r.seq, true
+		return nil
+	})
+	if err != nil && err != errStop {
+		return err
+	}
+	if !removed {
+		return nil
+	}
+	return exec(tx.conn, "DELETE FROM msgs WHERE seq <= ?", nil, last)
+}
+
+// errStop ends a row loop early; it never leaves the package.
+var errStop = errors.New("stop")
+
+func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
+	seqs = slices.Clone(seqs)
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	for _, seq := range seqs {
+		if seq == 0 || seq > math.MaxInt64 {
+			continue
+		}
+		err := exec(tx.conn, "DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
+			rs.add(seq)
+			tx.m.count--
+			tx.m.bytes -= st.ColumnInt64(0)
+			return nil
+		}, seq)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *txn) deleteKey(key string, rs *rangeSet) error {
+	return exec(tx.conn, "DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
+		rs.add(uint64(st.ColumnInt64(0)))
+		tx.m.count--
+		tx.m.bytes -= st.ColumnInt64(1)
+		return nil
+	}, key)
+}
+
+// setConfig records c and applies its limits to what is stored.
+func (tx *txn) setConfig(c Config) error {
+	tx.cfg, tx.cfgDirty = c, true
+	cc := c
+	tx.emit(Event{Op: OpConfig, Config: &cc})
+	if err := tx.sweep(); err != nil {
+		return err
+	}
+	var byMsgs, byBytes rangeSet
+	if err := tx.evict(&byMsgs, &byBytes); err != nil {
+		return err
+	}
+	tx.emitDelete(ReasonMaxMsgs, &byMsgs)
+	tx.emitDelete(ReasonMaxBytes, &byBytes)
+	return nil
+}
+
+// maxBytes is the effective byte limit (-1: none). A memory stream behaves
+// as if max_bytes were at most MemoryStreamMaxBytes.
+func (tx *txn) maxBytes() int64 {
+	if tx.s.memory && (tx.cfg.MaxBytes < 0 || tx.cfg.MaxBytes > MemoryStreamMaxBytes) {
+		return MemoryStreamMaxBytes
+	}
+	return tx.cfg.MaxBytes
+}
+
+// evict removes the oldest messages until the stream is within max_msgs and
+// max_bytes, whatever the discard policy.
+func (tx *txn) evict(byMsgs, byBytes *rangeSet) error {
+	maxMsgs, maxBytes := tx.cfg.MaxMsgs, tx.maxBytes()
+	overMsgs := func() bool { return maxMsgs > 0 && tx.m.count > maxMsgs }
+	overBytes := func() bool { return maxBytes >= 0 && tx.m.bytes > maxBytes }
+	if !overMsgs() && !overBytes() {
+		return nil
+	}
+	return tx.removeFront(func(rowInfo) *rangeSet {
+		switch {
+		case overMsgs():
+			return byMsgs
+		case overBytes():
+			return byBytes
+		}
+		return nil
+	})
+}
+
+// rateWindow counts what was written in the current second.
+type rateWindow struct {
+	second int64
+	msgs   int64
+	bytes  int64
+}
+
+// Append writes ws in order in one transaction. Each item either is written
+// completely or leaves nothing behind; its outcome, including why it was
+// refused, is in its WriteResult. The error is for the whole call (the
+// stream is closed or damaged, I/O failed): then nothing was written.
+//
+// Events: one OpSet per written item in order, then, if keeping max_msgs
+// or max_bytes removed older messages, one OpDelete per reason (max_msgs
+// first) covering every removal of the call. Anything that had expired
+// is removed first, with its own events before the set events.
+func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	res := make([]WriteResult, len(ws))
+	err := s.update(func(tx *txn) error {
+		if err := tx.sweepIfDue(); err != nil {
+			return err
+		}
+		for i := range ws {
+			r, err := tx.appendOne(&ws[i])
+			if err != nil && !itemError(err) {
+				return err
+			}
+			r.Err = err
+			res[i] = r
+		}
+		tx.emitDelete(ReasonMaxMsgs, &tx.byMaxMsgs)
+		tx.emitDelete(ReasonMaxBytes, &tx.byMaxBytes)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// itemError reports whether err refuses one item rather than the call.
+func itemError(err error) bool {
+	for _, e := range []error{ErrWrongLastSequence, ErrMsgTooLarge, ErrRateLimited, ErrLimitReached, ErrTTLDisabled, ErrInvalid} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxMsgIDBytes bounds a message id, which is stored for the duplicate
+// window.
+const maxMsgIDBytes = 1024
+
+func (tx *txn) appendOne(w *Write) (WriteResult, error) {
+	cfg := tx.cfg
+	if w.Key != "" {
+		if err := ValidKey(w.Key); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	switch {
+	case w.PreviousSeq != nil && w.Key == "":
+		return WriteResult{}, fmt.Errorf("%w: previous seq needs a key", ErrInvalid)
+	case w.TTL < 0:
+		return WriteResult{}, fmt.Errorf("%w: negative TTL", ErrInvalid)
+	case w.TTL > 0 && !cfg.AllowMsgTTL:
+		return WriteResult{}, ErrTTLDisabled
+	case w.TTL.Milliseconds() > maxDurationMs:
+		return WriteResult{}, fmt.Errorf("%w: TTL too long", ErrInvalid)
+	case len(w.MsgID) > maxMsgIDBytes:
+		return WriteResult{}, fmt.Errorf("%w: message id longer than %d bytes", ErrInvalid, maxMsgIDBytes)
+	}
+	if err := validHeader(w.Header); err != nil {
+		return WriteResult{}, err
+	}
+	dedup := w.MsgID != "" && cfg.DuplicateWindow > 0
+	if dedup {
+		var dup *WriteResult
+		err := exec(tx.conn, "SELECT seq, time FROM msg_ids WHERE id = ? AND time > ?", func(st *sqlite.Stmt) error {
+			dup = &WriteResult{Seq: uint64(st.ColumnInt64(0)), Time: st.ColumnInt64(1), Duplicate: true}
+			return nil
+		}, w.MsgID, tx.now-cfg.DuplicateWindow)
+		if err != nil || dup != nil {
+			return deref(dup), err
+		}
+	}
+	size := MsgSize(w.Data, w.Key, w.Header)
+	maxBytes := tx.maxBytes()
+	if cfg.MaxMsgSize > 0 && size > cfg.MaxMsgSize || maxBytes >= 0 && size > maxBytes {
+		return WriteResult{}, ErrMsgTooLarge
+	}
+	var oldSeq uint64
+	var oldSize int64
+	if w.Key != "" {
+		err := exec(tx.conn, "SELECT seq, size FROM msgs WHERE key = ?", func(st *sqlite.Stmt) error {
+			oldSeq, oldSize = uint64(st.ColumnInt64(0)), st.ColumnInt64(1)
+			return nil
+		}, w.Key)
+		if err != nil {
+			return WriteResult{}, err
+		}
+	}
+	if w.PreviousSeq != nil && *w.PreviousSeq != oldSeq {
+		return WriteResult{}, ErrWrongLastSequence
+	}
+	rate := tx.rate
+	if sec := tx.now / 1000; rate.second != sec {
+		rate = rateWindow{second: sec}
+	}
+	rate.msgs++
+	rate.bytes += size
+	if cfg.MaxMsgsPerSecond > 0 && rate.msgs > cfg.MaxMsgsPerSecond || cfg.MaxBytesPerSecond > 0 && rate.bytes > cfg.MaxBytesPerSecond {
+		return WriteResult{}, ErrRateLimited
+	}
+	if cfg.DiscardPolicy == DiscardNew {
+		count, bytes := tx.m.count+1, tx.m.bytes+size-oldSize
+		if oldSeq != 0 {
+			count--
+		}
+		if cfg.MaxMsgs > 0 && count > cfg.MaxMsgs || maxBytes >= 0 && bytes > maxBytes {
+			return WriteResult{}, ErrLimitReached
+		}
+	}
+
+	// Everything that can refuse the item without writing has been
+	// checked. Only the memory quota is checked after the writes, so only
+	// then do the writes need a savepoint to undo; any other failure from
+	// here on fails the whole call.
+	quota := tx.s.memory && tx.s.opts.Quota != nil
+	if quota {
+		if err := exec(tx.conn, "SAVEPOINT item", nil); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	saved := tx.m
+	var byMsgs, byBytes rangeSet
+	msg, err := tx.writeItem(w, oldSeq, oldSize, size, &byMsgs, &byBytes)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if need := tx.m.bytes - tx.s.held; quota && need > 0 {
+		if !tx.s.opts.Quota.Reserve(need) {
+			tx.m = saved
+			if err := exec(tx.conn, "ROLLBACK TO item", nil); err != nil {
+				return WriteResult{}, err
+			}
+			if err := exec(tx.conn, "RELEASE item", nil); err != nil {
+				return WriteResult{}, err
+			}
+			return WriteResult{}, fmt.Errorf("%w: memory quota is full", ErrLimitReached)
+		}
+		tx.s.held += need
+	}
+	if quota {
+		if err := exec(tx.conn, "RELEASE item", nil); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	tx.rate = rate
+	tx.emit(Event{Op: OpSet, Msg: msg})
+	tx.byMaxMsgs.merge(&byMsgs)
+	tx.byMaxBytes.merge(&byBytes)
+	if msg.Expires != 0 {
+		tx.lowerDeadline(msg.Expires)
+	}
+	if dedup {
+		tx.lowerDeadline(msg.Time + cfg.DuplicateWindow)
+	}
+	if cfg.MaxAge > 0 {
+		tx.lowerDeadline(msg.Time + cfg.MaxAge + 1)
+	}
+	return WriteResult{Seq: msg.Seq, Time: msg.Time}, nil
+}
+
+func deref(r *WriteResult) WriteResult {
+	if r == nil {
+		return WriteResult{}
+	}
+	return *r
+}
+
+// writeItem stores one checked message: it replaces the key's message,
+// inserts the row, remembers the message id and evicts what no longer fits.
+func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, byBytes *rangeSet) (*Message, error) {
+	if oldSeq != 0 {
+		if err := exec(tx.conn, "DELETE FROM msgs WHERE seq = ?", nil, oldSeq); err != nil {
+			return nil, err
+		}
+		tx.m.count--
+		tx.m.bytes -= oldSize
+	}
+	msg := &Message{
+		Seq:  tx.m.lastSeq + 1,
+		Time: max(tx.now, tx.m.lastTime), // times never go backwards
+		Key:  w.Key,
+		Data: w.Data,
+	}
+	if msg.Data == nil {
+		msg.Data = []byte{}
+	}
+	if len(w.Header) > 0 {
+		msg.Header = make(map[string][]string, len(w.Header))
+		for name, vals := range w.Header {
+			msg.Header[name] = slices.Clone(vals)
+		}
+	}
+	if w.TTL > 0 {
+		ms := (w.TTL.Nanoseconds() + 999_999) / 1_000_000 // round up: never expire early
+		msg.Expires = msg.Time + ms
+	}
+	var key, expires any
+	if msg.Key != "" {
+		key = msg.Key
+	}
+	if msg.Expires != 0 {
+		expires = msg.Expires
+	}
+	data, flags := encodeData(msg.Data, tx.cfg)
+	if err := exec(tx.conn, "INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", nil,
+		msg.Seq, msg.Time, key, expires, size, flags, encodeHeader(msg.Header), data); err != nil {
+		return nil, err
+	}
+	tx.m.lastSeq, tx.m.lastTime = msg.Seq, msg.Time
+	tx.m.count++
+	tx.m.bytes += size
+	if w.MsgID != "" && tx.cfg.DuplicateWindow > 0 {
+		if err := exec(tx.conn, "INSERT OR REPLACE INTO msg_ids (id, seq, time) VALUES (?, ?, ?)", nil, w.MsgID, msg.Seq, msg.Time); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.evict(byMsgs, byBytes); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}

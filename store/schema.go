@@ -1,0 +1,462 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"modernc.org/libc"
+	lib "modernc.org/sqlite/lib"
+	"zombiezen.com/go/sqlite"
+)
+
+// applicationID marks a SQLite file as a stream file (PRAGMA application_id,
+// bytes 68-71 of the header). Files without it are never written to, so a
+// foreign database that happens to sit in the data directory stays intact.
+const applicationID = 0x50727374 // "Prst"
+
+// migrations are applied in order; PRAGMA user_version counts the ones a
+// file has. Never edit a released entry: append a new one.
+var migrations = []string{
+	// 1: messages, per-stream counters and the message-id window.
+	`CREATE TABLE meta (
+		id        INTEGER PRIMARY KEY CHECK (id = 1),
+		last_seq  INTEGER NOT NULL,
+		last_time INTEGER NOT NULL,
+		revision  INTEGER NOT NULL,
+		count     INTEGER NOT NULL,
+		bytes     INTEGER NOT NULL,
+		config    TEXT NOT NULL
+	);
+	CREATE TABLE msgs (
+		seq     INTEGER PRIMARY KEY,
+		time    INTEGER NOT NULL,
+		key     TEXT,
+		expires INTEGER,
+		size    INTEGER NOT NULL,
+		flags   INTEGER NOT NULL,
+		header  BLOB,
+		data    BLOB NOT NULL
+	);
+	CREATE UNIQUE INDEX msgs_key ON msgs (key) WHERE key IS NOT NULL;
+	CREATE INDEX msgs_expires ON msgs (expires) WHERE expires IS NOT NULL;
+	CREATE TABLE msg_ids (
+		id   TEXT PRIMARY KEY,
+		seq  INTEGER NOT NULL,
+		time INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX msg_ids_time ON msg_ids (time);`,
+}
+
+// The package's init turns off SQLite's per-connection lookaside allocator
+// (48 KB per connection by default), its memory statistics (a global lock on
+// every allocation) and the page cache's up-front bulk allocation. With
+// thousands of mostly idle streams open, each with its own connection, these
+// are a large part of the cost per stream. sqlite3_config works only before
+// SQLite is initialised, hence init; should another package have initialised
+// SQLite first, the calls fail and only memory is lost.
+func init() {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	for _, c := range []struct {
+		op   int32
+		args []any
+	}{
+		{lib.SQLITE_CONFIG_LOOKASIDE, []any{int32(0), int32(0)}},
+		{lib.SQLITE_CONFIG_MEMSTATUS, []any{int32(0)}},
+		{lib.SQLITE_CONFIG_PAGECACHE, []any{uintptr(0), int32(0), int32(0)}},
+	} {
+		va := libc.NewVaList(c.args...)
+		if va == 0 {
+			continue
+		}
+		lib.Xsqlite3_config(tls, c.op, va)
+		libc.Xfree(tls, va)
+	}
+}
+
+// connPragmas are set on every stream connection. Exclusive locking keeps the
+// WAL index in private memory (no -shm file and no shared mmap); the small
+// page cache bounds memory per open stream. (mmap_size is 0 by default in
+// this build, so database pages are never mapped either.)
+var connPragmas = []string{
+	"PRAGMA locking_mode=EXCLUSIVE",
+	"PRAGMA cache_size=-64",
+}
+
+// template is an empty stream file, built once per process and copied to
+// create new streams: writing a few pages and renaming is much faster than
+// running the schema through SQLite for each stream.
+var template struct {
+	once  sync.Once
+	bytes []byte
+	err   error
+}
+
+func templateBytes() ([]byte, error) {
+	template.once.Do(func() {
+		template.bytes, template.err = buildTemplate()
+	})
+	return template.bytes, template.err
+}
+
+func buildTemplate() (_ []byte, err error) {
+	dir, err := os.MkdirTemp("", "persist-template-")
+	if err != nil {
+		return nil, fmt.Errorf("store: build template: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "template.db")
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		return nil, fmt.Errorf("store: build template: %w", err)
+	}
+	// Small pages keep the page cache of an open stream small; larger
+	// payloads spill into overflow pages, which SQLite reads sequentially.
+	err = execScript(conn, "PRAGMA page_size=1024")
+	if err == nil {
+		err = initSchema(conn)
+	}
+	if err == nil {
+		// The WAL mode is recorded in the file header, so copies open in
+		// WAL mode without a write.
+		err = execScript(conn, "PRAGMA journal_mode=WAL")
+	}
+	if cerr := conn.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: build template: %w", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: build template: %w", err)
+	}
+	return b, nil
+}
+
+// initSchema creates the schema of a new, empty database.
+func initSchema(conn *sqlite.Conn) error {
+	cfg, err := json.Marshal(DefaultConfig())
+	if err != nil {
+		return err
+	}
+	if err := migrate(conn, 0); err != nil {
+		return err
+	}
+	return execOnce(conn, "INSERT INTO meta (id, last_seq, last_time, revision, count, bytes, config) VALUES (1, 0, 0, 0, 0, 0, ?)", nil, string(cfg))
+}
+
+// migrate applies migrations[from:] in one transaction and records the new
+// user_version and the application id.
+func migrate(conn *sqlite.Conn, from int) (err error) {
+	if from == len(migrations) {
+		return nil
+	}
+	if err := execScript(conn, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && !conn.AutocommitEnabled() {
+			execScript(conn, "ROLLBACK")
+		}
+	}()
+	for _, m := range migrations[from:] {
+		if err := execScript(conn, m); err != nil {
+			return err
+		}
+	}
+	if err := execScript(conn, fmt.Sprintf("PRAGMA application_id=%d; PRAGMA user_version=%d", applicationID, len(migrations))); err != nil {
+		return err
+	}
+	return execScript(conn, "COMMIT")
+}
+
+// createFile creates a new stream file at path from the template. It never
+// replaces an existing file: if another process or goroutine created the
+// stream first, that one is kept.
+func createFile(path string, durable bool) error {
+	b, err := templateBytes()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".new-*")
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.Write(b)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// A hard link, unlike rename, fails when path exists.
+		err = os.Link(tmp, path)
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+	}
+	if err == nil && durable {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// checkFile inspects the header of the file at path without opening it with
+// SQLite, so that a file that is not a stream file is never written to
+// (SQLite may write to a file merely by opening it read-write: WAL recovery,
+// checkpoints, journal mode changes).
+func checkFile(path string) error {
+	_, _, err := inspectFile(path)
+	return err
+}
+
+// inspectFile is [checkFile] that also reports the schema version and
+// whether the file is in WAL mode.
+func inspectFile(path string) (version int, wal bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, false, err
+	}
+	var h [100]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, false, fmt.Errorf("%w: %s: short header", ErrCorrupt, path)
+	}
+	version, wal = int(binary.BigEndian.Uint32(h[60:])), h[18] == 2 && h[19] == 2
+	if err := checkHeader(path, h, st.Size()); err != nil {
+		return 0, false, err
+	}
+	return version, wal, nil
+}
+
+func checkHeader(path string, h [100]byte, size int64) error {
+	if string(h[:16]) != "SQLite format 3\x00" {
+		return fmt.Errorf("%w: %s: not a SQLite file", ErrCorrupt, path)
+	}
+	pageSize := int64(binary.BigEndian.Uint16(h[16:]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	if pageSize < 512 || pageSize&(pageSize-1) != 0 {
+		return fmt.Errorf("%w: %s: bad page size", ErrCorrupt, path)
+	}
+	if id := binary.BigEndian.Uint32(h[68:]); id != applicationID {
+		return fmt.Errorf("%w: %s: not a stream file (application id %#x)", ErrCorrupt, path, id)
+	}
+	if v := binary.BigEndian.Uint32(h[60:]); v == 0 || v > uint32(len(migrations)) {
+		return fmt.Errorf("%w: %s: unknown schema version %d", ErrCorrupt, path, v)
+	}
+	// The page count in the header is trustworthy when its validity counter
+	// matches; while a WAL is pending the file may legitimately be shorter
+	// than the last checkpoint claims, so only judge a checkpointed file.
+	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
+		return nil
+	}
+	pages := int64(binary.BigEndian.Uint32(h[28:]))
+	if binary.BigEndian.Uint32(h[24:]) == binary.BigEndian.Uint32(h[92:]) && size < pages*pageSize {
+		return fmt.Errorf("%w: %s: truncated", ErrCorrupt, path)
+	}
+	if size%pageSize != 0 {
+		return fmt.Errorf("%w: %s: truncated", ErrCorrupt, path)
+	}
+	return nil
+}
+
+// checkSchema verifies, through an open connection, that the database is a
+// stream file this code understands.
+func checkSchema(conn *sqlite.Conn) (version int, err error) {
+	var appID int64 = -1
+	if err := execOnce(conn, "PRAGMA application_id", func(st *sqlite.Stmt) error {
+		appID = st.ColumnInt64(0)
+		return nil
+	}); err != nil {
+		return 0, dbErr(err)
+	}
+	if appID != applicationID {
+		return 0, fmt.Errorf("%w: not a stream file", ErrCorrupt)
+	}
+	if err := execOnce(conn, "PRAGMA user_version", func(st *sqlite.Stmt) error {
+		version = st.ColumnInt(0)
+		return nil
+	}); err != nil {
+		return 0, dbErr(err)
+	}
+	if version < 1 || version > len(migrations) {
+		return 0, fmt.Errorf("%w: unknown schema version %d", ErrCorrupt, version)
+	}
+	return version, checkTables(conn)
+}
+
+// checkTables verifies that the stream tables exist.
+func checkTables(conn *sqlite.Conn) error {
+	tables := 0
+	if err := execOnce(conn, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids')", func(st *sqlite.Stmt) error {
+		tables = st.ColumnInt(0)
+		return nil
+	}); err != nil {
+		return dbErr(err)
+	}
+	if tables != 3 {
+		return fmt.Errorf("%w: missing tables", ErrCorrupt)
+	}
+	return nil
+}
+
+// readRevision reads the revision stored in a stream file. It only reads, so
+// it works on a read-only connection.
+func readRevision(conn *sqlite.Conn) (uint64, error) {
+	if _, err := checkSchema(conn); err != nil {
+		return 0, err
+	}
+	var rev int64 = -1
+	if err := execOnce(conn, "SELECT revision FROM meta WHERE id = 1", func(st *sqlite.Stmt) error {
+		rev = st.ColumnInt64(0)
+		return nil
+	}); err != nil {
+		return 0, dbErr(err)
+	}
+	if rev < 0 {
+		return 0, fmt.Errorf("%w: no revision", ErrCorrupt)
+	}
+	return uint64(rev), nil
+}
+
+// dbErr marks SQLite's "this file is damaged" results as ErrCorrupt.
+func dbErr(err error) error {
+	if err == nil || errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	switch sqlite.ErrCode(err).ToPrimary() {
+	case sqlite.ResultCorrupt, sqlite.ResultNotADB:
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return fmt.Errorf("store: %w", err)
+}
+
+// exec runs one statement, cached on the connection, calling fn per row.
+// Unlike conn.Prep it returns preparation errors instead of panicking: a
+// damaged file can fail there.
+func exec(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
+	st, err := conn.Prepare(query)
+	if err != nil {
+		return err
+	}
+	bind(st, args)
+	return step(st, fn)
+}
+
+// execOnce is exec for statements that run rarely: they are not kept
+// prepared, since every cached statement costs memory on every open stream.
+func execOnce(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
+	st, _, err := conn.PrepareTransient(query)
+	if err != nil {
+		return err
+	}
+	defer st.Finalize()
+	bind(st, args)
+	return step(st, fn)
+}
+
+func bind(st *sqlite.Stmt, args []any) {
+	for i, a := range args {
+		switch v := a.(type) {
+		case nil:
+			st.BindNull(i + 1)
+		case int64:
+			st.BindInt64(i+1, v)
+		case uint64:
+			st.BindInt64(i+1, int64(v))
+		case int:
+			st.BindInt64(i+1, int64(v))
+		case string:
+			st.BindText(i+1, v)
+		case []byte:
+			if v == nil {
+				st.BindNull(i + 1)
+			} else {
+				st.BindBytes(i+1, v)
+			}
+		default:
+			panic(fmt.Sprintf("store: cannot bind %T", a))
+		}
+	}
+}
+
+func step(st *sqlite.Stmt, fn func(*sqlite.Stmt) error) error {
+	for {
+		row, err := st.Step()
+		if err != nil {
+			st.Reset()
+			return err
+		}
+		if !row {
+			return st.Reset()
+		}
+		if fn != nil {
+			if err := fn(st); err != nil {
+				st.Reset()
+				return err
+			}
+		}
+	}
+}
+
+// execScript runs statements separated by semicolons, without caching.
+func execScript(conn *sqlite.Conn, script string) error {
+	for {
+		script = strings.TrimLeft(script, " \t\r\n;")
+		if script == "" {
+			return nil
+		}
+		st, trailing, err := conn.PrepareTransient(script)
+		if err != nil {
+			return err
+		}
+		if st != nil {
+			err = step(st, nil)
+			st.Finalize()
+			if err != nil {
+				return err
+			}
+		}
+		if trailing <= 0 {
+			return nil
+		}
+		script = script[len(script)-trailing:]
+	}
+}

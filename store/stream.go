@@ -1,0 +1,697 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"zombiezen.com/go/sqlite"
+)
+
+// Options tell [Open] how to open a stream. The zero value opens an existing
+// file stream with the documented defaults.
+type Options struct {
+	// Memory opens an in-memory stream that never touches disk; the path is
+	// then only a name. A Config with storage "memory" means the same.
+	Memory bool
+	// Create creates the stream if it does not exist; without it Open
+	// returns ErrNotFound and creates nothing.
+	Create bool
+	// Config is the configuration of a newly created stream (nil:
+	// [DefaultConfig]). It is ignored for an existing stream. When it
+	// differs from the defaults, its creation commits an OpConfig event
+	// (revision 1), as a config request that creates a stream changes
+	// something.
+	Config *Config
+	// Quota is the byte budget memory streams share (nil: unlimited).
+	Quota *Quota
+	// Notify is called after every commit with that commit's events in
+	// revision order. It runs with the stream's lock held, so that events
+	// of one stream are delivered in order; it must not call back into the
+	// stream.
+	Notify func(evs []Event)
+	// ArchivePath is where the archive copy of this stream's file lives
+	// ("" for none).
+	ArchivePath string
+	// ArchiveInterval is the least time between two archive snapshots
+	// while the stream changes (0: 30s).
+	ArchiveInterval time.Duration
+	// BackupPath is where a backup copy is written on Close ("" for none).
+	BackupPath string
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	// NoSweep turns off the background expiry timer; [Stream.Sweep] still
+	// works, and writes still remove what has expired before they check
+	// limits.
+	NoSweep bool
+	// Logger receives what cannot be returned to a caller (nil:
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stream is one open stream. Its methods are safe for concurrent use; one
+// lock guards the SQLite connection.
+type Stream struct {
+	mu     sync.Mutex
+	conn   *sqlite.Conn
+	path   string
+	opts   Options
+	memory bool
+	closed bool
+
+	m       meta
+	cfg     Config
+	syncOn  bool // the synchronous mode set on the connection
+	syncSet bool
+	rate    rateWindow
+	held    int64 // bytes reserved from opts.Quota
+	archive archiveState
+
+	// deadline is the Unix ms at which the next expiry is due (0: none). It
+	// may be early, never late: writes only lower it, sweeps recompute it.
+	deadline int64
+	timer    *time.Timer
+	timerAt  time.Time
+	timers   sync.WaitGroup // one count per scheduled timer call
+}
+
+// meta mirrors the meta row: the counters that make inventory O(1).
+type meta struct {
+	lastSeq  uint64
+	lastTime int64
+	revision uint64
+	count    int64
+	bytes    int64
+}
+
+type archiveState struct {
+	dirty    bool
+	last     time.Time
+	interval time.Duration
+}
+
+// Open opens the stream at path (see [Options]). A file that is not a stream
+// file, or is damaged, is an error wrapping ErrCorrupt and is left exactly
+// as it is.
+func Open(path string, opts Options) (*Stream, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ArchiveInterval <= 0 {
+		opts.ArchiveInterval = 30 * time.Second
+	}
+	cfg := DefaultConfig()
+	if opts.Config != nil {
+		cfg = *opts.Config
+		cfg.Desc = compactJSON(cfg.Desc)
+	}
+	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == StorageMemory}
+	s.archive.interval = opts.ArchiveInterval
+	s.archive.last = time.Now()
+	if s.memory {
+		cfg.Storage = StorageMemory
+		s.opts.ArchivePath, s.opts.BackupPath = "", ""
+	}
+	var created bool
+	var err error
+	if s.memory {
+		if !opts.Create {
+			return nil, ErrNotFound
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		s.conn, err = openMemory()
+		created = true
+	} else {
+		s.conn, created, err = openFile(path, &cfg, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		s.conn.Close()
+		return nil, err
+	}
+	if s.opts.ArchivePath != "" {
+		// A stream that has no archive copy yet gets one on close at the
+		// latest.
+		_, err := os.Stat(s.opts.ArchivePath)
+		s.archive.dirty = err != nil
+	}
+	if created && !cfg.equal(DefaultConfig()) {
+		if err := s.update(func(tx *txn) error { return tx.setConfig(cfg) }); err != nil {
+			s.conn.Close()
+			return nil, err
+		}
+	}
+	if err := s.applySync(); err != nil {
+		s.conn.Close()
+		return nil, dbErr(err)
+	}
+	if s.m.count > 0 || !created {
+		if err := s.recomputeDeadline(); err != nil {
+			s.conn.Close()
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	s.arm()
+	s.mu.Unlock()
+	return s, nil
+}
+
+func openMemory() (*sqlite.Conn, error) {
+	conn, err := sqlite.OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+	if err != nil {
+		return nil, fmt.Errorf("store: open memory stream: %w", err)
+	}
+	for _, p := range connPragmas[1:] { // locking does not matter in memory
+		if err := execScript(conn, p); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("store: open memory stream: %w", err)
+		}
+	}
+	if err := initSchema(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("store: open memory stream: %w", err)
+	}
+	return conn, nil
+}
+
+// openFile opens (and with opts.Create, creates) a stream file. Every check
+// that can be made without SQLite is made before SQLite opens the file
+// read-write.
+func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, created bool, err error) {
+	if opts.ArchivePath != "" {
+		if err := restoreIfNewer(path, opts.ArchivePath); err != nil {
+			return nil, false, err
+		}
+	}
+	version, wal, err := inspectFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !opts.Create {
+			return nil, false, ErrNotFound
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, false, err
+		}
+		if err := createFile(path, cfg.Sync); err != nil {
+			return nil, false, err
+		}
+		created = true
+		version, wal, err = len(migrations), true, nil // the template's
+	}
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("store: open %s: %w", path, err)
+		}
+		return nil, false, err
+	}
+	conn, err = sqlite.OpenConn(path, sqlite.OpenReadWrite)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+	}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	for _, p := range connPragmas {
+		if err := execScript(conn, p); err != nil {
+			return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		}
+	}
+	// The header was checked already (application id, schema version);
+	// the tables are checked before anything may write to the file.
+	if err := checkTables(conn); err != nil {
+		return nil, false, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if !wal { // e.g. a copy restored from the archive
+		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
+			return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		}
+	}
+	if err := migrate(conn, version); err != nil {
+		return nil, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
+	}
+	return conn, created, nil
+}
+
+// load reads the meta row into memory.
+func (s *Stream) load() error {
+	var found bool
+	var cfgJSON string
+	err := exec(s.conn, "SELECT last_seq, last_time, revision, count, bytes, config FROM meta WHERE id = 1", func(st *sqlite.Stmt) error {
+		found = true
+		s.m = meta{
+			lastSeq:  uint64(st.ColumnInt64(0)),
+			lastTime: st.ColumnInt64(1),
+			revision: uint64(st.ColumnInt64(2)),
+			count:    st.ColumnInt64(3),
+			bytes:    st.ColumnInt64(4),
+		}
+		cfgJSON = st.ColumnText(5)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
+	}
+	if !found {
+		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
+	}
+	cfg, err := ParseConfigPatch(DefaultConfig(), []byte(cfgJSON))
+	if err != nil {
+		return fmt.Errorf("%w: %s: stored config: %v", ErrCorrupt, s.path, err)
+	}
+	if s.memory {
+		cfg.Storage = StorageMemory
+	}
+	s.cfg = cfg
+	return nil
+}
+
+// applySync sets the durability of the following commits from the config.
+// synchronous=NORMAL in WAL mode survives a crash of the process; FULL also
+// survives losing power.
+func (s *Stream) applySync() error {
+	if s.memory || s.syncSet && s.syncOn == s.cfg.Sync {
+		return nil
+	}
+	mode := "NORMAL"
+	if s.cfg.Sync {
+		mode = "FULL"
+	}
+	if err := execScript(s.conn, "PRAGMA synchronous="+mode); err != nil {
+		return err
+	}
+	s.syncOn, s.syncSet = s.cfg.Sync, true
+	return nil
+}
+
+// Remove removes the files of a closed stream at path. Missing files are not
+// an error.
+func Remove(path string) error {
+	var first error
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// nowMs is the stream clock in Unix milliseconds.
+func (s *Stream) nowMs() int64 { return s.opts.Now().UnixMilli() }
+
+// lock takes the stream's lock, or reports that the stream is closed.
+func (s *Stream) lock() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// msgColumns are the columns scanMsg reads, in order.
+const msgColumns = "seq, time, key, expires, flags, header, data"
+
+// notExpired is the condition every read applies: a message whose expiry
+// has passed is gone for readers even before a sweep removes it.
+const notExpired = "(expires IS NULL OR expires > ?)"
+
+func scanMsg(st *sqlite.Stmt) (*Message, error) {
+	m := &Message{Seq: uint64(st.ColumnInt64(0)), Time: st.ColumnInt64(1)}
+	if !st.ColumnIsNull(2) {
+		m.Key = st.ColumnText(2)
+	}
+	m.Expires = st.ColumnInt64(3)
+	h, err := decodeHeader(columnBytes(st, 5))
+	if err != nil {
+		return nil, err
+	}
+	m.Header = h
+	if m.Data, err = decodeData(columnBytes(st, 6), st.ColumnInt64(4)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func columnBytes(st *sqlite.Stmt, col int) []byte {
+	b := make([]byte, st.ColumnLen(col))
+	st.ColumnBytes(col, b)
+	return b
+}
+
+// Get returns the message with seq, or ErrNotFound.
+func (s *Stream) Get(seq uint64) (*Message, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	return s.getOne("SELECT "+msgColumns+" FROM msgs WHERE seq = ? AND "+notExpired, int64(min(seq, math.MaxInt64)), s.nowMs())
+}
+
+// GetKey returns the message with key, or ErrNotFound.
+func (s *Stream) GetKey(key string) (*Message, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	return s.getOne("SELECT "+msgColumns+" FROM msgs WHERE key = ? AND "+notExpired, key, s.nowMs())
+}
+
+func (s *Stream) getOne(query string, args ...any) (*Message, error) {
+	var m *Message
+	err := exec(s.conn, query, func(st *sqlite.Stmt) (err error) {
+		m, err = scanMsg(st)
+		return err
+	}, args...)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	if m == nil {
+		return nil, ErrNotFound
+	}
+	return m, nil
+}
+
+// errPageFull stops the row loop of Read; it never leaves Read.
+var errPageFull = errors.New("page full")
+
+// Read calls fn for the messages selected by q, in seq order, within one
+// read transaction. Rows are decoded one at a time, so a page costs memory
+// for one message at a time. The page ends at q.MaxMsgs messages or before
+// the message that would take it over q.MaxBytes, but holds at least one
+// message when the range is not empty. An error from fn ends the read and
+// is returned. fn runs with the stream's lock held, so it must not call the
+// stream.
+func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err error) {
+	if err := s.lock(); err != nil {
+		return ReadResult{}, err
+	}
+	defer s.mu.Unlock()
+	res = ReadResult{LastSeq: s.m.lastSeq, Revision: s.m.revision}
+	start, end := int64(min(max(q.StartSeq, 1), math.MaxInt64)), int64(math.MaxInt64)
+	if q.EndSeq != 0 {
+		end = int64(min(q.EndSeq, math.MaxInt64))
+	}
+	now := s.nowMs()
+	if err := exec(s.conn, "BEGIN", nil); err != nil {
+		return res, dbErr(err)
+	}
+	defer func() {
+		if cerr := exec(s.conn, "COMMIT", nil); err == nil && cerr != nil {
+			err = dbErr(cerr)
+		}
+	}()
+	var sent int
+	var bytes int64
+	var next uint64
+	var fnErr error
+	err = exec(s.conn, "SELECT "+msgColumns+", size FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired+" ORDER BY seq", func(st *sqlite.Stmt) error {
+		size := st.ColumnInt64(7)
+		if sent > 0 && (q.MaxMsgs > 0 && sent >= q.MaxMsgs || q.MaxBytes > 0 && bytes+size > q.MaxBytes) {
+			next = uint64(st.ColumnInt64(0))
+			return errPageFull
+		}
+		m, err := scanMsg(st)
+		if err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			fnErr = err
+			return err
+		}
+		sent++
+		bytes += size
+		return nil
+	}, start, end, q.StartTime, now)
+	if fnErr != nil {
+		return res, fnErr
+	}
+	if err != nil && err != errPageFull {
+		return res, dbErr(err)
+	}
+	if next == 0 {
+		return res, nil
+	}
+	res.NextSeq = next
+	err = exec(s.conn, "SELECT count(*) FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired, func(st *sqlite.Stmt) error {
+		res.NumPending = st.ColumnInt64(0)
+		return nil
+	}, int64(next), end, q.StartTime, now)
+	return res, dbErr(err)
+}
+
+// Keys returns the keys greater than after in byte order, at most limit of
+// them (limit <= 0: 1000; at most 10000), and whether there are more.
+func (s *Stream) Keys(after string, limit int) ([]string, bool, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	limit = min(limit, 10000)
+	if err := s.lock(); err != nil {
+		return nil, false, err
+	}
+	defer s.mu.Unlock()
+	keys := []string{}
+	more := false
+	err := exec(s.conn, "SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
+		if len(keys) == limit {
+			more = true
+			return nil
+		}
+		keys = append(keys, st.ColumnText(0))
+		return nil
+	}, after, s.nowMs(), limit+1)
+	if err != nil {
+		return nil, false, dbErr(err)
+	}
+	return keys, more, nil
+}
+
+// Inventory summarises the stream. Whatever has expired is removed first,
+// so that the counts agree with what readers see.
+func (s *Stream) Inventory() (Inventory, error) {
+	if err := s.lock(); err != nil {
+		return Inventory{}, err
+	}
+	defer s.mu.Unlock()
+	if err := s.sweepIfDue(); err != nil {
+		return Inventory{}, err
+	}
+	inv := Inventory{
+		Count:    s.m.count,
+		Bytes:    s.m.bytes,
+		LastSeq:  s.m.lastSeq,
+		Revision: s.m.revision,
+		Limits:   s.cfg.NonDefault(),
+	}
+	err := exec(s.conn, "SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
+		inv.FirstSeq = uint64(st.ColumnInt64(0))
+		return nil
+	}, s.nowMs())
+	if err != nil {
+		return Inventory{}, dbErr(err)
+	}
+	return inv, nil
+}
+
+// Config returns the stream's configuration.
+func (s *Stream) Config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cfg
+	c.Desc = append(json.RawMessage(nil), c.Desc...)
+	if len(c.Desc) == 0 {
+		c.Desc = nil
+	}
+	return c
+}
+
+// Revision returns the stream's revision: the number of events so far.
+func (s *Stream) Revision() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.revision
+}
+
+// LastSeq returns the highest seq ever assigned.
+func (s *Stream) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.lastSeq
+}
+
+// SetConfig changes the configuration. Storage cannot change. A config
+// equal to the current one changes nothing and publishes nothing. Lowered
+// limits apply at once, in the same transaction: the config event comes
+// first, then the delete events of what no longer fits.
+func (s *Stream) SetConfig(c Config) (Config, error) {
+	c.Desc = compactJSON(c.Desc)
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	if err := s.lock(); err != nil {
+		return Config{}, err
+	}
+	cur := s.cfg
+	if c.Storage != cur.Storage {
+		s.mu.Unlock()
+		return Config{}, fmt.Errorf("%w: storage cannot change", ErrInvalid)
+	}
+	if c.equal(cur) {
+		s.mu.Unlock()
+		return s.Config(), nil
+	}
+	err := s.update(func(tx *txn) error {
+		if err := tx.sweepIfDue(); err != nil {
+			return err
+		}
+		return tx.setConfig(c)
+	})
+	if err == nil {
+		err = dbErr(s.applySync())
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return Config{}, err
+	}
+	return s.Config(), nil
+}
+
+// DeleteSeqs deletes the messages with the given seqs and returns how many
+// there were.
+func (s *Stream) DeleteSeqs(seqs ...uint64) (int64, error) {
+	return s.remove(func(tx *txn, rs *rangeSet) error { return tx.deleteSeqs(seqs, rs) })
+}
+
+// DeleteThrough deletes every message with a seq up to and including seq.
+func (s *Stream) DeleteThrough(seq uint64) (int64, error) {
+	return s.remove(func(tx *txn, rs *rangeSet) error {
+		return tx.removeFront(func(m rowInfo) *rangeSet {
+			if m.seq > seq {
+				return nil
+			}
+			return rs
+		})
+	})
+}
+
+// DeleteKey deletes the message with key.
+func (s *Stream) DeleteKey(key string) (int64, error) {
+	return s.remove(func(tx *txn, rs *rangeSet) error { return tx.deleteKey(key, rs) })
+}
+
+// DeleteAll deletes every message. Seqs continue where they were.
+func (s *Stream) DeleteAll() (int64, error) {
+	return s.remove(func(tx *txn, rs *rangeSet) error {
+		return tx.removeFront(func(rowInfo) *rangeSet { return rs })
+	})
+}
+
+// remove runs a requested deletion and publishes it as one event.
+func (s *Stream) remove(fn func(*txn, *rangeSet) error) (int64, error) {
+	if err := s.lock(); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	var n int64
+	err := s.update(func(tx *txn) error {
+		if err := tx.sweepIfDue(); err != nil {
+			return err
+		}
+		var rs rangeSet
+		if err := fn(tx, &rs); err != nil {
+			return err
+		}
+		n = rs.n
+		tx.emitDelete(ReasonRequest, &rs)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Close closes the stream: it stops the timer and waits for it, writes the
+// archive snapshot (if the stream changed since the last one) and the
+// backup copy, and releases the memory quota. It is idempotent and always
+// finishes its cleanup, returning the first error.
+func (s *Stream) Close() error {
+	s.mu.Lock()
+	err := s.closeLocked(true)
+	s.mu.Unlock()
+	s.timers.Wait()
+	return err
+}
+
+// Destroy removes the stream: it closes it (writing the backup copy, if
+// any), removes its file and its archive copy, and publishes an OpDestroy
+// event.
+func (s *Stream) Destroy() error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.timers.Wait()
+	defer s.mu.Unlock()
+	// The stream goes away whatever happens to its backup copy; a failed
+	// backup is the operator's to notice in the log.
+	if err := s.closeLocked(false); err != nil {
+		s.opts.Logger.Error("store: destroy: close", "stream", s.path, "err", err)
+	}
+	if !s.memory {
+		for _, p := range []string{s.path, s.opts.ArchivePath} {
+			if p == "" {
+				continue
+			}
+			if err := Remove(p); err != nil {
+				return fmt.Errorf("store: destroy %s: %w", s.path, err)
+			}
+		}
+	}
+	if s.opts.Notify != nil {
+		s.opts.Notify([]Event{{Op: OpDestroy, Revision: s.m.revision + 1}})
+	}
+	return nil
+}
+
+func (s *Stream) closeLocked(archive bool) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.timer != nil && s.timer.Stop() {
+		s.timers.Done()
+	}
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if archive && s.opts.ArchivePath != "" && s.archive.dirty {
+		keep(snapshot(s.conn, s.opts.ArchivePath))
+	}
+	if s.opts.BackupPath != "" {
+		keep(snapshot(s.conn, s.opts.BackupPath))
+	}
+	if err := s.conn.Close(); err != nil {
+		keep(fmt.Errorf("store: close %s: %w", s.path, err))
+	}
+	s.opts.Quota.Release(s.held)
+	s.held = 0
+	return first
+}

@@ -1,0 +1,175 @@
+package store
+
+import (
+	"time"
+
+	"zombiezen.com/go/sqlite"
+)
+
+// Expiry and archiving run on one timer per stream, armed for the earliest
+// thing due (a TTL, the oldest message reaching max_age, the oldest message
+// id leaving the duplicate window, the next archive snapshot) and re-armed
+// after commits. No goroutine waits per stream: an idle stream costs a timer
+// entry, not a stack.
+
+// Sweep removes now what has expired: messages past their TTL (delete event
+// reason ttl), messages older than max_age (reason max_age), and message ids
+// older than the duplicate window.
+func (s *Stream) Sweep() error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	return s.update(func(tx *txn) error { return tx.sweep() })
+}
+
+// sweepIfDue sweeps in its own transaction when something has expired.
+func (s *Stream) sweepIfDue() error {
+	if s.deadline == 0 || s.nowMs() < s.deadline {
+		return nil
+	}
+	return s.update(func(tx *txn) error { return tx.sweep() })
+}
+
+// sweepIfDue sweeps within tx when something has expired, so that the
+// write that follows sees the stream as readers do.
+func (tx *txn) sweepIfDue() error {
+	if tx.s.deadline == 0 || tx.now < tx.s.deadline {
+		return nil
+	}
+	return tx.sweep()
+}
+
+func (tx *txn) sweep() error {
+	tx.swept = true
+	var byTTL rangeSet
+	err := exec(tx.conn, "SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
+		byTTL.add(uint64(st.ColumnInt64(0)))
+		tx.m.count--
+		tx.m.bytes -= st.ColumnInt64(1)
+		return nil
+	}, tx.now)
+	if err != nil {
+		return err
+	}
+	if byTTL.n > 0 {
+		if err := exec(tx.conn, "DELETE FROM msgs WHERE expires <= ?", nil, tx.now); err != nil {
+			return err
+		}
+		tx.emitDelete(ReasonTTL, &byTTL)
+	}
+	if tx.cfg.MaxAge > 0 {
+		// Times never decrease with seq, so the too-old messages are a
+		// prefix.
+		cutoff := tx.now - tx.cfg.MaxAge
+		var byAge rangeSet
+		if err := tx.removeFront(func(r rowInfo) *rangeSet {
+			if r.time >= cutoff {
+				return nil
+			}
+			return &byAge
+		}); err != nil {
+			return err
+		}
+		tx.emitDelete(ReasonMaxAge, &byAge)
+	}
+	return exec(tx.conn, "DELETE FROM msg_ids WHERE time <= ?", nil, tx.now-tx.cfg.DuplicateWindow)
+}
+
+// recomputeDeadline finds the earliest expiry from the data.
+func (s *Stream) recomputeDeadline() error {
+	var d int64
+	lower := func(ms int64) {
+		if ms > 0 && (d == 0 || ms < d) {
+			d = ms
+		}
+	}
+	err := execOnce(s.conn, "SELECT min(expires) FROM msgs WHERE expires IS NOT NULL", func(st *sqlite.Stmt) error {
+		if !st.ColumnIsNull(0) {
+			lower(st.ColumnInt64(0))
+		}
+		return nil
+	})
+	if err == nil && s.cfg.MaxAge > 0 {
+		err = execOnce(s.conn, "SELECT time FROM msgs ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
+			lower(st.ColumnInt64(0) + s.cfg.MaxAge + 1)
+			return nil
+		})
+	}
+	if err == nil {
+		err = execOnce(s.conn, "SELECT min(time) FROM msg_ids", func(st *sqlite.Stmt) error {
+			if !st.ColumnIsNull(0) {
+				lower(max(st.ColumnInt64(0)+s.cfg.DuplicateWindow, 1))
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return dbErr(err)
+	}
+	s.deadline = d
+	return nil
+}
+
+func (s *Stream) lowerDeadline(ms int64) {
+	if ms > 0 && (s.deadline == 0 || ms < s.deadline) {
+		s.deadline = ms
+	}
+}
+
+// arm schedules the timer for the earliest thing due, unless it is already
+// scheduled early enough. Called with the lock held.
+func (s *Stream) arm() {
+	if s.closed {
+		return
+	}
+	var next time.Time
+	if !s.opts.NoSweep && s.deadline != 0 {
+		next = time.Now().Add(time.Duration(max(s.deadline-s.nowMs(), 0)) * time.Millisecond)
+	}
+	if s.opts.ArchivePath != "" && s.archive.dirty {
+		if due := s.archive.last.Add(s.archive.interval); next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	if next.IsZero() || !s.timerAt.IsZero() && !s.timerAt.After(next) {
+		return
+	}
+	// Every scheduled call holds one count of s.timers until it ran or was
+	// stopped, so that Close can wait for a call in progress.
+	if s.timer != nil && s.timer.Stop() {
+		s.timers.Done()
+	}
+	s.timers.Add(1)
+	s.timerAt = next
+	if s.timer == nil {
+		s.timer = time.AfterFunc(time.Until(next), s.fire)
+	} else {
+		s.timer.Reset(time.Until(next))
+	}
+}
+
+func (s *Stream) fire() {
+	defer s.timers.Done()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timerAt = time.Time{}
+	if s.closed {
+		return
+	}
+	if !s.opts.NoSweep {
+		if err := s.sweepIfDue(); err != nil {
+			s.opts.Logger.Error("store: sweep", "stream", s.path, "err", err)
+			s.deadline = s.nowMs() + 1000 // retry, but not in a tight loop
+		}
+	}
+	if s.opts.ArchivePath != "" && s.archive.dirty && time.Since(s.archive.last) >= s.archive.interval {
+		if err := snapshot(s.conn, s.opts.ArchivePath); err != nil {
+			s.opts.Logger.Error("store: archive snapshot", "stream", s.path, "err", err)
+		} else {
+			s.archive.dirty = false
+		}
+		s.archive.last = time.Now()
+	}
+	s.arm()
+}
