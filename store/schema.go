@@ -53,7 +53,27 @@ var migrations = []string{
 		time INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX msg_ids_time ON msg_ids (time);`,
+
+	// 2: message counts per block of 1024 seqs, kept by triggers on every
+	// insert and delete whatever the path, so that counting the messages
+	// of a seq range (getall's Num-Pending) visits at most two partial
+	// blocks instead of every row.
+	`CREATE TABLE blocks (
+		block INTEGER PRIMARY KEY,
+		n     INTEGER NOT NULL
+	);
+	INSERT INTO blocks (block, n) SELECT seq >> 10, count(*) FROM msgs GROUP BY seq >> 10;
+	CREATE TRIGGER msgs_insert_block AFTER INSERT ON msgs BEGIN
+		INSERT INTO blocks (block, n) VALUES (new.seq >> 10, 1)
+			ON CONFLICT (block) DO UPDATE SET n = n + 1;
+	END;
+	CREATE TRIGGER msgs_delete_block AFTER DELETE ON msgs BEGIN
+		UPDATE blocks SET n = n - 1 WHERE block = old.seq >> 10;
+	END;`,
 }
+
+// blockShift is the log2 of the seqs per row of the blocks table.
+const blockShift = 10
 
 // The package's init turns off SQLite's per-connection lookaside allocator
 // (48 KB per connection by default), its memory statistics (a global lock on
@@ -319,19 +339,23 @@ func checkSchema(conn *sqlite.Conn) (version int, err error) {
 	if version < 1 || version > len(migrations) {
 		return 0, fmt.Errorf("%w: unknown schema version %d", ErrCorrupt, version)
 	}
-	return version, checkTables(conn)
+	return version, checkTables(conn, version)
 }
 
-// checkTables verifies that the stream tables exist.
-func checkTables(conn *sqlite.Conn) error {
+// tablesByVersion lists the tables a file of each schema version has.
+var tablesByVersion = [][]string{1: {"meta", "msgs", "msg_ids"}, 2: {"meta", "msgs", "msg_ids", "blocks"}}
+
+// checkTables verifies that the tables of schema version exist.
+func checkTables(conn *sqlite.Conn, version int) error {
+	want := tablesByVersion[version]
 	tables := 0
-	if err := execOnce(conn, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids')", func(st *sqlite.Stmt) error {
+	if err := execOnce(conn, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids', 'blocks')", func(st *sqlite.Stmt) error {
 		tables = st.ColumnInt(0)
 		return nil
 	}); err != nil {
 		return dbErr(err)
 	}
-	if tables != 3 {
+	if tables != len(want) {
 		return fmt.Errorf("%w: missing tables", ErrCorrupt)
 	}
 	return nil

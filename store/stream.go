@@ -233,7 +233,7 @@ func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, create
 	}
 	// The header was checked already (application id, schema version);
 	// the tables are checked before anything may write to the file.
-	if err := checkTables(conn); err != nil {
+	if err := checkTables(conn, version); err != nil {
 		return nil, false, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	if !wal { // e.g. a copy restored from the archive
@@ -447,11 +447,45 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 		return res, nil
 	}
 	res.NextSeq = next
-	err = exec(s.conn, "SELECT count(*) FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired, func(st *sqlite.Stmt) error {
-		res.NumPending = st.ColumnInt64(0)
-		return nil
-	}, int64(next), end, q.StartTime, now)
+	// Times never go backwards, so every message from next on also has
+	// time >= q.StartTime: the pending ones are the live messages of the
+	// seq range [next, end].
+	res.NumPending, err = s.countRange(int64(next), min(end, int64(s.m.lastSeq)), now)
 	return res, dbErr(err)
+}
+
+// countRange counts the messages with seq in [first, last] that have not
+// expired at now. Whole blocks of 1024 seqs are counted from the blocks
+// table and only the two partial ones row by row; expired messages that the
+// sweep has not removed yet are few and found through the expires index.
+func (s *Stream) countRange(first, last, now int64) (int64, error) {
+	if first > last {
+		return 0, nil
+	}
+	var n int64
+	add := func(st *sqlite.Stmt) error { n += st.ColumnInt64(0); return nil }
+	const rows = "SELECT count(*) FROM msgs WHERE seq >= ? AND seq <= ?"
+	fb, lb := first>>blockShift, last>>blockShift
+	if fb == lb {
+		if err := exec(s.conn, rows, add, first, last); err != nil {
+			return 0, err
+		}
+	} else {
+		if err := exec(s.conn, rows, add, first, (fb+1)<<blockShift-1); err != nil {
+			return 0, err
+		}
+		if err := exec(s.conn, "SELECT coalesce(sum(n), 0) FROM blocks WHERE block > ? AND block < ?", add, fb, lb); err != nil {
+			return 0, err
+		}
+		if err := exec(s.conn, rows, add, lb<<blockShift, last); err != nil {
+			return 0, err
+		}
+	}
+	err := exec(s.conn, "SELECT count(*) FROM msgs INDEXED BY msgs_expires WHERE expires <= ? AND +seq >= ? AND +seq <= ?", func(st *sqlite.Stmt) error {
+		n -= st.ColumnInt64(0)
+		return nil
+	}, now, first, last)
+	return n, err
 }
 
 // Keys returns the keys greater than after in byte order, at most limit of
