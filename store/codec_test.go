@@ -126,3 +126,22 @@ func TestData_Decode(t *testing.T) {
 		t.Fatalf("round trip = %q, %v (flags %d)", out, err, flags)
 	}
 }
+
+func FuzzDecodeData(f *testing.F) {
+	z, _ := encodeData(bytes.Repeat([]byte("persist "), 300), Config{Compression: CompressionZstd, CompressionThreshold: 10})
+	f.Add(z, int64(flagZstd))
+	f.Add([]byte("plain"), int64(0))
+	f.Add(z[:len(z)/2], int64(flagZstd))
+	f.Fuzz(func(t *testing.T, stored []byte, flags int64) {
+		data, err := decodeData(stored, flags)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeData() = %v, want an ErrCorrupt error", err)
+			}
+			return
+		}
+		if flags&flagZstd == 0 && !bytes.Equal(data, stored) {
+			t.Fatalf("decodeData(uncompressed) = %q, want %q", data, stored)
+		}
+	})
+}
