@@ -116,6 +116,11 @@ type Broker struct {
 	aborted   atomic.Bool
 	wg        sync.WaitGroup // per-stream goroutines
 
+	// dirMu orders creating a stream file (read lock: creations run
+	// together) against removing the directories a removed stream left
+	// empty (write lock), so that no creation loses its directory.
+	dirMu sync.RWMutex
+
 	nsMu    sync.Mutex
 	nsCount map[string]int // namespace -> streams, counted lazily
 
@@ -382,6 +387,9 @@ func (b *Broker) handle(req micro.Request) {
 	if err != nil {
 		b.replyError(op, reply, err)
 		return
+	}
+	if j.isWrite() {
+		refuseUnsendable(j.items, b.nc.MaxPayload())
 	}
 	j.reply = reply
 	b.enqueue(name, j)

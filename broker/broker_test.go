@@ -1066,3 +1066,86 @@ func TestBroker_Tiered(t *testing.T) {
 		t.Fatalf("set after restore: seq %d, want 3", r.Seq)
 	}
 }
+
+func TestBroker_TooLargeToSend(t *testing.T) {
+	f := newFixture(t, Options{})
+	max := int(f.bnc.MaxPayload())
+	t.Run("Set", func(t *testing.T) {
+		// The request fits, but the stored message with Persist-Seq and
+		// Persist-Time added would not: it could never be read back.
+		data := strings.Repeat("a", max-100)
+		f.callErr(t, subjects.OpSet, "acme.big", data, hdr("X-H", strings.Repeat("h", 40)), subjects.ErrMsgTooLarge)
+		var inv store.Inventory
+		f.call(t, subjects.OpInventory, "acme.big", "", &inv)
+		if inv.LastSeq != 0 {
+			t.Fatalf("inventory last_seq = %d, want 0 (nothing written)", inv.LastSeq)
+		}
+		if r := f.set(t, "acme.big", strings.Repeat("a", max-1000), nil); r.Seq != 1 {
+			t.Fatalf("set seq = %d, want 1", r.Seq)
+		}
+	})
+	t.Run("SetMany", func(t *testing.T) {
+		big := strings.Repeat("h", max-200)
+		body := `[{"data":"","headers":{"X-H":["` + big + `"]}},{"data":"YQ=="}]`
+		var res []json.RawMessage
+		f.call(t, subjects.OpSetMany, "acme.bigmany", body, &res)
+		if len(res) != 2 || !strings.Contains(string(res[0]), `"code":413`) || !strings.Contains(string(res[1]), `"seq":1`) {
+			t.Fatalf("setmany = %s, want 413 then seq 1", res)
+		}
+	})
+	t.Run("GetStored", func(t *testing.T) {
+		// A message stored without the check (by an older worker) is
+		// answered with an error instead of no reply at all.
+		path := filepath.Join(f.dir, subjects.Path("acme.old"))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		st, err := store.Open(path, store.Options{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Append([]store.Write{{Data: []byte(strings.Repeat("a", max))}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.callErr(t, subjects.OpGet, "acme.old", `{"seq":1}`, nil, subjects.ErrInternal)
+	})
+}
+
+func TestBroker_FailedWriteLeavesNoDirectory(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.set(t, "acme.keep", "x", nil)
+	f.callErr(t, subjects.OpSet, "acme.x.y.z", "v", hdr(subjects.HeaderKey, "k", subjects.HeaderPreviousSeq, "5"), subjects.ErrWrongLastSequence)
+	f.callErr(t, subjects.OpSet, "other.y", "v", hdr(subjects.HeaderTTL, "5s"), subjects.ErrTTLDisabled)
+	var res []json.RawMessage
+	f.call(t, subjects.OpSetMany, "third.z", `[{"data":"","key":"k","previous_seq":3}]`, &res)
+	entries, err := os.ReadDir(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if got, want := names, []string{"acme"}; !slices.Equal(got, want) {
+		t.Fatalf("data dir holds %q, want %q", got, want)
+	}
+	if got, want := files(t, f.dir), []string{filepath.Join("acme", "keep.db")}; !slices.Equal(slices.DeleteFunc(got, func(s string) bool { return strings.Contains(s, ".db-") }), want) {
+		t.Fatalf("files = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "acme", "x")); !os.IsNotExist(err) {
+		t.Fatalf("acme/x after a failed write: %v", err)
+	}
+	t.Run("Destroy", func(t *testing.T) {
+		f.set(t, "gone.a.b", "x", nil)
+		f.call(t, subjects.OpDestroy, "gone.a.b", ``, nil)
+		if _, err := os.Stat(filepath.Join(f.dir, "gone")); !os.IsNotExist(err) {
+			t.Fatalf("gone/ after destroy: %v", err)
+		}
+		if r := f.set(t, "gone.a.b", "again", nil); r.Seq != 1 {
+			t.Fatalf("set after destroy: seq %d, want 1", r.Seq)
+		}
+	})
+}

@@ -35,13 +35,16 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 	opts := b.storeOptions(e, true)
 	opts.Config = cfg
 	opts.Memory = cfg != nil && cfg.Storage == store.StorageMemory
+	err = nil
+	b.dirMu.RLock()
 	if !opts.Memory {
-		if err := os.MkdirAll(filepath.Dir(e.path), 0o755); err != nil {
-			b.releaseStream(ns)
-			return false, err
-		}
+		err = os.MkdirAll(filepath.Dir(e.path), 0o755)
 	}
-	if st, err = store.Open(e.path, opts); err != nil {
+	if err == nil {
+		st, err = store.Open(e.path, opts)
+	}
+	b.dirMu.RUnlock()
+	if err != nil {
 		b.releaseStream(ns)
 		return false, err
 	}
@@ -158,6 +161,7 @@ func (b *Broker) drop(e *entry) {
 		if err := store.Remove(e.path); err != nil {
 			b.log.Error("remove unused stream", "stream", e.name, "err", err)
 		}
+		b.pruneDirs(e.path)
 	}
 	b.forget(e)
 	b.releaseStream(subjects.Namespace(e.name))
@@ -230,4 +234,18 @@ func (b *Broker) releaseStream(ns string) {
 		b.nsCount[ns] = n - 1
 	}
 	b.nsMu.Unlock()
+}
+
+// pruneDirs removes the directories above a removed stream file that are
+// now empty, up to the data directory, so that a write that failed on a
+// new stream leaves nothing behind. A directory that still holds anything
+// stops it (os.Remove refuses a non-empty directory).
+func (b *Broker) pruneDirs(path string) {
+	b.dirMu.Lock()
+	defer b.dirMu.Unlock()
+	for dir := filepath.Dir(path); dir != b.opts.DataDir && len(dir) > len(b.opts.DataDir); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			return
+		}
+	}
 }

@@ -144,8 +144,10 @@ func (b *Broker) applyOne(e *entry, j *job) {
 		} else {
 			m, err = e.st.GetKey(*j.get.Key)
 		}
-		if err == nil {
-			b.respond(j.reply, msgHeader(m, nil), m.Data)
+		if err == nil && j.reply != "" {
+			// A message stored before it could be known to be too large
+			// to send fails here; the client gets an error, not silence.
+			err = b.nc.PublishMsg(&nats.Msg{Subject: j.reply, Header: msgHeader(m, nil), Data: m.Data})
 		}
 	case subjects.OpGetAll:
 		err = b.getAll(e, j)
@@ -285,6 +287,9 @@ func (b *Broker) destroy(e *entry) error {
 	}
 	b.forget(e)
 	if err == nil {
+		if !e.memory {
+			b.pruneDirs(e.path)
+		}
 		b.releaseStream(subjects.Namespace(e.name))
 	}
 	return err

@@ -127,6 +127,36 @@ func parseJob(op string, body []byte, h nats.Header) (*job, error) {
 	return j, nil
 }
 
+// outputReserve bounds what the worker adds to a stored message when it
+// sends it (the NATS header preamble, Persist-Seq, -Time, -Expires, -Op and
+// -Revision with 20-digit values); the key is counted apart.
+const outputReserve = 256
+
+// refuseUnsendable marks the items whose message, once stored, could not be
+// sent back within the connection's maximum payload: a get of it could not
+// be answered and its set event would be lost. maxPayload <= 0 (unknown)
+// checks nothing.
+func refuseUnsendable(items []item, maxPayload int64) {
+	if maxPayload <= 0 {
+		return
+	}
+	for i := range items {
+		it := &items[i]
+		if it.err != nil {
+			continue
+		}
+		n := int64(len(it.w.Data)+len(it.w.Key)) + outputReserve
+		for name, vals := range it.w.Header {
+			for _, v := range vals {
+				n += int64(len(name) + len(v) + 4) // "name: value\r\n"
+			}
+		}
+		if n > maxPayload {
+			it.err = subjects.ErrMsgTooLarge.WithDescription(fmt.Sprintf("message too large to be sent back within the NATS max payload of %d bytes", maxPayload))
+		}
+	}
+}
+
 // decodeStrict decodes exactly one JSON value of body into v: unknown
 // fields, wrong types and trailing data are a 400.
 func decodeStrict(body []byte, v any) error {
