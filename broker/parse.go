@@ -224,14 +224,8 @@ func parseSet(body []byte, h nats.Header) (store.Write, error) {
 	for name, vals := range h {
 		switch subjects.ClassifyHeader(name) {
 		case subjects.HeaderUser:
-			if err := checkHeaderValues(name, vals); err != nil {
+			if err := addUserHeader(&w, name, vals); err != nil {
 				return w, err
-			}
-			if len(vals) > 0 {
-				if w.Header == nil {
-					w.Header = make(map[string][]string)
-				}
-				w.Header[name] = vals
 			}
 		case subjects.HeaderRequest:
 			switch name {
@@ -328,14 +322,21 @@ func completeWrite(w *store.Write, keyed bool, prev *uint64, msgID *string, ttl 
 	return nil
 }
 
-// checkHeaderValues refuses values that would break a header block when
-// the message is sent again.
-func checkHeaderValues(name string, vals []string) error {
+// addUserHeader stores a user header's values on w, refusing values that
+// would break a header block when the message is sent again.
+func addUserHeader(w *store.Write, name string, vals []string) error {
 	for _, v := range vals {
 		if strings.ContainsAny(v, "\r\n") {
 			return badRequest(fmt.Sprintf("header %s has a line break", strconv.Quote(name)))
 		}
 	}
+	if len(vals) == 0 {
+		return nil
+	}
+	if w.Header == nil {
+		w.Header = make(map[string][]string)
+	}
+	w.Header[name] = vals
 	return nil
 }
 
@@ -391,14 +392,8 @@ func parseSetManyItem(raw json.RawMessage) (store.Write, error) {
 	for name, vals := range it.Headers {
 		switch subjects.ClassifyHeader(name) {
 		case subjects.HeaderUser:
-			if err := checkHeaderValues(name, vals); err != nil {
+			if err := addUserHeader(&w, name, vals); err != nil {
 				return w, err
-			}
-			if len(vals) > 0 {
-				if w.Header == nil {
-					w.Header = make(map[string][]string)
-				}
-				w.Header[name] = vals
 			}
 		case subjects.HeaderIgnored:
 		default:
