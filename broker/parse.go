@@ -166,12 +166,25 @@ func decodeStrict(body []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return badRequest("empty body")
 		}
-		return badRequest("invalid JSON: " + err.Error())
+		return badRequest(jsonProblem(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("invalid JSON: data after the value")
 	}
 	return nil
+}
+
+// jsonProblem describes a JSON decoding error in the protocol's terms, not
+// in terms of the Go types it was decoded into.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Sprintf("invalid JSON: %s value where another type is expected", te.Value)
+		}
+		return fmt.Sprintf("invalid JSON: field %q cannot be a %s", te.Field, te.Value)
+	}
+	return "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // decodeOptional is decodeStrict where an empty body means all defaults.

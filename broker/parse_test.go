@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -98,4 +99,32 @@ func FuzzParseJob(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseJob_ErrorsSpeakJSON(t *testing.T) {
+	tests := []struct {
+		op, body, want string
+	}{
+		{subjects.OpGet, `{"seq":"1"}`, `field "seq" cannot be a string`},
+		{subjects.OpGet, `{"seq":-1}`, `field "seq" cannot be a number -1`},
+		{subjects.OpSetMany, `[{"data":"aGk=","ttl":1.5}]`, ""}, // item error, not a body error
+		{subjects.OpDelete, `[1]`, `array value where another type is expected`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.op+tt.body, func(t *testing.T) {
+			j, err := parseJob(tt.op, []byte(tt.body), nil)
+			if tt.want == "" {
+				if err != nil || j.items[0].err == nil || strings.Contains(j.items[0].err.Error(), "Go ") {
+					t.Fatalf("parseJob(%s) = %v, item error %v; want a plain item error", tt.body, err, j.items[0].err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("parseJob(%s) = %v, want it to say %q", tt.body, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "broker.") {
+				t.Fatalf("parseJob(%s) = %v: names Go internals", tt.body, err)
+			}
+		})
+	}
 }
