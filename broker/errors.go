@@ -41,7 +41,13 @@ func (b *Broker) wireError(err error) *subjects.Error {
 	for _, m := range wireErrors {
 		if errors.Is(err, m.err) {
 			if m.public {
-				return m.wire.WithDescription(strings.TrimPrefix(err.Error(), "store: "))
+				// "store: invalid argument: max_msgs must be …" reads
+				// "max_msgs must be …": the code already says the rest.
+				desc := strings.TrimPrefix(err.Error(), "store: ")
+				if d := strings.TrimPrefix(desc, strings.TrimPrefix(m.err.Error(), "store: ")+": "); d != "" {
+					desc = d
+				}
+				return m.wire.WithDescription(desc)
 			}
 			if m.err == store.ErrCorrupt {
 				b.log.Warn("damaged stream file", "err", err)
