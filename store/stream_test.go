@@ -142,10 +142,6 @@ func data(s string) Write { return Write{Data: []byte(s)} }
 
 func keyed(k, s string) Write { return Write{Key: k, Data: []byte(s)} }
 
-func deleteEvent(rev uint64, reason string, ranges ...[2]uint64) Event {
-	return Event{Op: OpDelete, Revision: rev, Reason: reason, Ranges: ranges}
-}
-
 // summary renders events without payloads, for comparison.
 func summary(evs []Event) []string {
 	var out []string
