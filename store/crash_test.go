@@ -14,9 +14,9 @@ import (
 )
 
 // The crash test runs a writer in a child process (this test binary again,
-// running TestCrashChild), kills it with SIGKILL while it writes, and checks
-// that every write the child saw acknowledged is in the reopened file and
-// that the file is sound.
+// which TestMain turns into the writer when crashEnvMode is set), kills it
+// with SIGKILL while it writes, and checks that every write the child saw
+// acknowledged is in the reopened file and that the file is sound.
 
 const (
 	crashEnvMode = "PERSIST_STORE_CRASH_MODE"
@@ -43,13 +43,18 @@ func crashWrite(i int) Write {
 	return w
 }
 
-// TestCrashChild is the writer of TestCrash; it does nothing unless started
-// by it.
-func TestCrashChild(t *testing.T) {
-	mode := os.Getenv(crashEnvMode)
-	if mode == "" {
-		t.Skip("only run as the child process of TestCrash")
+// TestMain runs the tests, or, in the child process of TestCrash, the
+// writer.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(crashEnvMode); mode != "" {
+		crashChild(mode)
 	}
+	os.Exit(m.Run())
+}
+
+// crashChild is the writer of TestCrash: it appends until it is killed,
+// printing each acknowledged write, and never returns.
+func crashChild(mode string) {
 	cfg := DefaultConfig()
 	batch := 1
 	if mode == "sync" {
@@ -111,7 +116,7 @@ func TestCrash(t *testing.T) {
 // writes and returns every acknowledgement it printed (seq -> write index).
 func crashRunChild(tb testing.TB, mode, path string, n int) map[uint64]int {
 	tb.Helper()
-	cmd := osexec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd := osexec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), crashEnvMode+"="+mode, crashEnvPath+"="+path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -135,7 +140,7 @@ func crashRunChild(tb testing.TB, mode, path string, n int) map[uint64]int {
 		var seq uint64
 		var i int
 		if _, err := fmt.Sscanf(sc.Text(), "ack %d %d", &seq, &i); err != nil {
-			continue // output of the test framework
+			continue
 		}
 		acked[seq] = i
 		if len(acked) == n && !killed {
