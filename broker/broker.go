@@ -67,6 +67,7 @@ type Options struct {
 	MemoryIdleTimeout      time.Duration // drop memory streams idle this long; 0 is never
 	MaxOpen                int           // cap on open stream files; 0 is DefaultMaxOpen
 	MaxStreamsPerNamespace int           // 0 is unlimited
+	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
 	Logger                 *slog.Logger  // nil discards logs
 }
@@ -122,7 +123,7 @@ type Broker struct {
 	dirMu sync.RWMutex
 
 	nsMu    sync.Mutex
-	nsCount map[string]int // namespace -> streams, counted lazily
+	nsCount map[string]int // namespace -> streams, counted lazily; "" -> all streams
 
 	janitorStop chan struct{}
 	janitorDone chan struct{}
@@ -194,7 +195,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	switch {
 	case opts.ArchiveInterval < 0, opts.IdleTimeout < 0, opts.MemoryIdleTimeout < 0:
 		return nil, errors.New("broker: negative duration option")
-	case opts.MaxOpen < 0, opts.MaxStreamsPerNamespace < 0, opts.MemoryQuota < 0:
+	case opts.MaxOpen < 0, opts.MaxStreamsPerNamespace < 0, opts.MaxStreams < 0, opts.MemoryQuota < 0:
 		return nil, errors.New("broker: negative limit option")
 	}
 	var err error

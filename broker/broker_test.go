@@ -799,6 +799,28 @@ func TestBroker_StreamQuota(t *testing.T) {
 	f.set(t, "acme.f", "x", nil)
 }
 
+func TestBroker_GlobalStreamQuota(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, Options{DataDir: dir})
+	f.set(t, "acme", "x", nil)
+	f.set(t, "other.a.b", "x", nil)
+	f.b.Shutdown(context.Background())
+	// Both quotas at once: the namespace's is not used up by a refusal of
+	// the worker's.
+	f.start(t, Options{MaxStreams: 4, MaxStreamsPerNamespace: 2}, hooks{now: f.clock.now, noJanitor: true})
+	f.call(t, subjects.OpConfig, "third.m", `{"storage":"memory"}`, nil)
+	f.set(t, "fourth", "x", nil)
+	f.callErr(t, subjects.OpSet, "acme.b", "x", nil, subjects.ErrTooManyStreams)
+	f.callErr(t, subjects.OpSet, "fifth", "x", nil, subjects.ErrTooManyStreams)
+	f.set(t, "acme", "more", nil) // existing streams still take writes
+	f.call(t, subjects.OpDestroy, "fourth", ``, nil)
+	f.set(t, "acme.b", "x", nil)
+	f.callErr(t, subjects.OpSet, "acme.c", "x", nil, subjects.ErrTooManyStreams) // the namespace's quota
+	f.call(t, subjects.OpDestroy, "third.m", ``, nil)
+	f.callErr(t, subjects.OpSet, "acme.c", "x", nil, subjects.ErrTooManyStreams) // still the namespace's
+	f.set(t, "fifth", "x", nil)
+}
+
 func TestBroker_Damaged(t *testing.T) {
 	f := newFixture(t, Options{})
 	path := filepath.Join(f.dir, "acme", "bad.db")

@@ -202,36 +202,51 @@ func (b *Broker) closeIdle() {
 	b.closeEntries(victims)
 }
 
-// reserveStream counts one more stream in namespace ns, or fails with
-// too_many_streams. The count is taken from disk the first time a stream
-// is created in ns, so that starting the worker never scans.
+// reserveStream counts one more stream in namespace ns and in the worker,
+// or fails with too_many_streams when either is at its quota. A count is
+// taken from disk the first time a stream is created under its quota, so
+// that starting the worker never scans. The worker's count is kept under
+// the key "", which no namespace has.
 func (b *Broker) reserveStream(ns string) error {
-	limit := b.opts.MaxStreamsPerNamespace
-	if limit <= 0 {
-		return nil
-	}
+	quotas := [...]struct {
+		key   string
+		limit int
+	}{{ns, b.opts.MaxStreamsPerNamespace}, {"", b.opts.MaxStreams}}
 	b.nsMu.Lock()
 	defer b.nsMu.Unlock()
-	n, ok := b.nsCount[ns]
-	if !ok {
+	for i, q := range quotas {
+		if q.limit <= 0 {
+			continue
+		}
+		n, ok := b.nsCount[q.key]
 		var err error
-		if n, err = b.countStreams(ns); err != nil {
+		if !ok {
+			n, err = b.countStreams(q.key)
+		}
+		if err == nil && n >= q.limit {
+			b.nsCount[q.key] = n
+			err = subjects.ErrTooManyStreams
+		}
+		if err != nil {
+			for _, taken := range quotas[:i] {
+				if taken.limit > 0 {
+					b.nsCount[taken.key]--
+				}
+			}
 			return err
 		}
+		b.nsCount[q.key] = n + 1
 	}
-	if n >= limit {
-		b.nsCount[ns] = n
-		return subjects.ErrTooManyStreams
-	}
-	b.nsCount[ns] = n + 1
 	return nil
 }
 
-// releaseStream counts one stream fewer in namespace ns.
+// releaseStream counts one stream fewer in namespace ns and in the worker.
 func (b *Broker) releaseStream(ns string) {
 	b.nsMu.Lock()
-	if n, ok := b.nsCount[ns]; ok && n > 0 {
-		b.nsCount[ns] = n - 1
+	for _, key := range [...]string{ns, ""} {
+		if n, ok := b.nsCount[key]; ok && n > 0 {
+			b.nsCount[key] = n - 1
+		}
 	}
 	b.nsMu.Unlock()
 }

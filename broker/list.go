@@ -49,7 +49,8 @@ func (b *Broker) list(reply, prefix string, body []byte) {
 	b.replyJSON(reply, out)
 }
 
-// streamNames returns the names of the existing streams under prefix, not
+// streamNames returns the names of the existing streams under prefix ("":
+// all of them), not
 // sorted, possibly with duplicates: the files in the data directory and in
 // the archive (a stream whose local file is gone is restored from there
 // when opened), and the live memory streams.
@@ -66,7 +67,7 @@ func (b *Broker) streamNames(prefix string) ([]string, error) {
 	}
 	b.mu.Lock()
 	for name, e := range b.streams {
-		if e.memory && e.st != nil && subjects.HasPrefix(name, prefix) {
+		if e.memory && e.st != nil && (prefix == "" || subjects.HasPrefix(name, prefix)) {
 			names = append(names, name)
 		}
 	}
@@ -74,7 +75,7 @@ func (b *Broker) streamNames(prefix string) ([]string, error) {
 	return names, nil
 }
 
-// countStreams counts namespace ns's existing streams.
+// countStreams counts namespace ns's existing streams; "" counts all.
 func (b *Broker) countStreams(ns string) (int, error) {
 	names, err := b.streamNames(ns)
 	if err != nil {
@@ -86,17 +87,20 @@ func (b *Broker) countStreams(ns string) (int, error) {
 
 // walkStreams calls fn with the name of every stream file under root whose
 // name has prefix as a whole-token prefix: <root>/<prefix path>.db and the
-// files under <root>/<prefix tokens>/. Files that are not exactly a
-// stream's path (-wal and -journal companions, temporary files) are
-// skipped.
+// files under <root>/<prefix tokens>/; every stream file when prefix is "".
+// Files that are not exactly a stream's path (-wal and -journal
+// companions, temporary files) are skipped.
 func walkStreams(root, prefix string, fn func(name string)) error {
-	rel := subjects.Path(prefix)
-	if fi, err := os.Stat(filepath.Join(root, rel)); err == nil && fi.Mode().IsRegular() {
-		fn(prefix)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	dir := root
+	if prefix != "" {
+		rel := subjects.Path(prefix)
+		if fi, err := os.Stat(filepath.Join(root, rel)); err == nil && fi.Mode().IsRegular() {
+			fn(prefix)
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		dir = filepath.Join(root, strings.TrimSuffix(rel, ".db"))
 	}
-	dir := filepath.Join(root, strings.TrimSuffix(rel, ".db"))
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -111,7 +115,7 @@ func walkStreams(root, prefix string, fn func(name string)) error {
 		if err != nil {
 			return nil
 		}
-		if name, ok := subjects.NameFromPath(r); ok && subjects.HasPrefix(name, prefix) {
+		if name, ok := subjects.NameFromPath(r); ok && (prefix == "" || subjects.HasPrefix(name, prefix)) {
 			fn(name)
 		}
 		return nil

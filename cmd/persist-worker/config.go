@@ -57,6 +57,7 @@ type config struct {
 	MemoryIdleTimeout      time.Duration
 	MaxOpen                int
 	MaxStreamsPerNamespace int
+	MaxStreams             int
 	MemoryQuota            byteSize
 
 	LogFormat       string
@@ -93,6 +94,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.MemoryIdleTimeout, "memory-idle-timeout", 0, "drop a memory stream unused for this `duration`; 0: keep it until destroyed or the worker stops")
 	fs.IntVar(&cfg.MaxOpen, "max-open", 10000, "most stream files open at once; the least recently used is closed first")
 	fs.IntVar(&cfg.MaxStreamsPerNamespace, "max-streams-per-namespace", 0, "most streams in one namespace; 0: unlimited")
+	fs.IntVar(&cfg.MaxStreams, "max-streams", 0, "most streams in all, memory streams included; 0: unlimited (counted from disk on the first creation, never at start-up)")
 	cfg.MemoryQuota = 1 << 30
 	fs.Var(&cfg.MemoryQuota, "memory-quota", "memory-stream `bytes` in all (a number, or with a suffix: 512MiB, 1GiB, 2GB)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log `format` on stderr: text or json")
@@ -216,6 +218,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxStreamsPerNamespace < 0 {
 		return usagef("invalid --max-streams-per-namespace %d: must not be negative (0 is unlimited)", c.MaxStreamsPerNamespace)
+	}
+	if c.MaxStreams < 0 {
+		return usagef("invalid --max-streams %d: must not be negative (0 is unlimited)", c.MaxStreams)
 	}
 	if c.MemoryQuota < 1 {
 		return usagef("invalid --memory-quota %v: must be positive", c.MemoryQuota)

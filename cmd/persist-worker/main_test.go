@@ -59,6 +59,7 @@ func TestParseConfig_Defaults(t *testing.T) {
 		{"MemoryIdleTimeout", cfg.MemoryIdleTimeout, time.Duration(0)},
 		{"MaxOpen", cfg.MaxOpen, 10000},
 		{"MaxStreamsPerNamespace", cfg.MaxStreamsPerNamespace, 0},
+		{"MaxStreams", cfg.MaxStreams, 0},
 		{"MemoryQuota", cfg.MemoryQuota, byteSize(1 << 30)},
 		{"LogFormat", cfg.LogFormat, "text"},
 		{"LogLevel", cfg.LogLevel, "info"},
@@ -78,6 +79,7 @@ func TestParseConfig_EnvAndFlags(t *testing.T) {
 		"PERSIST_PREFIX":                    "envprefix",
 		"PERSIST_MEMORY_QUOTA":              "512MiB",
 		"PERSIST_MAX_STREAMS_PER_NAMESPACE": "7",
+		"PERSIST_MAX_STREAMS":               "9",
 		"PERSIST_IDLE_TIMEOUT":              "5m",
 		"PERSIST_LOG_LEVEL":                 "debug",
 		"PERSIST_NATS_URL":                  "nats://env:4222",
@@ -96,6 +98,7 @@ func TestParseConfig_EnvAndFlags(t *testing.T) {
 		{"Prefix (flag wins)", cfg.Prefix, "flagprefix"},
 		{"MemoryQuota (env)", cfg.MemoryQuota, byteSize(512 << 20)},
 		{"MaxStreamsPerNamespace (env)", cfg.MaxStreamsPerNamespace, 7},
+		{"MaxStreams (env)", cfg.MaxStreams, 9},
 		{"IdleTimeout (flag wins)", cfg.IdleTimeout, 10 * time.Second},
 		{"LogLevel (env)", cfg.LogLevel, "debug"},
 		{"NATSURL (env)", cfg.NATSURL, "nats://env:4222"},
@@ -163,7 +166,7 @@ func TestRun_Help(t *testing.T) {
 	for _, name := range []string{
 		"data", "nats-url", "listen", "prefix", "name", "queue-group", "nats-creds", "nats-nkey",
 		"tls-ca", "tls-cert", "tls-key", "archive", "archive-interval", "backup", "idle-timeout",
-		"memory-idle-timeout", "max-open", "max-streams-per-namespace", "memory-quota",
+		"memory-idle-timeout", "max-open", "max-streams-per-namespace", "max-streams", "memory-quota",
 		"log-format", "log-level", "shutdown-timeout",
 	} {
 		if !strings.Contains(out, "  --"+name+" ") {
@@ -201,6 +204,7 @@ func TestRun_BadUsage(t *testing.T) {
 		{"ZeroArchiveInterval", []string{"--archive-interval", "0s"}, nil, "--archive-interval"},
 		{"ZeroMaxOpen", []string{"--max-open", "0"}, nil, "--max-open"},
 		{"NegativeStreams", []string{"--max-streams-per-namespace", "-1"}, nil, "--max-streams-per-namespace"},
+		{"NegativeAllStreams", []string{"--max-streams", "-2"}, nil, "--max-streams"},
 		{"BadQuota", []string{"--memory-quota", "lots"}, nil, "memory-quota"},
 		{"ZeroQuota", []string{"--memory-quota", "0"}, nil, "--memory-quota"},
 		{"BadLogFormat", []string{"--log-format", "xml"}, nil, "--log-format"},

@@ -86,6 +86,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MemoryIdleTimeout:      cfg.MemoryIdleTimeout,
 		MaxOpen:                cfg.MaxOpen,
 		MaxStreamsPerNamespace: cfg.MaxStreamsPerNamespace,
+		MaxStreams:             cfg.MaxStreams,
 		MemoryQuota:            int64(cfg.MemoryQuota),
 		Logger:                 logger,
 	})
