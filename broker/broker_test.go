@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -1170,4 +1171,35 @@ func TestBroker_FailedWriteLeavesNoDirectory(t *testing.T) {
 			t.Fatalf("set after destroy: seq %d, want 1", r.Seq)
 		}
 	})
+}
+
+func TestBroker_FailedWriteLeavesNoArchiveCopy(t *testing.T) {
+	archive, backup := t.TempDir(), t.TempDir()
+	opts := Options{ArchiveDir: archive, BackupDir: backup}
+	f := newFixture(t, opts)
+	// A destroyed stream's backup is kept; a later failed write on its name
+	// must not overwrite it with an empty copy.
+	f.set(t, "acme.gone", "x", nil)
+	f.call(t, subjects.OpDestroy, "acme.gone", ``, nil)
+	kept, err := os.ReadFile(filepath.Join(backup, subjects.Path("acme.gone")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.callErr(t, subjects.OpSet, "acme.gone", "v", hdr(subjects.HeaderKey, "k", subjects.HeaderPreviousSeq, "5"), subjects.ErrWrongLastSequence)
+	var res []json.RawMessage
+	f.call(t, subjects.OpSetMany, "acme.new", `[{"data":"","key":"k","previous_seq":3}]`, &res)
+	if got := files(t, archive); len(got) != 0 {
+		t.Fatalf("archive holds %v after writes that wrote nothing, want nothing", got)
+	}
+	if got, err := os.ReadFile(filepath.Join(backup, subjects.Path("acme.gone"))); err != nil || !bytes.Equal(got, kept) {
+		t.Fatalf("backup of the destroyed stream changed (err %v)", err)
+	}
+	if got := files(t, backup); !slices.Equal(got, []string{subjects.Path("acme.gone")}) {
+		t.Fatalf("backup holds %v, want only the destroyed stream's copy", got)
+	}
+	var l listReply
+	f.call(t, subjects.OpList, "acme", ``, &l)
+	if len(l.Streams) != 0 {
+		t.Fatalf("list = %v, want no streams", l.Streams)
+	}
 }

@@ -144,9 +144,11 @@ func Open(path string, opts Options) (*Stream, error) {
 	}
 	if s.opts.ArchivePath != "" {
 		// A stream that has no archive copy yet gets one on close at the
-		// latest.
+		// latest; unless it never had an event: then it holds nothing and
+		// was created by a request that wrote nothing, which removes it
+		// again, and a copy would bring it back from the archive.
 		_, err := os.Stat(s.opts.ArchivePath)
-		s.archive.dirty = err != nil
+		s.archive.dirty = err != nil && s.m.revision > 0
 	}
 	if created && !cfg.equal(DefaultConfig()) {
 		if err := s.update(func(tx *txn) error { return tx.setConfig(cfg) }); err != nil {
@@ -721,7 +723,9 @@ func (s *Stream) closeLocked(archive bool) error {
 	if archive && s.opts.ArchivePath != "" && s.archive.dirty {
 		keep(snapshot(s.conn, s.opts.ArchivePath))
 	}
-	if s.opts.BackupPath != "" {
+	// A stream without a single event holds nothing (see Open); a copy
+	// would overwrite the backup kept of a destroyed stream of that name.
+	if s.opts.BackupPath != "" && s.m.revision > 0 {
 		keep(snapshot(s.conn, s.opts.BackupPath))
 	}
 	if err := s.conn.Close(); err != nil {
