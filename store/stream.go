@@ -138,9 +138,28 @@ func Open(path string, opts Options) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.load(); err != nil {
+	// The stream is not shared yet, but a commit below may start its timer,
+	// whose calls take the lock: hold it until the stream is ready.
+	s.mu.Lock()
+	fail := func(err error) (*Stream, error) {
+		s.closed = true
+		if s.timer != nil && s.timer.Stop() {
+			s.timers.Done()
+		}
 		s.conn.Close()
+		s.mu.Unlock()
+		s.timers.Wait()
+		if created && !s.memory {
+			// A file this call created and could not make ready is
+			// removed, as if the call had not been made.
+			if rerr := Remove(path); rerr != nil {
+				s.opts.Logger.Error("store: remove unfinished stream", "stream", path, "err", rerr)
+			}
+		}
 		return nil, err
+	}
+	if err := s.load(); err != nil {
+		return fail(err)
 	}
 	if s.opts.ArchivePath != "" {
 		// A stream that has no archive copy yet gets one on close at the
@@ -152,21 +171,17 @@ func Open(path string, opts Options) (*Stream, error) {
 	}
 	if created && !cfg.equal(DefaultConfig()) {
 		if err := s.update(func(tx *txn) error { return tx.setConfig(cfg) }); err != nil {
-			s.conn.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	if err := s.applySync(); err != nil {
-		s.conn.Close()
-		return nil, dbErr(err)
+		return fail(dbErr(err))
 	}
 	if s.m.count > 0 || !created {
 		if err := s.recomputeDeadline(); err != nil {
-			s.conn.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
-	s.mu.Lock()
 	s.arm()
 	s.mu.Unlock()
 	return s, nil
@@ -210,6 +225,11 @@ func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, create
 		if err := createFile(path, cfg.Sync); err != nil {
 			return nil, false, err
 		}
+		defer func() {
+			if err != nil { // not made ready: as if never created
+				Remove(path)
+			}
+		}()
 		created = true
 		version, wal, err = len(migrations), true, nil // the template's
 	}
