@@ -323,7 +323,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		if e.st == nil {
 			continue
 		}
-		if err := e.st.Close(); err != nil {
+		if err := b.closeStream(e); err != nil {
 			b.log.Error("close stream", "stream", e.name, "err", err)
 			errs = append(errs, fmt.Errorf("broker: close %s: %w", e.name, err))
 		}

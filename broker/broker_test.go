@@ -733,11 +733,26 @@ func TestBroker_IdleClose(t *testing.T) {
 
 	t.Run("Memory", func(t *testing.T) {
 		f := newFixture(t, Options{MemoryIdleTimeout: time.Minute})
+		sub, err := f.nc.SubscribeSync(subjects.EventSubject(subjects.DefaultPrefix, "mem.i"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.nc.Flush()
 		f.call(t, subjects.OpConfig, "mem.i", `{"storage":"memory"}`, nil)
 		f.quiet(t)
 		f.clock.advance(time.Minute)
 		f.b.closeIdle()
 		f.callErr(t, subjects.OpGet, "mem.i", `{"seq":1}`, nil, subjects.ErrNotFound)
+		// Mirrors learn that the stream is gone: config (1), destroy (2).
+		for _, want := range []struct{ op, rev string }{{"config", "1"}, {"destroy", "2"}} {
+			m, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("waiting for the %s event: %v", want.op, err)
+			}
+			if got := m.Header.Get(subjects.HeaderOp); got != want.op || m.Header.Get(subjects.HeaderRevision) != want.rev {
+				t.Fatalf("event %s revision %s, want %s revision %s", got, m.Header.Get(subjects.HeaderRevision), want.op, want.rev)
+			}
+		}
 	})
 	t.Run("Janitor", func(t *testing.T) {
 		f := newFixture(t, Options{})

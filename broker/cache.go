@@ -20,7 +20,11 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 		return false, nil
 	}
 	b.stats.cacheMisses.Add(1)
+	// Opening may restore the file from the archive, into a directory that
+	// pruneDirs must not remove meanwhile.
+	b.dirMu.RLock()
 	st, err := store.Open(e.path, b.storeOptions(e, false))
+	b.dirMu.RUnlock()
 	if err == nil {
 		b.opened(e, st, false)
 		return false, nil
@@ -119,11 +123,10 @@ func (b *Broker) pickIdle(n int, match func(*entry) bool) []*entry {
 // requests that arrived meanwhile get a goroutine that reopens the stream.
 func (b *Broker) closeEntries(es []*entry) {
 	for _, e := range es {
-		if err := e.st.Close(); err != nil {
+		if err := b.closeStream(e); err != nil {
 			b.log.Error("close stream", "stream", e.name, "err", err)
 		}
 		if e.memory {
-			// A memory stream that is closed is gone.
 			b.releaseStream(subjects.Namespace(e.name))
 		}
 		b.forget(e)
@@ -139,6 +142,15 @@ func (b *Broker) closeEntries(es []*entry) {
 		}
 		b.mu.Unlock()
 	}
+}
+
+// closeStream closes e's stream. A memory stream that is closed is gone:
+// it is destroyed, with its destroy event, so that mirrors learn of it.
+func (b *Broker) closeStream(e *entry) error {
+	if e.memory {
+		return e.st.Destroy()
+	}
+	return e.st.Close()
 }
 
 // forget clears e's closed stream.
