@@ -97,6 +97,7 @@ type hooks struct {
 	noJanitor bool
 	onRequest func(op, stream string) // called by the handler for every valid subject
 	beforeJob func(op, stream string) // called before a job is applied
+	retired   func(stream string)     // called when a stream was ended, before its quota count is given back
 }
 
 // Broker serves the Persist protocol on one NATS connection.
@@ -117,9 +118,12 @@ type Broker struct {
 	aborted   atomic.Bool
 	wg        sync.WaitGroup // per-stream goroutines
 
-	// dirMu orders creating a stream file (read lock: creations run
-	// together) against removing the directories a removed stream left
-	// empty (write lock), so that no creation loses its directory.
+	// dirMu orders what creates, opens or retires streams (read lock:
+	// they run together) against what must see the directories still:
+	// removing the directories a removed stream left empty, so that no
+	// creation loses its directory, and counting a quota's streams, so
+	// that no count misses a stream whose count is then given back (write
+	// lock). Taken before nsMu.
 	dirMu sync.RWMutex
 
 	nsMu    sync.Mutex

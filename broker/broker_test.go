@@ -837,6 +837,35 @@ func TestBroker_GlobalStreamQuota(t *testing.T) {
 	f.set(t, "fifth", "x", nil)
 }
 
+// TestBroker_QuotaCountDuringDestroy counts a namespace for the first time
+// while a destroy in it has removed its file but not yet given its count
+// back: the count must not miss the stream and then lose it again.
+func TestBroker_QuotaCountDuringDestroy(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, Options{DataDir: dir})
+	f.set(t, "acme.a", "x", nil)
+	f.b.Shutdown(context.Background())
+	var once sync.Once
+	done := make(chan error, 1)
+	f.start(t, Options{MaxStreamsPerNamespace: 2}, hooks{now: f.clock.now, noJanitor: true, retired: func(string) {
+		once.Do(func() {
+			// The first creation in acme counts it now, from another
+			// connection, while the destroy is between its two steps.
+			go func() {
+				_, err := f.nc.Request(subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, "acme.b"), []byte("x"), 5*time.Second)
+				done <- err
+			}()
+			time.Sleep(100 * time.Millisecond)
+		})
+	}})
+	f.call(t, subjects.OpDestroy, "acme.a", ``, nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	f.set(t, "acme.c", "x", nil) // acme.b and acme.c: the quota is full
+	f.callErr(t, subjects.OpSet, "acme.d", "x", nil, subjects.ErrTooManyStreams)
+}
+
 func TestBroker_Damaged(t *testing.T) {
 	f := newFixture(t, Options{})
 	path := filepath.Join(f.dir, "acme", "bad.db")

@@ -123,13 +123,10 @@ func (b *Broker) pickIdle(n int, match func(*entry) bool) []*entry {
 // requests that arrived meanwhile get a goroutine that reopens the stream.
 func (b *Broker) closeEntries(es []*entry) {
 	for _, e := range es {
-		if err := b.closeStream(e); err != nil {
+		// A memory stream that is closed is gone; a file stream stays.
+		if err := b.retire(e, func(e *entry) (bool, error) { return e.memory, b.closeStream(e) }); err != nil {
 			b.log.Error("close stream", "stream", e.name, "err", err)
 		}
-		if e.memory {
-			b.releaseStream(subjects.Namespace(e.name))
-		}
-		b.forget(e)
 		// Spawning here is safe during Shutdown: it waits for the janitor
 		// before waiting for the stream goroutines, and LRU closes run on a
 		// stream goroutine that is itself waited for.
@@ -166,17 +163,38 @@ func (b *Broker) forget(e *entry) {
 // drop removes a stream that must not remain (it was created by a request
 // that changed nothing) without an event.
 func (b *Broker) drop(e *entry) {
-	if err := e.st.Close(); err != nil {
-		b.log.Error("close stream", "stream", e.name, "err", err)
+	err := b.retire(e, func(e *entry) (bool, error) {
+		err := e.st.Close()
+		if !e.memory {
+			err = errors.Join(err, store.Remove(e.path))
+		}
+		return true, err
+	})
+	if err != nil {
+		b.log.Error("remove unused stream", "stream", e.name, "err", err)
 	}
 	if !e.memory {
-		if err := store.Remove(e.path); err != nil {
-			b.log.Error("remove unused stream", "stream", e.name, "err", err)
-		}
 		b.pruneDirs(e.path)
 	}
+}
+
+// retire ends e's stream with end, which reports whether the stream is
+// gone (destroyed or removed, not only closed); then it forgets e's stream
+// and gives a gone stream's count in the stream quotas back. A count of the
+// streams in reserveStream cannot run in between: it would miss a stream
+// whose count is then given back.
+func (b *Broker) retire(e *entry, end func(*entry) (gone bool, err error)) error {
+	b.dirMu.RLock()
+	defer b.dirMu.RUnlock()
+	gone, err := end(e)
+	if h := b.hooks.retired; h != nil {
+		h(e.name)
+	}
 	b.forget(e)
-	b.releaseStream(subjects.Namespace(e.name))
+	if gone {
+		b.releaseStream(subjects.Namespace(e.name))
+	}
+	return err
 }
 
 // janitor closes idle streams; one goroutine for all streams.
@@ -224,31 +242,53 @@ func (b *Broker) reserveStream(ns string) error {
 		key   string
 		limit int
 	}{{ns, b.opts.MaxStreamsPerNamespace}, {"", b.opts.MaxStreams}}
+	for _, q := range quotas {
+		if q.limit > 0 {
+			if err := b.countOnce(q.key); err != nil {
+				return err
+			}
+		}
+	}
 	b.nsMu.Lock()
 	defer b.nsMu.Unlock()
 	for i, q := range quotas {
 		if q.limit <= 0 {
 			continue
 		}
-		n, ok := b.nsCount[q.key]
-		var err error
-		if !ok {
-			n, err = b.countStreams(q.key)
-		}
-		if err == nil && n >= q.limit {
-			b.nsCount[q.key] = n
-			err = subjects.ErrTooManyStreams
-		}
-		if err != nil {
+		if b.nsCount[q.key] >= q.limit {
 			for _, taken := range quotas[:i] {
 				if taken.limit > 0 {
 					b.nsCount[taken.key]--
 				}
 			}
-			return err
+			return subjects.ErrTooManyStreams
 		}
-		b.nsCount[q.key] = n + 1
+		b.nsCount[q.key]++
 	}
+	return nil
+}
+
+// countOnce counts the streams of namespace ns ("": all streams) from disk
+// unless they were counted already. It holds dirMu exclusively, so that no
+// stream file is created or retired while it walks.
+func (b *Broker) countOnce(ns string) error {
+	b.nsMu.Lock()
+	_, ok := b.nsCount[ns]
+	b.nsMu.Unlock()
+	if ok {
+		return nil
+	}
+	b.dirMu.Lock()
+	defer b.dirMu.Unlock()
+	n, err := b.countStreams(ns)
+	if err != nil {
+		return err
+	}
+	b.nsMu.Lock()
+	if _, ok := b.nsCount[ns]; !ok {
+		b.nsCount[ns] = n
+	}
+	b.nsMu.Unlock()
 	return nil
 }
 

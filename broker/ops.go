@@ -281,16 +281,15 @@ func sameConfig(a, c store.Config) bool {
 
 // destroy removes e's stream; its destroy event is published by Notify.
 func (b *Broker) destroy(e *entry) error {
-	err := e.st.Destroy()
-	if err != nil {
-		_ = e.st.Close()
-	}
-	b.forget(e)
-	if err == nil {
-		if !e.memory {
-			b.pruneDirs(e.path)
+	err := b.retire(e, func(e *entry) (bool, error) {
+		err := e.st.Destroy()
+		if err != nil {
+			_ = e.st.Close()
 		}
-		b.releaseStream(subjects.Namespace(e.name))
+		return err == nil, err
+	})
+	if err == nil && !e.memory {
+		b.pruneDirs(e.path)
 	}
 	return err
 }
