@@ -4,7 +4,8 @@
 // <prefix>.ev.<stream>, keeping the streams themselves in package store.
 //
 // [New] registers a nats.go micro service with one endpoint per operation,
-// in a queue group so that several workers share the load. The endpoint
+// in a queue group (workers in one group share the request subjects; each
+// stream file must still be served by one worker only). The endpoint
 // handler validates the subject and the request, then appends the request
 // to its stream's queue. One goroutine per stream with queued work applies
 // the requests in arrival order and exits when the queue is empty, so one
@@ -17,7 +18,10 @@
 // [Options.IdleTimeout] are closed, and at most [Options.MaxOpen] files stay
 // open, the least recently used idle ones being closed first. Memory streams
 // are not files; they live until destroyed, until [Broker.Shutdown], or
-// until idle for [Options.MemoryIdleTimeout].
+// until idle for [Options.MemoryIdleTimeout], and publish a destroy event
+// when they go. [Options.MaxStreamsPerNamespace] and [Options.MaxStreams]
+// are counted from disk the first time a stream is created under them, so
+// that start-up never scans the data directory.
 //
 // Store errors become wire errors in exactly one table (see wireError);
 // anything unexpected is answered 500 internal and logged. A panic while

@@ -19,7 +19,9 @@
 // [Stream.GetKey], [Stream.Read] (a page of a range, streamed row by row)
 // and [Stream.Keys]. [Stream.Inventory] is O(1): the message count, bytes,
 // last seq and revision are kept in a meta row updated in the same
-// transaction as the messages.
+// transaction as the messages. The messages left in a range after a page
+// (getall's Num-Pending) are counted from a table of counts per block of
+// 1024 seqs, kept by triggers, so paging through a large stream is linear.
 //
 // # Events
 //
