@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nats-persist/persist/broker"
+	"github.com/nats-persist/persist/cmd/internal/command"
 )
 
 // env is a fake environment for parseConfig.
@@ -196,8 +197,8 @@ func TestRun_NoWorker(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no persist worker") {
 		t.Fatalf("run() = %v, want a no-worker error", err)
 	}
-	if got, want := exitCode(err), 1; got != want {
-		t.Errorf("exitCode() = %d, want %d", got, want)
+	if got, want := command.ExitCode(err), 1; got != want {
+		t.Errorf("command.ExitCode() = %d, want %d", got, want)
 	}
 }
 
@@ -228,12 +229,12 @@ func TestParseConfig_BadFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseConfig(tt.args, tt.env.lookup)
-			var uerr *usageError
+			var uerr *command.UsageError
 			if !errors.As(err, &uerr) {
 				t.Fatalf("parseConfig(%q) = %v, want a usage error", tt.args, err)
 			}
-			if got, want := exitCode(err), 2; got != want {
-				t.Errorf("exitCode() = %d, want %d", got, want)
+			if got, want := command.ExitCode(err), 2; got != want {
+				t.Errorf("command.ExitCode() = %d, want %d", got, want)
 			}
 		})
 	}
@@ -241,7 +242,7 @@ func TestParseConfig_BadFlags(t *testing.T) {
 
 func TestRun_BadFlag(t *testing.T) {
 	err := run(context.Background(), []string{"--clients", "0"}, &bytes.Buffer{}, &bytes.Buffer{})
-	if got, want := exitCode(err), 2; got != want {
+	if got, want := command.ExitCode(err), 2; got != want {
 		t.Fatalf("run(--clients 0) = %v, exit %d, want %d", err, got, want)
 	}
 }
@@ -334,7 +335,7 @@ func TestRun_Interrupted(t *testing.T) {
 	}()
 	var stdout bytes.Buffer
 	err = run(ctx, []string{"--nats-url", url, "--duration", "1m", "--clients", "2", "--ops", "set,get"}, &stdout, &bytes.Buffer{})
-	if !errors.Is(err, context.Canceled) || exitCode(err) != 1 {
+	if !errors.Is(err, context.Canceled) || command.ExitCode(err) != 1 {
 		t.Fatalf("run() = %v, want context.Canceled and exit 1", err)
 	}
 	rows := parseTable(t, stdout.String())

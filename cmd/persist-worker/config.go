@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nats-persist/persist/cmd/internal/command"
 	"github.com/nats-persist/persist/subjects"
 )
 
@@ -26,9 +26,6 @@ const maxDirLen = 160
 
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "PERSIST_"
-
-// errHelp reports that --help was asked for; run prints the usage and exits 0.
-var errHelp = errors.New("help requested")
 
 // serviceNameRegexp is what nats.go micro accepts as a service name; checked
 // here so that a bad --name is a usage error, not a start-up failure.
@@ -73,8 +70,6 @@ type config struct {
 // newFlagSet binds every flag to cfg, which holds the defaults.
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("persist-worker", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
 
 	fs.StringVar(&cfg.Data, "data", "./persist-data", "`dir`ectory holding the stream files; created if missing")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server `url`(s) to join, comma-separated; credentials may be in the URL. Empty: run an embedded NATS server on --listen")
@@ -103,35 +98,13 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	return fs
 }
 
-// envName is the environment variable that sets a flag: PERSIST_ and the
-// flag's name in upper snake case.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parseConfig reads the environment first and the arguments after it, so a
-// flag wins over its variable. An empty variable counts as unset, as
-// container tools often pass them that way.
+// parseConfig fills a config from the environment and args, as
+// [command.Parse] describes, and validates it.
 func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, error) {
 	var cfg config
 	fs := newFlagSet(&cfg)
-	if err := applyEnv(fs, lookupEnv); err != nil {
+	if err := command.Parse(fs, envPrefix, args, lookupEnv); err != nil {
 		return config{}, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return config{}, errHelp
-		}
-		// The flag package names flags with one dash; the documentation
-		// and --help use two.
-		msg := err.Error()
-		for _, s := range []string{"for flag -", "not defined: -", "needs an argument: -"} {
-			msg = strings.Replace(msg, s, s+"-", 1)
-		}
-		return config{}, usagef("%s", msg)
-	}
-	if fs.NArg() > 0 {
-		return config{}, usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if err := cfg.validate(); err != nil {
 		return config{}, err
@@ -139,45 +112,29 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	return cfg, nil
 }
 
-// applyEnv sets every flag whose environment variable is set and not empty.
-func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		v, ok := lookupEnv(name)
-		if !ok || v == "" || envErr != nil {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			envErr = usagef("invalid value %q for environment variable %s: %v", v, name, err)
-		}
-	})
-	return envErr
-}
-
 // validate checks every value, so that a bad one stops the worker before it
 // starts anything, with a message naming the flag.
 func (c *config) validate() error {
 	if err := subjects.ValidatePrefix(c.Prefix); err != nil {
-		return usagef("invalid --prefix %q: %v", c.Prefix, err)
+		return command.Usagef("invalid --prefix %q: %v", c.Prefix, err)
 	}
 	if !serviceNameRegexp.MatchString(c.Name) {
-		return usagef("invalid --name %q: use letters, digits, '-' and '_'", c.Name)
+		return command.Usagef("invalid --name %q: use letters, digits, '-' and '_'", c.Name)
 	}
 	if c.QueueGroup == "" || len(c.QueueGroup) > 256 || strings.ContainsFunc(c.QueueGroup, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}) {
-		return usagef("invalid --queue-group %q: 1-256 bytes without spaces", c.QueueGroup)
+		return command.Usagef("invalid --queue-group %q: 1-256 bytes without spaces", c.QueueGroup)
 	}
 
 	if c.NATSURL == "" {
 		host, port, err := net.SplitHostPort(c.Listen)
 		if err != nil {
-			return usagef("invalid --listen %q: %v", c.Listen, err)
+			return command.Usagef("invalid --listen %q: %v", c.Listen, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 0 || p > math.MaxUint16 {
-			return usagef("invalid --listen %q: bad port", c.Listen)
+			return command.Usagef("invalid --listen %q: bad port", c.Listen)
 		}
 		c.listenHost, c.listenPort = host, p
 		for _, f := range []struct{ name, v string }{
@@ -185,15 +142,15 @@ func (c *config) validate() error {
 			{"--tls-ca", c.TLSCA}, {"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey},
 		} {
 			if f.v != "" {
-				return usagef("%s needs --nats-url: the embedded server takes no credentials", f.name)
+				return command.Usagef("%s needs --nats-url: the embedded server takes no credentials", f.name)
 			}
 		}
 	}
 	if c.Creds != "" && c.NKey != "" {
-		return usagef("use either --nats-creds or --nats-nkey, not both")
+		return command.Usagef("use either --nats-creds or --nats-nkey, not both")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return usagef("--tls-cert and --tls-key go together")
+		return command.Usagef("--tls-cert and --tls-key go together")
 	}
 
 	for _, d := range []struct {
@@ -208,31 +165,31 @@ func (c *config) validate() error {
 	} {
 		if d.v < d.min {
 			if d.min == 0 {
-				return usagef("invalid %s %v: must not be negative", d.name, d.v)
+				return command.Usagef("invalid %s %v: must not be negative", d.name, d.v)
 			}
-			return usagef("invalid %s %v: must be positive", d.name, d.v)
+			return command.Usagef("invalid %s %v: must be positive", d.name, d.v)
 		}
 	}
 	if c.MaxOpen < 1 {
-		return usagef("invalid --max-open %d: must be at least 1", c.MaxOpen)
+		return command.Usagef("invalid --max-open %d: must be at least 1", c.MaxOpen)
 	}
 	if c.MaxStreamsPerNamespace < 0 {
-		return usagef("invalid --max-streams-per-namespace %d: must not be negative (0 is unlimited)", c.MaxStreamsPerNamespace)
+		return command.Usagef("invalid --max-streams-per-namespace %d: must not be negative (0 is unlimited)", c.MaxStreamsPerNamespace)
 	}
 	if c.MaxStreams < 0 {
-		return usagef("invalid --max-streams %d: must not be negative (0 is unlimited)", c.MaxStreams)
+		return command.Usagef("invalid --max-streams %d: must not be negative (0 is unlimited)", c.MaxStreams)
 	}
 	if c.MemoryQuota < 1 {
-		return usagef("invalid --memory-quota %v: must be positive", c.MemoryQuota)
+		return command.Usagef("invalid --memory-quota %v: must be positive", c.MemoryQuota)
 	}
 
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		return usagef("invalid --log-format %q: text or json", c.LogFormat)
+		return command.Usagef("invalid --log-format %q: text or json", c.LogFormat)
 	}
 	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil || !validLevel(c.LogLevel) {
-		return usagef("invalid --log-level %q: debug, info, warn or error", c.LogLevel)
+		return command.Usagef("invalid --log-level %q: debug, info, warn or error", c.LogLevel)
 	}
 
 	return c.validateDirs()
@@ -253,7 +210,7 @@ func validLevel(s string) bool {
 // streams, and one directory used twice would overwrite its own files.
 func (c *config) validateDirs() error {
 	if c.Data == "" {
-		return usagef("--data must not be empty")
+		return command.Usagef("--data must not be empty")
 	}
 	dirs := []struct {
 		name string
@@ -265,10 +222,10 @@ func (c *config) validateDirs() error {
 		}
 		abs, err := filepath.Abs(*d.v)
 		if err != nil {
-			return usagef("%s %q: %v", d.name, *d.v, err)
+			return command.Usagef("%s %q: %v", d.name, *d.v, err)
 		}
 		if len(abs) > maxDirLen {
-			return usagef("%s %q: absolute path is %d bytes, longer than %d; stream files under it could exceed SQLite's path limit", d.name, abs, len(abs), maxDirLen)
+			return command.Usagef("%s %q: absolute path is %d bytes, longer than %d; stream files under it could exceed SQLite's path limit", d.name, abs, len(abs), maxDirLen)
 		}
 		*d.v = abs
 	}
@@ -278,7 +235,7 @@ func (c *config) validateDirs() error {
 				continue
 			}
 			if within(*a.v, *b.v) || within(*b.v, *a.v) {
-				return usagef("%s %q and %s %q must be separate directories, neither inside the other", a.name, *a.v, b.name, *b.v)
+				return command.Usagef("%s %q and %s %q must be separate directories, neither inside the other", a.name, *a.v, b.name, *b.v)
 			}
 		}
 	}
@@ -295,26 +252,12 @@ func within(path, dir string) bool {
 // default.
 func printUsage(w io.Writer) {
 	var cfg config
-	fs := newFlagSet(&cfg)
-	fmt.Fprintf(w, `Usage: persist-worker [flags]
+	command.PrintUsage(w, newFlagSet(&cfg), envPrefix, `Usage: persist-worker [flags]
 
 Serves durable, SQLite-backed message streams over NATS. Without
 --nats-url it runs an embedded NATS server on --listen (no authentication:
 keep it on a trusted address); with --nats-url it joins that deployment.
-
-Every flag can also be set by the environment variable shown with it;
-a flag given on the command line wins over its variable.
-
-Flags:
 `)
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  --%s %s\n      %s\n      env %s, default %s\n", f.Name, arg, usage, envName(f.Name), def)
-	})
 }
 
 // byteSize is a flag value in bytes that also takes the usual suffixes:

@@ -25,6 +25,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/nats-persist/persist/cmd/internal/command"
 )
 
 // env is a fake environment for parseConfig.
@@ -126,15 +128,15 @@ func TestParseConfig_EnvAndFlags(t *testing.T) {
 					v = "x7"
 				}
 			}
-			e[envName(f.Name)] = v
+			e[command.EnvName(envPrefix, f.Name)] = v
 			want[f.Name] = v
 		})
-		if err := applyEnv(fs, e.lookup); err != nil {
-			t.Fatalf("applyEnv() error = %v", err)
+		if err := command.Parse(fs, envPrefix, nil, e.lookup); err != nil {
+			t.Fatalf("command.Parse() error = %v", err)
 		}
 		fs.VisitAll(func(f *flag.Flag) {
 			if got := f.Value.String(); got != want[f.Name] {
-				t.Errorf("--%s = %q after %s=%q, want %q", f.Name, got, envName(f.Name), want[f.Name], want[f.Name])
+				t.Errorf("--%s = %q after %s=%q, want %q", f.Name, got, command.EnvName(envPrefix, f.Name), want[f.Name], want[f.Name])
 			}
 		})
 	})
@@ -158,7 +160,7 @@ func TestRun_Help(t *testing.T) {
 		if def == "" {
 			def = `""`
 		}
-		want := fmt.Sprintf("env %s, default %s\n", envName(f.Name), def)
+		want := fmt.Sprintf("env %s, default %s\n", command.EnvName(envPrefix, f.Name), def)
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -231,8 +233,8 @@ func TestRun_BadUsage(t *testing.T) {
 			}
 			var stdout, stderr bytes.Buffer
 			err := run(context.Background(), tt.args, &stdout, &stderr)
-			if got, want := exitCode(err), 2; got != want {
-				t.Fatalf("exitCode(run(%q)) = %d (err %v), want %d", tt.args, got, err, want)
+			if got, want := command.ExitCode(err), 2; got != want {
+				t.Fatalf("command.ExitCode(run(%q)) = %d (err %v), want %d", tt.args, got, err, want)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("run(%q) error = %q, want it to contain %q", tt.args, err, tt.want)
@@ -245,7 +247,7 @@ func TestRun_DataPathTooLong(t *testing.T) {
 	base := t.TempDir()
 	data := filepath.Join(base, strings.Repeat("x", maxDirLen))
 	err := run(context.Background(), []string{"--data", data, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &bytes.Buffer{})
-	if got, want := exitCode(err), 2; got != want {
+	if got, want := command.ExitCode(err), 2; got != want {
 		t.Fatalf("exitCode = %d (err %v), want %d", got, err, want)
 	}
 	if _, serr := os.Stat(data); !errors.Is(serr, os.ErrNotExist) {
@@ -312,14 +314,14 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestExitCode(t *testing.T) {
-	if got := exitCode(nil); got != 0 {
-		t.Errorf("exitCode(nil) = %d, want 0", got)
+	if got := command.ExitCode(nil); got != 0 {
+		t.Errorf("command.ExitCode(nil) = %d, want 0", got)
 	}
-	if got := exitCode(fmt.Errorf("wrapped: %w", usagef("bad"))); got != 2 {
-		t.Errorf("exitCode(usage) = %d, want 2", got)
+	if got := command.ExitCode(fmt.Errorf("wrapped: %w", command.Usagef("bad"))); got != 2 {
+		t.Errorf("command.ExitCode(usage) = %d, want 2", got)
 	}
-	if got := exitCode(errors.New("boom")); got != 1 {
-		t.Errorf("exitCode(other) = %d, want 1", got)
+	if got := command.ExitCode(errors.New("boom")); got != 1 {
+		t.Errorf("command.ExitCode(other) = %d, want 1", got)
 	}
 }
 
@@ -330,7 +332,7 @@ func TestRun_PortTaken(t *testing.T) {
 	}
 	defer l.Close()
 	err = run(context.Background(), []string{"--data", t.TempDir(), "--listen", l.Addr().String()}, &bytes.Buffer{}, &bytes.Buffer{})
-	if got, want := exitCode(err), 1; got != want {
+	if got, want := command.ExitCode(err), 1; got != want {
 		t.Fatalf("exitCode = %d (err %v), want %d", got, err, want)
 	}
 	if !strings.Contains(err.Error(), l.Addr().String()) || !strings.Contains(err.Error(), "listen") {
@@ -486,7 +488,7 @@ func TestRun_WrongCredentials(t *testing.T) {
 	select {
 	case err := <-w.done:
 		w.done <- err
-		if got, want := exitCode(err), 1; got != want {
+		if got, want := command.ExitCode(err), 1; got != want {
 			t.Fatalf("exitCode = %d (err %v), want %d", got, err, want)
 		}
 		if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
@@ -533,7 +535,7 @@ func TestRun_NKey(t *testing.T) {
 	t.Run("MissingSeedFile", func(t *testing.T) {
 		err := run(context.Background(), []string{"--data", t.TempDir(), "--nats-url", srv.ClientURL(),
 			"--nats-nkey", filepath.Join(t.TempDir(), "missing.nk")}, &bytes.Buffer{}, &bytes.Buffer{})
-		if got, want := exitCode(err), 1; got != want || !strings.Contains(err.Error(), "--nats-nkey") {
+		if got, want := command.ExitCode(err), 1; got != want || !strings.Contains(err.Error(), "--nats-nkey") {
 			t.Fatalf("run() = %v (exit %d), want exit %d naming --nats-nkey", err, got, want)
 		}
 	})
