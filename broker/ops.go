@@ -51,10 +51,12 @@ func (b *Broker) applyWrites(e *entry, batch []*job) {
 		err = errors.New("store returned a result count that does not match the writes")
 	}
 	if err != nil {
-		b.failAll(e, batch, err)
-		if created && e.st != nil {
+		if created {
+			// Nothing was written: the stream this batch created must not
+			// remain, whatever failed.
 			b.drop(e)
 		}
+		b.failAll(e, batch, err)
 		return
 	}
 	b.stats.commits.Add(1)
