@@ -163,6 +163,43 @@ func BenchmarkCreate(b *testing.B) {
 	benchRate(b, n, "streams/s")
 }
 
+// BenchmarkOpenGet opens an existing, closed stream, reads one message and
+// closes it again: what a request costs on a stream that is not open.
+func BenchmarkOpenGet(b *testing.B) {
+	const streams = 100
+	dir := b.TempDir()
+	paths := make([]string, streams)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, strconv.Itoa(i%10), fmt.Sprintf("s%d.db", i))
+		s, err := Open(paths[i], Options{Create: true, NoSweep: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Append([]Write{{Data: benchPayload}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		s, err := Open(paths[n%streams], Options{NoSweep: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Get(1); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	benchRate(b, n, "opens/s")
+}
+
 // BenchmarkOpenRSS measures what an open, warm stream costs in resident
 // memory: 1000 streams are opened, written and read, and the growth of the
 // process's RSS is divided among them. It also reports the RSS growth that

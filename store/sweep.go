@@ -84,26 +84,23 @@ func (s *Stream) recomputeDeadline() error {
 			d = ms
 		}
 	}
-	err := execOnce(s.conn, "SELECT min(expires) FROM msgs WHERE expires IS NOT NULL", func(st *sqlite.Stmt) error {
+	// One statement for the three candidates: this runs on every open, and
+	// preparing is most of its cost.
+	err := execOnce(s.conn, `SELECT
+		(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
+		(SELECT time FROM msgs ORDER BY seq LIMIT 1),
+		(SELECT min(time) FROM msg_ids)`, func(st *sqlite.Stmt) error {
 		if !st.ColumnIsNull(0) {
 			lower(st.ColumnInt64(0))
 		}
+		if !st.ColumnIsNull(1) && s.cfg.MaxAge > 0 {
+			lower(st.ColumnInt64(1) + s.cfg.MaxAge + 1)
+		}
+		if !st.ColumnIsNull(2) {
+			lower(max(st.ColumnInt64(2)+s.cfg.DuplicateWindow, 1))
+		}
 		return nil
 	})
-	if err == nil && s.cfg.MaxAge > 0 {
-		err = execOnce(s.conn, "SELECT time FROM msgs ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
-			lower(st.ColumnInt64(0) + s.cfg.MaxAge + 1)
-			return nil
-		})
-	}
-	if err == nil {
-		err = execOnce(s.conn, "SELECT min(time) FROM msg_ids", func(st *sqlite.Stmt) error {
-			if !st.ColumnIsNull(0) {
-				lower(max(st.ColumnInt64(0)+s.cfg.DuplicateWindow, 1))
-			}
-			return nil
-		})
-	}
 	if err != nil {
 		return dbErr(err)
 	}
