@@ -42,9 +42,15 @@ const (
 // within what SQLite accepts (PROTOCOL.md section 1).
 const MaxDirLen = 160
 
-// maxQueue bounds the requests waiting for one stream, so that a flood on
-// one stream cannot take all the worker's memory; more are answered 503.
-const maxQueue = 10000
+// queueLimits bound the requests waiting to be applied, so that a flood
+// cannot take all the worker's memory; more are answered 503.
+type queueLimits struct {
+	perStream int // requests waiting for one stream
+	all       int // requests waiting for all streams together
+	allBytes  int // and their bytes
+}
+
+var defaultQueueLimits = queueLimits{perStream: 10_000, all: 100_000, allBytes: 256 << 20}
 
 // flushTimeout bounds waiting for the server to confirm what was sent,
 // when the caller gives no deadline.
@@ -98,6 +104,7 @@ type hooks struct {
 	onRequest func(op, stream string) // called by the handler for every valid subject
 	beforeJob func(op, stream string) // called before a job is applied
 	retired   func(stream string)     // called when a stream was ended, before its quota count is given back
+	queues    queueLimits             // zero: defaultQueueLimits
 }
 
 // Broker serves the Persist protocol on one NATS connection.
@@ -111,12 +118,14 @@ type Broker struct {
 	svc    micro.Service
 	owned  int // subscriptions the service added to nc
 
-	mu        sync.Mutex
-	streams   map[string]*entry // open streams and streams with work
-	openFiles int
-	closed    bool // no more jobs are accepted
-	aborted   atomic.Bool
-	wg        sync.WaitGroup // per-stream goroutines
+	mu          sync.Mutex
+	streams     map[string]*entry // open streams and streams with work
+	openFiles   int
+	queued      int  // requests waiting in all queues
+	queuedBytes int  // and their bytes
+	closed      bool // no more jobs are accepted
+	aborted     atomic.Bool
+	wg          sync.WaitGroup // per-stream goroutines
 
 	// dirMu orders what creates, opens or retires streams (read lock:
 	// they run together) against what must see the directories still:
@@ -216,6 +225,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	if h.queues == (queueLimits{}) {
+		h.queues = defaultQueueLimits
 	}
 	log := opts.Logger
 	if log == nil {
@@ -396,7 +408,7 @@ func (b *Broker) handle(req micro.Request) {
 	if j.isWrite() {
 		refuseUnsendable(j.items, b.nc.MaxPayload())
 	}
-	j.reply = reply
+	j.reply, j.size = reply, len(req.Data())
 	b.enqueue(name, j)
 }
 
@@ -409,16 +421,23 @@ func (b *Broker) enqueue(name string, j *job) {
 		b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("the worker is stopping"))
 		return
 	}
+	if lim := b.hooks.queues; b.queued >= lim.all || b.queuedBytes+j.size > lim.allBytes {
+		b.mu.Unlock()
+		b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("too many requests waiting in the worker"))
+		return
+	}
 	e := b.streams[name]
 	if e == nil {
 		e = &entry{name: name, path: filepath.Join(b.opts.DataDir, subjects.Path(name))}
 		b.streams[name] = e
 	}
-	if len(e.queue) >= maxQueue {
+	if len(e.queue) >= b.hooks.queues.perStream {
 		b.mu.Unlock()
 		b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("too many requests waiting for this stream"))
 		return
 	}
+	b.queued++
+	b.queuedBytes += j.size
 	e.queue = append(e.queue, j)
 	e.lastUsed = b.hooks.now() // idle means no request for a while
 	if !e.running {
@@ -447,6 +466,10 @@ func (b *Broker) run(e *entry) {
 			return
 		}
 		batch := takeBatch(e)
+		for _, j := range batch {
+			b.queued--
+			b.queuedBytes -= j.size
+		}
 		b.mu.Unlock()
 		if b.aborted.Load() {
 			for _, j := range batch {

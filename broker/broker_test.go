@@ -1012,6 +1012,76 @@ func TestBroker_ShutdownAnswersQueued(t *testing.T) {
 	}
 }
 
+// TestBroker_QueueLimits holds every stream's first job and checks that
+// requests past a queue limit are answered 503 at once, and the others
+// normally once the work goes on.
+func TestBroker_QueueLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limits  queueLimits
+		streams []string // each request goes to the next, round robin
+		sent    int
+		wantOK  int
+	}{
+		// The first job of a stream is taken off its queue before it is
+		// held, so a stream takes one more than its queue holds.
+		{"PerStream", queueLimits{perStream: 3, all: 1000, allBytes: 1 << 20}, []string{"acme.q"}, 10, 4},
+		{"All", queueLimits{perStream: 1000, all: 4, allBytes: 1 << 20}, []string{"acme.a", "acme.b"}, 10, 6},
+		{"AllBytes", queueLimits{perStream: 1000, all: 1000, allBytes: 25}, []string{"acme.a", "acme.b"}, 10, 4}, // 10-byte bodies: two fit
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Options{})
+			f.b.Shutdown(context.Background())
+			release := make(chan struct{})
+			held := make(chan struct{}, len(tc.streams))
+			seen := map[string]bool{}
+			var mu sync.Mutex
+			f.start(t, Options{}, hooks{noJanitor: true, queues: tc.limits, beforeJob: func(op, stream string) {
+				mu.Lock()
+				first := !seen[stream]
+				seen[stream] = true
+				mu.Unlock()
+				if first {
+					held <- struct{}{}
+					<-release
+				}
+			}})
+			inbox := nats.NewInbox()
+			sub, _ := f.nc.SubscribeSync(inbox)
+			for i := range tc.sent {
+				stream := tc.streams[i%len(tc.streams)]
+				f.nc.PublishRequest(subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, stream), inbox, fmt.Appendf(nil, "%010d", i))
+				if i < len(tc.streams) {
+					f.nc.Flush()
+					<-held // the stream's goroutine holds its first job
+				}
+			}
+			f.nc.Flush()
+			busy := 0
+			for range tc.sent - tc.wantOK {
+				m, err := sub.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatalf("after %d refusals: %v", busy, err)
+				}
+				if werr := replyError(m); werr == nil || werr.Code != 503 {
+					t.Fatalf("reply while held = %v, want 503", werr)
+				}
+				busy++
+			}
+			close(release)
+			for range tc.wantOK {
+				m, err := sub.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if werr := replyError(m); werr != nil {
+					t.Fatalf("reply after release = %v, want a set reply", werr)
+				}
+			}
+		})
+	}
+}
+
 func TestBroker_ShutdownDeadline(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.b.Shutdown(context.Background())

@@ -33,6 +33,7 @@ type job struct {
 	op       string
 	reply    string
 	answered bool
+	size     int // bytes of the request, counted in the queue limits
 
 	items []item // set: one; setmany: one per element
 	many  bool   // setmany: the reply is an array
