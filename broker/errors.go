@@ -28,6 +28,7 @@ var wireErrors = []struct {
 	{store.ErrInvalid, subjects.ErrBadRequest, true},
 	{store.ErrCorrupt, subjects.ErrUnavailable.WithDescription("the stream's file is damaged"), false},
 	{store.ErrClosed, subjects.ErrUnavailable, false},
+	{store.ErrLocked, subjects.ErrUnavailable.WithDescription("the stream's file is in use by another process"), false},
 }
 
 // wireError maps err to the error sent to the client. An error that is

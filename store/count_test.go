@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -131,5 +132,40 @@ func TestOpen_MigratesVersion1(t *testing.T) {
 	}
 	if version != len(migrations) {
 		t.Fatalf("user_version = %d, want %d", version, len(migrations))
+	}
+}
+
+// TestOpen_Locked opens a stream whose file another connection holds
+// locked: Open fails with ErrLocked after its wait instead of hanging, and
+// works once the lock is gone.
+func TestOpen_Locked(t *testing.T) {
+	ts := openTest(t, nil)
+	ts.put(t, data("x"))
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ts.Stream = nil
+	other, err := sqlite.OpenConn(ts.path, sqlite.OpenReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := execScript(other, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(ts.path, ts.opts); !errors.Is(err, ErrLocked) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open(locked file) = %v, want ErrLocked", err)
+	}
+	if err := execScript(other, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ts.reopen(t)
+	if got := ts.seqs(t); len(got) != 1 {
+		t.Fatalf("seqs after the lock = %v, want one message", got)
 	}
 }

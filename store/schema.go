@@ -388,6 +388,8 @@ func dbErr(err error) error {
 	switch sqlite.ErrCode(err).ToPrimary() {
 	case sqlite.ResultCorrupt, sqlite.ResultNotADB:
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	case sqlite.ResultBusy, sqlite.ResultLocked:
+		return fmt.Errorf("%w: %v", ErrLocked, err)
 	}
 	return fmt.Errorf("store: %w", err)
 }

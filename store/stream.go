@@ -187,6 +187,10 @@ func Open(path string, opts Options) (*Stream, error) {
 	return s, nil
 }
 
+// lockTimeout is how long opening a stream waits for another program's
+// lock on its file before it fails with ErrLocked.
+const lockTimeout = time.Second
+
 func openMemory() (*sqlite.Conn, error) {
 	conn, err := sqlite.OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
 	if err != nil {
@@ -243,6 +247,10 @@ func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, create
 	if err != nil {
 		return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 	}
+	// The connection holds the file exclusively, so only another program
+	// can make it wait; waiting forever, as the driver would, would hang
+	// the stream's requests.
+	conn.SetBusyTimeout(lockTimeout)
 	defer func() {
 		if err != nil {
 			conn.Close()

@@ -10,15 +10,16 @@ import (
 // Errors returned by the store. The broker maps each of them to a wire code
 // in exactly one table; anything else is an internal error.
 var (
-	ErrNotFound          = errors.New("store: not found")                    // no message with that seq or key
-	ErrWrongLastSequence = errors.New("store: wrong last sequence")          // PreviousSeq did not match
-	ErrMsgTooLarge       = errors.New("store: message too large")            // larger than max_msg_size or max_bytes
-	ErrRateLimited       = errors.New("store: rate limited")                 // max_msgs_per_second or max_bytes_per_second
-	ErrLimitReached      = errors.New("store: limit reached")                // discard new, or the memory quota is full
-	ErrTTLDisabled       = errors.New("store: message TTL is not allowed")   // TTL without allow_msg_ttl
-	ErrInvalid           = errors.New("store: invalid argument")             // bad config, bad key, bad write
-	ErrCorrupt           = errors.New("store: not a stream file or damaged") // file left as it is
-	ErrClosed            = errors.New("store: stream is closed")             // use after Close
+	ErrNotFound          = errors.New("store: not found")                         // no message with that seq or key
+	ErrWrongLastSequence = errors.New("store: wrong last sequence")               // PreviousSeq did not match
+	ErrMsgTooLarge       = errors.New("store: message too large")                 // larger than max_msg_size or max_bytes
+	ErrRateLimited       = errors.New("store: rate limited")                      // max_msgs_per_second or max_bytes_per_second
+	ErrLimitReached      = errors.New("store: limit reached")                     // discard new, or the memory quota is full
+	ErrTTLDisabled       = errors.New("store: message TTL is not allowed")        // TTL without allow_msg_ttl
+	ErrInvalid           = errors.New("store: invalid argument")                  // bad config, bad key, bad write
+	ErrCorrupt           = errors.New("store: not a stream file or damaged")      // file left as it is
+	ErrClosed            = errors.New("store: stream is closed")                  // use after Close
+	ErrLocked            = errors.New("store: file is locked by another process") // another program holds the stream's file
 )
 
 // Storage kinds for [Config.Storage].
