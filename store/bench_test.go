@@ -163,25 +163,33 @@ func BenchmarkCreate(b *testing.B) {
 	benchRate(b, n, "streams/s")
 }
 
-// BenchmarkOpenGet opens an existing, closed stream, reads one message and
-// closes it again: what a request costs on a stream that is not open.
-func BenchmarkOpenGet(b *testing.B) {
-	const streams = 100
+// benchClosedStreams creates n streams spread over directories, each
+// holding ws, and closes them; it returns their paths.
+func benchClosedStreams(b *testing.B, n int, ws ...Write) []string {
+	b.Helper()
 	dir := b.TempDir()
-	paths := make([]string, streams)
+	paths := make([]string, n)
 	for i := range paths {
 		paths[i] = filepath.Join(dir, strconv.Itoa(i%10), fmt.Sprintf("s%d.db", i))
 		s, err := Open(paths[i], Options{Create: true, NoSweep: true})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.Append([]Write{{Data: benchPayload}}); err != nil {
+		if _, err := s.Append(ws); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return paths
+}
+
+// BenchmarkOpenGet opens an existing, closed stream, reads one message and
+// closes it again: what a request costs on a stream that is not open.
+func BenchmarkOpenGet(b *testing.B) {
+	const streams = 100
+	paths := benchClosedStreams(b, streams, Write{Data: benchPayload})
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
@@ -206,21 +214,7 @@ func BenchmarkOpenGet(b *testing.B) {
 // remains once they are all closed, which should be close to nothing.
 func BenchmarkOpenRSS(b *testing.B) {
 	const streams = 1000
-	dir := b.TempDir()
-	paths := make([]string, streams)
-	for i := range paths {
-		paths[i] = filepath.Join(dir, strconv.Itoa(i%10), fmt.Sprintf("s%d.db", i))
-		s, err := Open(paths[i], Options{Create: true, NoSweep: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.Append([]Write{{Data: benchPayload}, {Key: "k", Data: bytes.Repeat(benchPayload, 20)}}); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	paths := benchClosedStreams(b, streams, Write{Data: benchPayload}, Write{Key: "k", Data: bytes.Repeat(benchPayload, 20)})
 	b.ReportAllocs()
 	var perStream, heapPerStream, afterClose float64
 	var ms runtime.MemStats
