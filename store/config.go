@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Bounds on configuration values that the protocol leaves open. Durations
@@ -17,7 +14,6 @@ import (
 const (
 	maxDurationMs = 1 << 50 // about 35,000 years
 	maxDescBytes  = 64 << 10
-	maxKeyBytes   = 1024
 )
 
 // DefaultConfig returns the configuration of the protocol's defaults.
@@ -205,27 +201,4 @@ func (c Config) NonDefault() map[string]any {
 		m["desc"] = desc
 	}
 	return m
-}
-
-// ValidKey reports whether key is a valid message key: 1 to 1024 bytes of
-// UTF-8 without control characters, not starting or ending with ASCII white
-// space. The error wraps ErrInvalid.
-func ValidKey(key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf("%w: empty key", ErrInvalid)
-	case len(key) > maxKeyBytes:
-		return fmt.Errorf("%w: key longer than %d bytes", ErrInvalid, maxKeyBytes)
-	case !utf8.ValidString(key):
-		return fmt.Errorf("%w: key is not UTF-8", ErrInvalid)
-	case strings.IndexFunc(key, unicode.IsControl) >= 0:
-		return fmt.Errorf("%w: key has a control character", ErrInvalid)
-	case isASCIISpace(key[0]) || isASCIISpace(key[len(key)-1]):
-		return fmt.Errorf("%w: key starts or ends with white space", ErrInvalid)
-	}
-	return nil
-}
-
-func isASCIISpace(b byte) bool {
-	return b == ' ' || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r'
 }

@@ -113,7 +113,10 @@ func TestConfig_JSON(t *testing.T) {
 	}
 }
 
-func TestValidKey(t *testing.T) {
+// TestStream_InvalidKey checks that a write with a key the protocol does not
+// allow is refused, alone, with ErrInvalid.
+func TestStream_InvalidKey(t *testing.T) {
+	ts := openTest(t, nil)
 	tests := []struct {
 		key string
 		ok  bool
@@ -123,7 +126,6 @@ func TestValidKey(t *testing.T) {
 		{"ключ/ü", true},
 		{strings.Repeat("k", 1024), true},
 		{strings.Repeat("k", 1025), false},
-		{"", false},
 		{" k", false},
 		{"k\t", false},
 		{"a\nb", false},
@@ -132,8 +134,9 @@ func TestValidKey(t *testing.T) {
 		{"\xff", false},
 	}
 	for _, tt := range tests {
-		if err := ValidKey(tt.key); (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrInvalid) {
-			t.Errorf("ValidKey(%.20q) = %v, want ok %v", tt.key, err, tt.ok)
+		r := ts.mustAppend(t, Write{Key: tt.key, Data: []byte("x")})[0]
+		if (r.Err == nil) != tt.ok || r.Err != nil && !errors.Is(r.Err, ErrInvalid) {
+			t.Errorf("Append(key %.20q) = %v, want ok %v", tt.key, r.Err, tt.ok)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // txn is one write transaction: the counters as they will be after commit
@@ -310,8 +312,8 @@ const maxMsgIDBytes = 1024
 func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	cfg := tx.cfg
 	if w.Key != "" {
-		if err := ValidKey(w.Key); err != nil {
-			return WriteResult{}, err
+		if err := subjects.ValidateKey(w.Key); err != nil {
+			return WriteResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
 	switch {
