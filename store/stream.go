@@ -333,8 +333,21 @@ func (s *Stream) applySync() error {
 // Remove removes the files of a closed stream at path. Missing files are not
 // an error.
 func Remove(path string) error {
+	err := os.Remove(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	if serr := removeSidecars(path); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// removeSidecars removes the files SQLite keeps beside the database at path
+// (-wal, -shm, -journal); missing ones are not an error.
+func removeSidecars(path string) error {
 	var first error
-	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
 		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
 			first = err
 		}

@@ -108,7 +108,7 @@ func installCopy(src, dst string, want uint64) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			tierRemove(tmp.Name())
+			Remove(tmp.Name()) // a temporary file: errors do not matter
 		}
 	}()
 	in, err := os.Open(src)
@@ -133,17 +133,15 @@ func installCopy(src, dst string, want uint64) (err error) {
 	got, err := fileRevision(tmp.Name(), true)
 	// Reading a copy of a WAL-mode file creates an empty -wal and -shm
 	// beside it; they belong to the temporary name.
-	tierRemoveSidecars(tmp.Name())
+	removeSidecars(tmp.Name())
 	if err != nil {
 		return fmt.Errorf("store: restore %s from archive: %w", dst, err)
 	}
 	if got < want {
 		return fmt.Errorf("store: restore %s: archive changed while copying", dst)
 	}
-	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
-		if err := os.Remove(dst + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("store: restore %s: %w", dst, err)
-		}
+	if err := removeSidecars(dst); err != nil {
+		return fmt.Errorf("store: restore %s: %w", dst, err)
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return fmt.Errorf("store: restore %s: %w", dst, err)
@@ -169,7 +167,7 @@ func snapshot(conn *sqlite.Conn, dst string) (err error) {
 	f.Close()
 	defer func() {
 		if err != nil {
-			tierRemove(tmp)
+			Remove(tmp) // a temporary file: errors do not matter
 		}
 	}()
 	if err := backupTo(conn, tmp); err != nil {
@@ -209,21 +207,6 @@ func backupTo(conn *sqlite.Conn, path string) (err error) {
 		return err
 	}
 	return syncPath(path)
-}
-
-// tierRemove removes a temporary database file and whatever SQLite may
-// have left beside it; errors do not matter for temporary files.
-func tierRemove(path string) {
-	os.Remove(path)
-	tierRemoveSidecars(path)
-}
-
-// tierRemoveSidecars removes the files SQLite may keep beside a temporary
-// database file.
-func tierRemoveSidecars(path string) {
-	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
-		os.Remove(path + suffix)
-	}
 }
 
 // syncPath makes the contents of the file at path durable.
