@@ -29,6 +29,7 @@ var wireErrors = []struct {
 	{store.ErrCorrupt, subjects.ErrUnavailable.WithDescription("the stream's file is damaged"), false},
 	{store.ErrClosed, subjects.ErrUnavailable, false},
 	{store.ErrLocked, subjects.ErrUnavailable.WithDescription("the stream's file is in use by another process"), false},
+	{store.ErrTooManyOpen, subjects.ErrOverloaded.WithDescription("too many streams open in the worker"), false},
 }
 
 // wireError maps err to the error sent to the client. An error that is

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"modernc.org/libc"
 	lib "modernc.org/sqlite/lib"
@@ -266,6 +267,9 @@ func checkFile(path string) error {
 func inspectFile(path string) (version int, wal bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			err = fmt.Errorf("%w: %v", ErrTooManyOpen, err)
+		}
 		return 0, false, err
 	}
 	defer f.Close()

@@ -599,6 +599,17 @@ func (s *Stream) Config() Config {
 	return c
 }
 
+// Trim gives back the memory an idle stream does not need: SQLite's page
+// cache and whatever else it can free. The next request rebuilds what it
+// uses. It is safe to call at any time.
+func (s *Stream) Trim() error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	return dbErr(execScript(s.conn, "PRAGMA shrink_memory"))
+}
+
 // Revision returns the stream's revision: the number of events so far.
 func (s *Stream) Revision() uint64 {
 	s.mu.Lock()

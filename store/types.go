@@ -20,6 +20,18 @@ var (
 	ErrCorrupt           = errors.New("store: not a stream file or damaged")      // file left as it is
 	ErrClosed            = errors.New("store: stream is closed")                  // use after Close
 	ErrLocked            = errors.New("store: file is locked by another process") // another program holds the stream's file
+	ErrTooManyOpen       = errors.New("store: too many open files")               // the process is out of file descriptors
+)
+
+// What one open file stream costs the process, for budgets that bound how
+// many streams are open at once. The broker divides its memory budget by
+// OpenStreamBytes and its descriptor budget by FilesPerStream.
+const (
+	// FilesPerStream is the file descriptors an open file stream holds.
+	FilesPerStream = 2
+	// OpenStreamBytes is the memory an open, idle file stream holds after
+	// [Stream.Trim], measured by BenchmarkOpenStreamMemory.
+	OpenStreamBytes = 140 << 10
 )
 
 // Storage kinds for [Config.Storage].

@@ -31,6 +31,10 @@ var (
 	ErrRateLimited = &Error{429, "rate_limited", "rate limited"}
 	// ErrTooManyStreams: the namespace is at its stream quota.
 	ErrTooManyStreams = &Error{429, "too_many_streams", "too many streams in this namespace"}
+	// ErrOverloaded: back-pressure; too many requests are waiting for the
+	// stream or the worker, or the worker is out of room for open streams.
+	// Retry after a short delay.
+	ErrOverloaded = &Error{429, "overloaded", "overloaded"}
 	// ErrLimitReached: discard policy new and a limit would be exceeded, or
 	// the memory-stream quota is full.
 	ErrLimitReached = &Error{507, "limit_reached", "limit reached"}

@@ -23,6 +23,7 @@ var wireErrors = []struct {
 	{ErrTooManyStreams, 429, "too_many_streams"},
 	{ErrLimitReached, 507, "limit_reached"},
 	{ErrUnavailable, 503, "unavailable"},
+	{ErrOverloaded, 429, "overloaded"},
 	{ErrInternal, 500, "internal"},
 }
 
