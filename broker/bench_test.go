@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -103,4 +104,31 @@ func BenchmarkGetParallel64(b *testing.B) {
 		}
 		return nil
 	})
+}
+
+// BenchmarkSetRandomStream measures set requests over 64 concurrent
+// requesters, each on a random one of 2000 existing streams while at most
+// 500 may be open, so that streams are opened and closed all the time.
+func BenchmarkSetRandomStream(b *testing.B) {
+	const streams, maxOpen = 2000, 500
+	f := newFixture(b, Options{MaxOpen: maxOpen})
+	subj := make([]string, streams)
+	for i := range subj {
+		name := fmt.Sprintf("bench.r%d", i)
+		subj[i] = subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, name)
+		f.set(b, name, "x", nil)
+	}
+	payload := []byte("0123456789abcdef")
+	runRequesters(b, func(i int) error {
+		m, err := f.nc.Request(subj[rand.IntN(streams)], payload, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		if werr := replyError(m); werr != nil {
+			return werr
+		}
+		return nil
+	})
+	s := f.stats(b)
+	b.ReportMetric(float64(s.CacheMisses)/float64(s.CacheHits+s.CacheMisses), "miss/op")
 }
