@@ -162,15 +162,6 @@ type entry struct {
 	lastUsed time.Time
 }
 
-// counters are the broker's own statistics, served with micro's stats.
-type counters struct {
-	cacheHits, cacheMisses          atomic.Uint64
-	eventsPublished, eventErrors    atomic.Uint64
-	commits, commitItems, commitReq atomic.Uint64
-	maxBatch                        atomic.Uint64
-	errors                          sync.Map // op -> *atomic.Uint64
-}
-
 // New validates opts, registers the micro service on nc and starts serving.
 // The caller keeps nc and closes it after [Broker.Shutdown].
 func New(nc *nats.Conn, opts Options) (*Broker, error) {
