@@ -31,8 +31,12 @@ const (
 	DefaultArchiveInterval = 30 * time.Second
 	// DefaultIdleTimeout is how long a stream file stays open unused.
 	DefaultIdleTimeout = time.Minute
-	// DefaultMaxOpen is the most stream files open at once.
-	DefaultMaxOpen = 10000
+	// DefaultMemoryBudget is the memory open file streams may take; with
+	// the descriptors left to the worker, it bounds how many are open.
+	DefaultMemoryBudget = 256 << 20
+	// DefaultTrimDelay is how long an open stream is idle before it gives
+	// back the memory it does not need (see [store.Stream.Trim]).
+	DefaultTrimDelay = 2 * time.Second
 	// DefaultMemoryQuota is the bytes all memory streams may hold.
 	DefaultMemoryQuota = 1 << 30
 )
@@ -43,7 +47,7 @@ const (
 const MaxDirLen = 160
 
 // queueLimits bound the requests waiting to be applied, so that a flood
-// cannot take all the worker's memory; more are answered 503.
+// cannot take all the worker's memory; more are answered 429 overloaded.
 type queueLimits struct {
 	perStream int // requests waiting for one stream
 	all       int // requests waiting for all streams together
@@ -74,7 +78,9 @@ type Options struct {
 	ArchiveInterval        time.Duration // 0 is DefaultArchiveInterval
 	IdleTimeout            time.Duration // close file streams idle this long; 0 is DefaultIdleTimeout
 	MemoryIdleTimeout      time.Duration // drop memory streams idle this long; 0 is never
-	MaxOpen                int           // cap on open stream files; 0 is DefaultMaxOpen
+	MaxOpen                int           // extra cap on open stream files; 0: the budgets alone
+	MemoryBudget           int64         // memory of open file streams; 0 is DefaultMemoryBudget
+	TrimDelay              time.Duration // trim file streams idle this long; 0 is DefaultTrimDelay
 	MaxStreamsPerNamespace int           // 0 is unlimited
 	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
@@ -96,6 +102,7 @@ type streamAPI interface {
 	Inventory() (store.Inventory, error)
 	Keys(after string, limit int) ([]string, bool, error)
 	Revision() uint64
+	Trim() error
 	Close() error
 	Destroy() error
 }
@@ -108,6 +115,12 @@ type hooks struct {
 	beforeJob func(op, stream string) // called before a job is applied
 	retired   func(stream string)     // called when a stream was ended, before its quota count is given back
 	queues    queueLimits             // zero: defaultQueueLimits
+	nofile    uint64                  // zero: the process's RLIMIT_NOFILE
+
+	// mayServe, when set, is asked before a stream is opened whether
+	// this worker may serve it; an error is answered instead. It is the
+	// place for a later partition-ownership check.
+	mayServe func(stream string) error
 }
 
 // Broker serves the Persist protocol on one NATS connection.
@@ -119,23 +132,34 @@ type Broker struct {
 	quota  *store.Quota
 	hooks  hooks
 	svc    micro.Service
-	owned  int // subscriptions the service added to nc
+	budget Budget
 
-	mu          sync.Mutex
-	streams     map[string]*entry // open streams and streams with work
-	openFiles   int
-	queued      int  // requests waiting in all queues
-	queuedBytes int  // and their bytes
-	closed      bool // no more jobs are accepted
-	aborted     atomic.Bool
-	wg          sync.WaitGroup // per-stream goroutines
+	reg     *registry
+	runq    *fifo[*entry]    // streams with work, owned, waiting for a worker
+	closeq  *fifo[closeTask] // streams owned by the closer pool
+	pools   sync.WaitGroup   // the workers and the closers
+	held    sync.WaitGroup   // entries owned by anyone (busy)
+	slots   chan struct{}    // one element per open file stream; cap is the budget
+	closed  atomic.Bool      // no more requests are accepted
+	aborted atomic.Bool      // requests not yet started are answered 503
 
-	// dirMu orders what creates, opens or retires streams (read lock:
+	queued      atomic.Int64 // requests waiting in all queues
+	queuedBytes atomic.Int64 // and their bytes
+	closing     atomic.Int64 // closes handed to the closer pool, not yet done
+	slotWaiters atomic.Int64 // opens waiting for a slot
+	openStreams atomic.Int64 // open streams, memory streams included
+
+	// mu guards streams: the open memory streams, which list shows
+	// (memory streams have no file to find).
+	mu      sync.Mutex
+	streams map[string]*entry
+
+	// dirMu orders what creates, opens or removes streams (read lock:
 	// they run together) against what must see the directories still:
 	// removing the directories a removed stream left empty, so that no
 	// creation loses its directory, and counting a quota's streams, so
 	// that no count misses a stream whose count is then given back (write
-	// lock). Taken before nsMu.
+	// lock). Plain closes do not take it. Taken before nsMu.
 	dirMu sync.RWMutex
 
 	nsMu    sync.Mutex
@@ -149,17 +173,6 @@ type Broker struct {
 	shutdownErr  error
 
 	stats counters
-}
-
-// entry is one stream known to the broker: open, or with work queued.
-type entry struct {
-	name     string
-	path     string
-	queue    []*job
-	running  bool // a goroutine owns st and drains queue
-	st       streamAPI
-	memory   bool
-	lastUsed time.Time
 }
 
 // New validates opts, registers the micro service on nc and starts serving.
@@ -193,16 +206,19 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
-	if opts.MaxOpen == 0 {
-		opts.MaxOpen = DefaultMaxOpen
+	if opts.MemoryBudget == 0 {
+		opts.MemoryBudget = DefaultMemoryBudget
+	}
+	if opts.TrimDelay == 0 {
+		opts.TrimDelay = DefaultTrimDelay
 	}
 	if opts.MemoryQuota == 0 {
 		opts.MemoryQuota = DefaultMemoryQuota
 	}
 	switch {
-	case opts.ArchiveInterval < 0, opts.IdleTimeout < 0, opts.MemoryIdleTimeout < 0:
+	case opts.ArchiveInterval < 0, opts.IdleTimeout < 0, opts.MemoryIdleTimeout < 0, opts.TrimDelay < 0:
 		return nil, errors.New("broker: negative duration option")
-	case opts.MaxOpen < 0, opts.MaxStreamsPerNamespace < 0, opts.MaxStreams < 0, opts.MemoryQuota < 0:
+	case opts.MaxOpen < 0, opts.MaxStreamsPerNamespace < 0, opts.MaxStreams < 0, opts.MemoryQuota < 0, opts.MemoryBudget < 0:
 		return nil, errors.New("broker: negative limit option")
 	}
 	var err error
@@ -234,13 +250,19 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		log:          log,
 		quota:        store.NewQuota(opts.MemoryQuota),
 		hooks:        h,
+		budget:       newBudget(opts, h.nofile),
+		reg:          newRegistry(),
+		runq:         newFIFO[*entry](),
+		closeq:       newFIFO[closeTask](),
 		streams:      make(map[string]*entry),
 		nsCount:      make(map[string]int),
 		janitorStop:  make(chan struct{}),
 		janitorDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
 	}
-	before := nc.NumSubscriptions()
+	b.slots = make(chan struct{}, b.budget.MaxOpen)
+	log.Info("open stream budget", "max_open", b.budget.MaxOpen, "bound_by", b.budget.BoundBy,
+		"memory_cap", b.budget.MemoryCap, "descriptor_cap", b.budget.DescriptorCap, "nofile", b.budget.NoFile)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:         opts.Name,
 		Version:      Version,
@@ -259,7 +281,12 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		}
 	}
 	b.svc = svc
-	b.owned = nc.NumSubscriptions() - before
+	for range runWorkers {
+		b.pools.Go(b.worker)
+	}
+	for range closers {
+		b.pools.Go(b.closer)
+	}
 	// Serve from the moment New returns: the server has the subscriptions.
 	// While disconnected there is nothing to wait for; the subscriptions
 	// are sent when the connection is (re)established.
@@ -305,42 +332,46 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	var errs []error
 	// Stopping drains the endpoint subscriptions: the server stops sending
 	// and the messages already received are still handed to the handler.
-	// The drain finishes asynchronously, once each subscription is gone.
-	before := b.nc.NumSubscriptions()
 	if err := b.svc.Stop(); err != nil {
 		errs = append(errs, err)
 	}
-	b.waitDrained(ctx, before-b.owned)
+	b.waitDrained(ctx)
 	stop := context.AfterFunc(ctx, func() { b.aborted.Store(true) })
 	defer stop()
 	if ctx.Err() != nil {
 		b.aborted.Store(true)
 	}
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
+	b.closed.Store(true)
 	close(b.janitorStop)
 	<-b.janitorDone
-	b.wg.Wait()
+	// Every request received is queued now; once no entry is held, every
+	// one was answered and every stream is idle.
+	b.held.Wait()
+	b.runq.close()
+	b.closeq.close()
+	b.pools.Wait()
 
-	b.mu.Lock()
-	entries := make([]*entry, 0, len(b.streams))
-	for _, e := range b.streams {
-		entries = append(entries, e)
+	var entries []*entry
+	for i := range b.reg.shards {
+		sh := &b.reg.shards[i]
+		sh.mu.Lock()
+		for _, e := range sh.streams {
+			if e.state == stateOpen {
+				entries = append(entries, e)
+			}
+		}
+		sh.mu.Unlock()
 	}
-	b.mu.Unlock()
 	// Closing a stream that changed checkpoints its WAL with an fsync:
 	// with thousands open, closing them side by side keeps the disk busy
-	// instead of waiting for each fsync in turn.
+	// instead of waiting for each fsync in turn. Nothing else runs now, so
+	// the entries are this goroutine's.
 	var (
 		closing sync.WaitGroup
 		errMu   sync.Mutex
 		slots   = make(chan struct{}, shutdownClosers)
 	)
 	for _, e := range entries {
-		if e.st == nil {
-			continue
-		}
 		slots <- struct{}{}
 		closing.Go(func() {
 			defer func() { <-slots }()
@@ -350,7 +381,6 @@ func (b *Broker) shutdown(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("broker: close %s: %w", e.name, err))
 				errMu.Unlock()
 			}
-			b.forget(e)
 		})
 	}
 	closing.Wait()
@@ -370,24 +400,40 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	return nil
 }
 
-// waitDrained waits until the service's subscriptions are gone from the
-// connection (nats.go removes a draining subscription once its last
-// message was handled), or ctx is done.
-func (b *Broker) waitDrained(ctx context.Context, target int) {
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
-	for !b.nc.IsClosed() && b.nc.NumSubscriptions() > target {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// waitDrained waits until the handlers have returned for every request the
+// server sent before the service stopped, or ctx is done. A flush makes sure
+// that all of them were read from the connection; then a barrier, queued
+// behind them on every asynchronous subscription of the connection, fires
+// once each subscription handled what it had.
+func (b *Broker) waitDrained(ctx context.Context) {
+	if b.nc.IsClosed() {
+		return
+	}
+	if b.nc.IsConnected() {
+		fctx := ctx
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithTimeout(ctx, flushTimeout)
+			defer cancel()
 		}
+		if err := b.nc.FlushWithContext(fctx); err != nil {
+			b.log.Warn("flush while stopping", "err", err)
+		}
+	}
+	drained := make(chan struct{})
+	if err := b.nc.Barrier(func() { close(drained) }); err != nil {
+		return
+	}
+	select {
+	case <-drained:
+	case <-ctx.Done():
 	}
 }
 
-// handle is the handler of every endpoint: it validates the request and
-// queues it on its stream. It runs on the endpoint subscription's
-// goroutine, one message at a time, which keeps arrival order.
+// handle is the handler of every endpoint: it checks the subject and hands
+// the raw request to its stream, where it is parsed and applied. It runs on
+// the endpoint subscription's goroutine, one message at a time, which keeps
+// arrival order. A get on an open idle stream is answered right here.
 func (b *Broker) handle(req micro.Request) {
 	reply := req.Reply()
 	op := ""
@@ -409,136 +455,78 @@ func (b *Broker) handle(req micro.Request) {
 		b.list(reply, name, req.Data())
 		return
 	}
-	j, err := parseJob(op, req.Data(), nats.Header(req.Headers()))
-	if err != nil {
-		b.replyError(op, reply, err)
+	r := &request{op: op, reply: reply, data: req.Data(), hdr: nats.Header(req.Headers()), size: len(req.Data())}
+	if op == subjects.OpGet && b.inline(name, r) {
 		return
 	}
-	if j.isWrite() {
-		refuseUnsendable(j.items, b.nc.MaxPayload())
-	}
-	j.reply, j.size = reply, len(req.Data())
-	b.enqueue(name, j)
+	b.enqueue(name, r)
 }
 
-// enqueue appends j to its stream's queue and starts the stream's goroutine
-// when none is running.
-func (b *Broker) enqueue(name string, j *job) {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("the worker is stopping"))
+// overloaded is the answer to a request past a queue bound.
+func overloaded(desc string) error { return subjects.ErrOverloaded.WithDescription(desc) }
+
+// enqueue appends r to its stream's queue and puts the stream on the run
+// queue when nobody owns it.
+func (b *Broker) enqueue(name string, r *request) {
+	if b.closed.Load() {
+		b.replyError(r.op, r.reply, subjects.ErrUnavailable.WithDescription("the worker is stopping"))
 		return
 	}
-	if lim := b.hooks.queues; b.queued >= lim.all || b.queuedBytes+j.size > lim.allBytes {
-		b.mu.Unlock()
-		b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("too many requests waiting in the worker"))
+	lim := b.hooks.queues
+	if b.queued.Add(1) > int64(lim.all) {
+		b.queued.Add(-1)
+		b.replyError(r.op, r.reply, overloaded("too many requests waiting in the worker"))
 		return
 	}
-	e := b.streams[name]
+	if b.queuedBytes.Add(int64(r.size)) > int64(lim.allBytes) {
+		b.queued.Add(-1)
+		b.queuedBytes.Add(-int64(r.size))
+		b.replyError(r.op, r.reply, overloaded("too many requests waiting in the worker"))
+		return
+	}
+	sh := b.reg.shard(name)
+	sh.mu.Lock()
+	e := sh.streams[name]
 	if e == nil {
-		e = &entry{name: name, path: filepath.Join(b.opts.DataDir, subjects.Path(name))}
-		b.streams[name] = e
+		e = &entry{name: name, path: filepath.Join(b.opts.DataDir, subjects.Path(name)), sh: sh}
+		sh.streams[name] = e
 	}
-	if len(e.queue) >= b.hooks.queues.perStream {
-		b.mu.Unlock()
-		b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("too many requests waiting for this stream"))
+	if len(e.queue) >= lim.perStream {
+		sh.mu.Unlock()
+		b.queued.Add(-1)
+		b.queuedBytes.Add(-int64(r.size))
+		b.replyError(r.op, r.reply, overloaded("too many requests waiting for this stream"))
 		return
 	}
-	b.queued++
-	b.queuedBytes += j.size
-	e.queue = append(e.queue, j)
+	e.queue = append(e.queue, r)
+	run := b.own(e)
 	e.lastUsed = b.hooks.now() // idle means no request for a while
-	if !e.running {
-		e.running = true
-		b.wg.Add(1)
-		go b.run(e)
-	}
-	b.mu.Unlock()
-}
-
-// run applies e's queued jobs in order until the queue is empty.
-func (b *Broker) run(e *entry) {
-	defer b.wg.Done()
-	for {
-		b.mu.Lock()
-		if len(e.queue) == 0 {
-			b.release(e)
-			// Streams busy when another was opened may have kept the
-			// number of open files above MaxOpen; now one is idle.
-			var victims []*entry
-			if excess := b.openFiles - b.opts.MaxOpen; excess > 0 {
-				victims = b.pickIdle(excess, func(c *entry) bool { return !c.memory })
-			}
-			b.mu.Unlock()
-			b.closeEntries(victims)
-			return
-		}
-		batch := takeBatch(e)
-		for _, j := range batch {
-			b.queued--
-			b.queuedBytes -= j.size
-		}
-		b.mu.Unlock()
-		if b.aborted.Load() {
-			for _, j := range batch {
-				b.replyError(j.op, j.reply, subjects.ErrUnavailable.WithDescription("the worker is stopping"))
-			}
-			continue
-		}
-		b.apply(e, batch)
+	sh.mu.Unlock()
+	if run {
+		b.runq.push(e)
 	}
 }
 
-// release gives up ownership of e once its queue is empty; an entry without
-// an open stream is forgotten. b.mu is held.
-func (b *Broker) release(e *entry) {
-	e.running = false
-	if e.st == nil && b.streams[e.name] == e {
-		delete(b.streams, e.name)
+// inline answers a get on the handler's goroutine when its stream is open
+// and idle: nothing queued and nobody owning it, so that no request of the
+// stream is passed. It takes ownership for the time of the get, so that
+// requests arriving meanwhile queue behind it.
+func (b *Broker) inline(name string, r *request) bool {
+	sh := b.reg.shard(name)
+	sh.mu.Lock()
+	e := sh.streams[name]
+	ok := e != nil && !e.busy && e.state == stateOpen && len(e.queue) == 0 && !b.closed.Load()
+	if ok {
+		b.own(e)
+		e.lastUsed = b.hooks.now()
 	}
-}
-
-// takeBatch removes the jobs to apply next from e's queue: all consecutive
-// writes at its head up to maxBatchItems items (group commit), or the one
-// job at its head. b.mu is held.
-func takeBatch(e *entry) []*job {
-	n, items := 1, len(e.queue[0].items)
-	if e.queue[0].isWrite() {
-		for n < len(e.queue) && e.queue[n].isWrite() && items+len(e.queue[n].items) <= maxBatchItems {
-			items += len(e.queue[n].items)
-			n++
-		}
+	sh.mu.Unlock()
+	if !ok {
+		return false
 	}
-	batch := make([]*job, n)
-	copy(batch, e.queue)
-	clear(e.queue[:n])
-	e.queue = e.queue[n:]
-	if len(e.queue) == 0 {
-		e.queue = nil
+	if j := b.parse(r); j != nil {
+		b.apply(e, []*job{j})
 	}
-	return batch
-}
-
-// apply runs one batch on e, answering every job of it exactly once even if
-// applying panics.
-func (b *Broker) apply(e *entry, batch []*job) {
-	defer func() {
-		if r := recover(); r != nil {
-			b.log.Error("panic while applying request", "stream", e.name, "op", batch[0].op, "panic", r, "stack", string(debug.Stack()))
-			for _, j := range batch {
-				if !j.answered {
-					b.replyError(j.op, j.reply, subjects.ErrInternal)
-				}
-			}
-		}
-	}()
-	if h := b.hooks.beforeJob; h != nil {
-		h(batch[0].op, e.name)
-	}
-	if batch[0].isWrite() {
-		b.applyWrites(e, batch)
-		return
-	}
-	b.applyOne(e, batch[0])
+	b.handBack(e, false)
+	return true
 }

@@ -1013,7 +1013,7 @@ func TestBroker_ShutdownAnswersQueued(t *testing.T) {
 }
 
 // TestBroker_QueueLimits holds every stream's first job and checks that
-// requests past a queue limit are answered 503 at once, and the others
+// requests past a queue limit are answered 429 at once, and the others
 // normally once the work goes on.
 func TestBroker_QueueLimits(t *testing.T) {
 	for _, tc := range []struct {
@@ -1063,8 +1063,8 @@ func TestBroker_QueueLimits(t *testing.T) {
 				if err != nil {
 					t.Fatalf("after %d refusals: %v", busy, err)
 				}
-				if werr := replyError(m); werr == nil || werr.Code != 503 {
-					t.Fatalf("reply while held = %v, want 503", werr)
+				if werr := replyError(m); werr == nil || werr.Code != 429 || werr.Reason != "overloaded" {
+					t.Fatalf("reply while held = %v, want 429 overloaded", werr)
 				}
 				busy++
 			}
@@ -1108,9 +1108,7 @@ func TestBroker_ShutdownDeadline(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- f.b.Shutdown(ctx) }()
 	waitFor(t, "Shutdown to stop taking requests", func() bool {
-		f.b.mu.Lock()
-		defer f.b.mu.Unlock()
-		return f.b.closed
+		return f.b.closed.Load()
 	})
 	close(release)
 	if err := <-done; !errors.Is(err, context.Canceled) {

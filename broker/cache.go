@@ -2,43 +2,68 @@ package broker
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-persist/persist/store"
 	"github.com/nats-persist/persist/subjects"
 )
 
-// open makes sure e's stream is open. With create, a stream that does not
-// exist is created (with cfg, nil for defaults), counted against its
-// namespace's quota; created reports that. Without create, a missing stream
-// is store.ErrNotFound and nothing is created.
+// open makes sure e's stream is open; the caller owns e. With create, a
+// stream that does not exist is created (with cfg, nil for defaults),
+// counted against its namespace's quota; created reports that. Without
+// create, a missing stream is store.ErrNotFound and nothing is created. A
+// file stream takes an open slot first (see acquireSlot).
 func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, err error) {
 	if e.st != nil {
 		b.stats.cacheHits.Add(1)
 		return false, nil
 	}
 	b.stats.cacheMisses.Add(1)
-	// Opening may restore the file from the archive, into a directory that
-	// pruneDirs must not remove meanwhile.
-	b.dirMu.RLock()
-	st, err := store.Open(e.path, b.storeOptions(e, false))
-	b.dirMu.RUnlock()
-	if err == nil {
-		b.opened(e, st, false)
-		return false, nil
+	if h := b.hooks.mayServe; h != nil {
+		if err := h(e.name); err != nil {
+			return false, err
+		}
+	}
+	memory := create && cfg != nil && cfg.Storage == store.StorageMemory
+	var st *store.Stream
+	err = store.ErrNotFound
+	// Only a new file stream needs a slot whether or not its file exists:
+	// looking for a stream that is not there, or creating a memory stream,
+	// takes no slot and evicts nothing unless a file of that name may exist.
+	if (create && !memory) || b.mayExist(e) {
+		if err := b.acquireSlot(); err != nil {
+			return false, err
+		}
+		// Opening may restore the file from the archive, into a directory
+		// that pruneDirs must not remove meanwhile.
+		b.dirMu.RLock()
+		st, err = store.Open(e.path, b.storeOptions(e, false))
+		b.dirMu.RUnlock()
+		if err == nil {
+			b.opened(e, st, false)
+			return false, nil
+		}
+		if memory || !create || !errors.Is(err, store.ErrNotFound) {
+			b.releaseSlot()
+		}
 	}
 	if !create || !errors.Is(err, store.ErrNotFound) {
 		return false, err
 	}
 	ns := subjects.Namespace(e.name)
 	if err := b.reserveStream(ns); err != nil {
+		if !memory {
+			b.releaseSlot()
+		}
 		return false, err
 	}
 	opts := b.storeOptions(e, true)
 	opts.Config = cfg
-	opts.Memory = cfg != nil && cfg.Storage == store.StorageMemory
+	opts.Memory = memory
 	err = nil
 	b.dirMu.RLock()
 	if !opts.Memory {
@@ -49,11 +74,28 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 	}
 	b.dirMu.RUnlock()
 	if err != nil {
+		if !opts.Memory {
+			b.releaseSlot()
+		}
 		b.releaseStream(ns)
 		return false, err
 	}
 	b.opened(e, st, opts.Memory)
+	b.streamCreated(e)
 	return true, nil
+}
+
+// mayExist reports whether e's stream may have a file, here or in the
+// archive.
+func (b *Broker) mayExist(e *entry) bool {
+	if _, err := os.Stat(e.path); !errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if b.opts.ArchiveDir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(b.opts.ArchiveDir, subjects.Path(e.name)))
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 func (b *Broker) storeOptions(e *entry, create bool) store.Options {
@@ -74,95 +116,65 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 	return o
 }
 
-// opened records e's newly opened stream and, past MaxOpen, closes the
-// least recently used idle files.
+// opened records e's newly opened stream; the caller owns e. A memory
+// stream joins the index that list reads.
 func (b *Broker) opened(e *entry, st *store.Stream, memory bool) {
-	b.mu.Lock()
-	e.st, e.memory = st, memory
-	if !memory {
-		b.openFiles++
-	}
-	var victims []*entry
-	if excess := b.openFiles - b.opts.MaxOpen; excess > 0 {
-		victims = b.pickIdle(excess, func(c *entry) bool { return !c.memory })
-	}
-	b.mu.Unlock()
-	b.closeEntries(victims)
-}
-
-// pickIdle reserves up to n idle entries that match, least recently used
-// first, by marking them running so that no job starts on them while they
-// close. b.mu is held.
-func (b *Broker) pickIdle(n int, match func(*entry) bool) []*entry {
-	var idle []*entry
-	for _, c := range b.streams {
-		if !c.running && len(c.queue) == 0 && c.st != nil && match(c) {
-			idle = append(idle, c)
-		}
-	}
-	if len(idle) > n {
-		// Partial selection is enough; n is usually 1.
-		for i := 0; i < n; i++ {
-			m := i
-			for k := i + 1; k < len(idle); k++ {
-				if idle[k].lastUsed.Before(idle[m].lastUsed) {
-					m = k
-				}
-			}
-			idle[i], idle[m] = idle[m], idle[i]
-		}
-		idle = idle[:n]
-	}
-	for _, c := range idle {
-		c.running = true
-	}
-	return idle
-}
-
-// closeEntries closes entries reserved by pickIdle and hands each back:
-// requests that arrived meanwhile get a goroutine that reopens the stream.
-func (b *Broker) closeEntries(es []*entry) {
-	for _, e := range es {
-		// A memory stream that is closed is gone; a file stream stays.
-		if err := b.retire(e, func(e *entry) (bool, error) { return e.memory, b.closeStream(e) }); err != nil {
-			b.log.Error("close stream", "stream", e.name, "err", err)
-		}
-		// Spawning here is safe during Shutdown: it waits for the janitor
-		// before waiting for the stream goroutines, and LRU closes run on a
-		// stream goroutine that is itself waited for.
+	e.st = st
+	e.sh.mu.Lock()
+	e.memory, e.state = memory, stateOpen
+	e.sh.mu.Unlock()
+	b.openStreams.Add(1)
+	if memory {
 		b.mu.Lock()
-		if len(e.queue) > 0 {
-			b.wg.Add(1)
-			go b.run(e)
-		} else {
-			b.release(e)
-		}
+		b.streams[e.name] = e
 		b.mu.Unlock()
 	}
 }
 
-// closeStream closes e's stream. A memory stream that is closed is gone:
-// it is destroyed, with its destroy event, so that mirrors learn of it.
+// streamCreated is called once a request created e's stream.
+func (b *Broker) streamCreated(e *entry) {}
+
+// streamGone is called once e's stream was removed: destroyed, dropped, or
+// a memory stream that was closed.
+func (b *Broker) streamGone(e *entry) {}
+
+// closeStream closes e's stream; the caller owns e. A memory stream that
+// is closed is gone: it is destroyed, with its destroy event, so that
+// mirrors learn of it. No lock is held while a file closes.
 func (b *Broker) closeStream(e *entry) error {
 	if e.memory {
-		return e.st.Destroy()
+		return b.retire(e, func(e *entry) (bool, error) { return true, e.st.Destroy() })
 	}
-	return e.st.Close()
+	err := e.st.Close()
+	b.forget(e)
+	return err
 }
 
-// forget clears e's closed stream.
+// forget clears e's ended stream and gives its slot back; the caller owns
+// e.
 func (b *Broker) forget(e *entry) {
-	b.mu.Lock()
-	if e.st != nil && !e.memory {
-		b.openFiles--
+	if e.st == nil {
+		return
+	}
+	if e.memory {
+		b.mu.Lock()
+		if b.streams[e.name] == e {
+			delete(b.streams, e.name)
+		}
+		b.mu.Unlock()
 	}
 	e.st = nil
-	b.mu.Unlock()
+	e.setState(stateClosed)
+	b.openStreams.Add(-1)
+	if !e.memory {
+		b.releaseSlot()
+	}
 }
 
 // drop removes a stream that must not remain (it was created by a request
 // that changed nothing) without an event.
 func (b *Broker) drop(e *entry) {
+	memory := e.memory
 	err := b.retire(e, func(e *entry) (bool, error) {
 		err := e.st.Close()
 		if !e.memory {
@@ -173,16 +185,17 @@ func (b *Broker) drop(e *entry) {
 	if err != nil {
 		b.log.Error("remove unused stream", "stream", e.name, "err", err)
 	}
-	if !e.memory {
+	if !memory {
 		b.pruneDirs(e.path)
 	}
 }
 
 // retire ends e's stream with end, which reports whether the stream is
 // gone (destroyed or removed, not only closed); then it forgets e's stream
-// and gives a gone stream's count in the stream quotas back. A count of the
-// streams in reserveStream cannot run in between: it would miss a stream
-// whose count is then given back.
+// and gives a gone stream's count in the stream quotas back. The caller
+// owns e. It holds dirMu (read) because the stream's files go: a count of
+// the streams in reserveStream cannot run in between, where it would miss
+// a stream whose count is then given back.
 func (b *Broker) retire(e *entry, end func(*entry) (gone bool, err error)) error {
 	b.dirMu.RLock()
 	defer b.dirMu.RUnlock()
@@ -193,18 +206,19 @@ func (b *Broker) retire(e *entry, end func(*entry) (gone bool, err error)) error
 	b.forget(e)
 	if gone {
 		b.releaseStream(subjects.Namespace(e.name))
+		b.streamGone(e)
 	}
 	return err
 }
 
-// janitor closes idle streams; one goroutine for all streams.
+// janitor trims and closes idle streams; one goroutine for all streams.
 func (b *Broker) janitor() {
 	defer close(b.janitorDone)
-	every := b.opts.IdleTimeout
+	every := min(b.opts.IdleTimeout, b.opts.TrimDelay)
 	if m := b.opts.MemoryIdleTimeout; m > 0 && m < every {
 		every = m
 	}
-	every = min(max(every/4, 10*time.Millisecond), 5*time.Second)
+	every = min(max(every/4, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -217,19 +231,59 @@ func (b *Broker) janitor() {
 	}
 }
 
-// closeIdle closes the file streams idle longer than IdleTimeout and the
-// memory streams idle longer than MemoryIdleTimeout.
+// closeIdle trims the file streams idle longer than TrimDelay, closes those
+// idle longer than IdleTimeout and the memory streams idle longer than
+// MemoryIdleTimeout, and returns when that is done. The work is the closer
+// pool's; the idle lists are walked from their least recently used end,
+// so each call costs what it does, not the number of open streams.
 func (b *Broker) closeIdle() {
 	now := b.hooks.now()
-	b.mu.Lock()
-	victims := b.pickIdle(len(b.streams), func(c *entry) bool {
-		if c.memory {
-			return b.opts.MemoryIdleTimeout > 0 && now.Sub(c.lastUsed) >= b.opts.MemoryIdleTimeout
+	var done sync.WaitGroup
+	older := func(l *idleList, d time.Duration) func() *entry {
+		return func() *entry {
+			if e := l.tail; e != nil && now.Sub(e.lastUsed) >= d {
+				return e
+			}
+			return nil
 		}
-		return now.Sub(c.lastUsed) >= b.opts.IdleTimeout
-	})
-	b.mu.Unlock()
-	b.closeEntries(victims)
+	}
+	hand := func(t closeTask) {
+		done.Add(1)
+		t.done = &done
+		if !t.trim {
+			b.closing.Add(1)
+		}
+		b.closeq.push(t)
+	}
+	for _, l := range []*idleList{&b.reg.trimmed, &b.reg.fresh} {
+		for e := b.takeIdle(older(l, b.opts.IdleTimeout), stateClosing); e != nil; e = b.takeIdle(older(l, b.opts.IdleTimeout), stateClosing) {
+			hand(closeTask{e: e})
+		}
+	}
+	for e := b.takeIdle(older(&b.reg.fresh, b.opts.TrimDelay), stateOpen); e != nil; e = b.takeIdle(older(&b.reg.fresh, b.opts.TrimDelay), stateOpen) {
+		hand(closeTask{e: e, trim: true})
+	}
+	if d := b.opts.MemoryIdleTimeout; d > 0 {
+		b.mu.Lock()
+		mem := make([]*entry, 0, len(b.streams))
+		for _, e := range b.streams {
+			mem = append(mem, e)
+		}
+		b.mu.Unlock()
+		for _, e := range mem {
+			e.sh.mu.Lock()
+			ok := !e.busy && e.state == stateOpen && len(e.queue) == 0 && now.Sub(e.lastUsed) >= d
+			if ok {
+				e.busy, e.state = true, stateClosing
+				b.held.Add(1)
+			}
+			e.sh.mu.Unlock()
+			if ok {
+				hand(closeTask{e: e})
+			}
+		}
+	}
+	done.Wait()
 }
 
 // reserveStream counts one more stream in namespace ns and in the worker,

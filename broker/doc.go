@@ -6,28 +6,93 @@
 // [New] registers a nats.go micro service with one endpoint per operation,
 // in a queue group (workers in one group share the request subjects; each
 // stream file must still be served by one worker only). The endpoint
-// handler validates the subject and the request, then appends the request
-// to its stream's queue. One goroutine per stream with queued work applies
-// the requests in arrival order and exits when the queue is empty, so one
-// stream's requests keep their order while different streams proceed in
-// parallel. Consecutive writes at the head of a queue are committed
+// handler only checks the subject and the queue bounds, then appends the
+// raw request to its stream's queue; parsing is the stream's work. A pool
+// of runWorkers long-lived goroutines takes streams with work from a run
+// queue and applies each one's requests in arrival order, so one stream's
+// requests keep their order while different streams proceed in parallel;
+// after fairBatches batches a stream with more work goes to the back of the
+// run queue. Consecutive writes at the head of a queue are committed
 // together in one store transaction (group commit), and each request is
-// still answered with its own results only after that commit.
+// still answered with its own results only after that commit. A get on a
+// stream that is open, idle and has nothing queued is answered on the
+// handler's goroutine, without the hop to a worker.
 //
-// Streams are opened on first use and kept open in a cache: files idle for
-// [Options.IdleTimeout] are closed, and at most [Options.MaxOpen] files stay
-// open, the least recently used idle ones being closed first. Memory streams
-// are not files; they live until destroyed, until [Broker.Shutdown], or
-// until idle for [Options.MemoryIdleTimeout], and publish a destroy event
-// when they go. [Options.MaxStreamsPerNamespace] and [Options.MaxStreams]
-// are counted from disk the first time a stream is created under them, so
-// that start-up never scans the data directory.
+// # The registry
+//
+// Every stream the worker holds is one entry in a map of 64 shards, keyed
+// by a hash of its name. An entry exists while its stream is open, or while
+// it has requests queued or an owner. Its state is one of:
+//
+//	closed   no stream open (st is nil); the entry is forgotten when nobody owns it
+//	open     st is open
+//	closing  a closer is closing st
+//
+// Exactly one goroutine at a time owns an entry and alone uses its SQLite
+// connection (st): a worker, a closer, or a handler answering a get. An
+// entry nobody owns (busy false) whose file stream is open is idle, and is
+// on one of two intrusive lists: fresh (idle for less than
+// [Options.TrimDelay]) or trimmed (idle for longer, and trimmed: SQLite's
+// caches given back). Both are kept most recently used first, and every
+// trimmed entry is older than every fresh one, so that the least recently
+// used idle stream is the tail of trimmed, else of fresh: finding it, and
+// every change of the lists, is O(1). Idle memory streams are on no list;
+// they stay until [Options.MemoryIdleTimeout].
+//
+// Ownership moves only under the entry's shard lock: a request that finds
+// its entry unowned takes it (off its idle list) and puts it on the run
+// queue; the worker that ends with an empty queue releases it (back to the
+// front of fresh); a closer takes an idle entry off the tail of a list
+// (takeIdle) and, once the stream is closed or trimmed, releases it, or
+// hands it to the run queue when requests came meanwhile. Six ends of a
+// stream all go through forget, with the owner's hands on the entry: close
+// (idle timeout, eviction, shutdown), a memory stream's close (a destroy),
+// destroy, drop (a creation that wrote nothing), and a damaged or closed
+// file after a failed request (failAll).
+//
+// # The open-stream budget
+//
+// File streams take one slot each, out of [Budget.MaxOpen]: the least of
+// [Options.MemoryBudget] / [store.OpenStreamBytes], the descriptors of
+// RLIMIT_NOFILE less a reserve (max(256, 10 %)) / [store.FilesPerStream],
+// and [Options.MaxOpen] if set. Opening a file stream with every slot taken
+// evicts the least recently used idle stream through the closer pool and
+// waits (at most slotWait) for a slot; while opens wait, a stream that goes
+// idle is closed at once. With none idle and none closing, every open
+// stream is busy: the request is answered 429 overloaded, never 500. The
+// janitor trims the streams idle for TrimDelay and closes those idle for
+// [Options.IdleTimeout]; a small closer pool does the I/O, never a request.
+// Memory streams take no slot: they are bounded by [Options.MemoryQuota].
+// [Options.MaxStreamsPerNamespace] and [Options.MaxStreams] are counted
+// from disk the first time a stream is created under them, so that
+// start-up never scans the data directory. The hooks' mayServe, when set,
+// is asked before a stream is opened whether this worker may serve it: the
+// place for a partition-ownership check.
+//
+// # Locks
+//
+// In the order they are taken; none is held across SQLite or file I/O but
+// dirMu, and a holder of a later lock never waits for an earlier one:
+//
+//	dirMu       read: creating a stream's directory and opening, destroying
+//	            or removing a stream; write: removing empty directories,
+//	            counting a quota's streams from disk. Never across a close.
+//	shard.mu    the shard's map and its entries' queue, busy, state, memory,
+//	            lastUsed
+//	lruMu       the idle lists (O(1) changes only)
+//	mu          the index of open memory streams that list shows
+//	nsMu        the quota counts
+//
+// The run and close queues' locks come last, held for one append or pop;
+// the store's stream lock is taken only by the entry's owner.
 //
 // Store errors become wire errors in exactly one table (see wireError);
 // anything unexpected is answered 500 internal and logged. A panic while
 // serving one request is recovered, answered 500 and logged with its stack.
 //
-// [Broker.Shutdown] stops the service, answers every request already
-// received, closes every stream and flushes the connection, so no
-// acknowledged write is lost.
+// [Broker.Shutdown] stops the service and waits, without polling, until
+// the handlers returned for every request received (a flush, then a
+// barrier on the connection's subscriptions), answers them, closes every
+// stream (16 at once) and flushes the connection, so no acknowledged write
+// is lost.
 package broker

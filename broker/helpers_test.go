@@ -265,12 +265,16 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 func (f *fixture) quiet(tb testing.TB) {
 	tb.Helper()
 	waitFor(tb, "streams to go idle", func() bool {
-		f.b.mu.Lock()
-		defer f.b.mu.Unlock()
-		for _, e := range f.b.streams {
-			if e.running || len(e.queue) > 0 {
-				return false
+		for i := range f.b.reg.shards {
+			sh := &f.b.reg.shards[i]
+			sh.mu.Lock()
+			for _, e := range sh.streams {
+				if e.busy || len(e.queue) > 0 {
+					sh.mu.Unlock()
+					return false
+				}
 			}
+			sh.mu.Unlock()
 		}
 		return true
 	})

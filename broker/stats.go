@@ -19,17 +19,11 @@ type counters struct {
 // statsData is the micro StatsHandler: the broker's counters, and the
 // number of error replies of the endpoint.
 func (b *Broker) statsData(ep *micro.Endpoint) any {
-	b.mu.Lock()
-	open, files := 0, b.openFiles
-	for _, e := range b.streams {
-		if e.st != nil {
-			open++
-		}
-	}
-	b.mu.Unlock()
 	return Stats{
-		OpenStreams:       open,
-		OpenFiles:         files,
+		OpenStreams:       int(b.openStreams.Load()),
+		OpenFiles:         len(b.slots),
+		MaxOpen:           b.budget.MaxOpen,
+		IdleStreams:       b.reg.idleCount(),
 		MemoryBytes:       b.quota.Used(),
 		CacheHits:         b.stats.cacheHits.Load(),
 		CacheMisses:       b.stats.cacheMisses.Load(),
@@ -49,6 +43,8 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 type Stats struct {
 	OpenStreams       int    `json:"open_streams"`
 	OpenFiles         int    `json:"open_files"`
+	MaxOpen           int    `json:"max_open"`     // the open-file budget
+	IdleStreams       int    `json:"idle_streams"` // open files nobody uses now
 	MemoryBytes       int64  `json:"memory_bytes"`
 	CacheHits         uint64 `json:"cache_hits"`
 	CacheMisses       uint64 `json:"cache_misses"`

@@ -207,8 +207,8 @@ func TestBroker_StressLifecycle(t *testing.T) {
 	if n := b.quota.Used(); n != 0 {
 		t.Errorf("memory quota used after shutdown = %d, want 0", n)
 	}
-	if b.openFiles != 0 {
-		t.Errorf("open files after shutdown = %d, want 0", b.openFiles)
+	if n, m := len(b.slots), b.openStreams.Load(); n != 0 || m != 0 {
+		t.Errorf("after shutdown: %d open files, %d open streams, want 0", n, m)
 	}
 	onDisk, err := b.countStreams("acme")
 	if err != nil {
