@@ -116,6 +116,7 @@ type hooks struct {
 	retired   func(stream string)     // called when a stream was ended, before its quota count is given back
 	queues    queueLimits             // zero: defaultQueueLimits
 	nofile    uint64                  // zero: the process's RLIMIT_NOFILE
+	tick      <-chan time.Time        // the janitor's ticks; nil: a ticker
 
 	// mayServe, when set, is asked before a stream is opened whether
 	// this worker may serve it; an error is answered instead. It is the

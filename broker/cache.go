@@ -219,13 +219,17 @@ func (b *Broker) janitor() {
 		every = m
 	}
 	every = min(max(every/4, 10*time.Millisecond), time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	tick := b.hooks.tick
+	if tick == nil {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-b.janitorStop:
 			return
-		case <-t.C:
+		case <-tick:
 			b.closeIdle()
 		}
 	}

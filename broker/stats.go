@@ -10,6 +10,7 @@ import (
 // counters are the broker's own statistics, served with micro's stats.
 type counters struct {
 	cacheHits, cacheMisses          atomic.Uint64
+	trims, evictions                atomic.Uint64
 	eventsPublished, eventErrors    atomic.Uint64
 	commits, commitItems, commitReq atomic.Uint64
 	maxBatch                        atomic.Uint64
@@ -27,6 +28,8 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		MemoryBytes:       b.quota.Used(),
 		CacheHits:         b.stats.cacheHits.Load(),
 		CacheMisses:       b.stats.cacheMisses.Load(),
+		Trims:             b.stats.trims.Load(),
+		Evictions:         b.stats.evictions.Load(),
 		EventsPublished:   b.stats.eventsPublished.Load(),
 		EventErrors:       b.stats.eventErrors.Load(),
 		Commits:           b.stats.commits.Load(),
@@ -48,6 +51,8 @@ type Stats struct {
 	MemoryBytes       int64  `json:"memory_bytes"`
 	CacheHits         uint64 `json:"cache_hits"`
 	CacheMisses       uint64 `json:"cache_misses"`
+	Trims             uint64 `json:"trims"`     // idle streams trimmed
+	Evictions         uint64 `json:"evictions"` // idle streams closed to free a slot
 	EventsPublished   uint64 `json:"events_published"`
 	EventErrors       uint64 `json:"event_errors"`
 	Commits           uint64 `json:"commits"`            // group commits

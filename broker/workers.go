@@ -232,6 +232,7 @@ func (b *Broker) runClose(t closeTask) {
 		if err := e.st.Trim(); err != nil {
 			b.log.Warn("trim stream", "stream", e.name, "err", err)
 		}
+		b.stats.trims.Add(1)
 		b.handBack(e, true)
 	} else {
 		if err := b.closeStream(e); err != nil {
@@ -253,6 +254,7 @@ func (b *Broker) evict() bool {
 		return false
 	}
 	b.closing.Add(1)
+	b.stats.evictions.Add(1)
 	b.closeq.push(closeTask{e: e})
 	return true
 }
