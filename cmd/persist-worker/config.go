@@ -53,6 +53,8 @@ type config struct {
 	IdleTimeout            time.Duration
 	MemoryIdleTimeout      time.Duration
 	MaxOpen                int
+	MemoryBudget           byteSize
+	TrimDelay              time.Duration
 	MaxStreamsPerNamespace int
 	MaxStreams             int
 	MemoryQuota            byteSize
@@ -87,7 +89,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.Backup, "backup", "", "`dir`ectory receiving a copy of each stream file when it is closed; never read; empty: off")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", time.Minute, "close a stream file unused for this `duration`")
 	fs.DurationVar(&cfg.MemoryIdleTimeout, "memory-idle-timeout", 0, "drop a memory stream unused for this `duration`; 0: keep it until destroyed or the worker stops")
-	fs.IntVar(&cfg.MaxOpen, "max-open", 10000, "most stream files open at once; the least recently used is closed first")
+	fs.IntVar(&cfg.MaxOpen, "max-open", 0, "an extra cap on the stream files open at once; 0: only --memory-budget and the descriptor limit bound them (the least recently used idle stream is closed first)")
+	cfg.MemoryBudget = 256 << 20
+	fs.Var(&cfg.MemoryBudget, "memory-budget", "memory `bytes` open stream files may take; with the descriptor limit (RLIMIT_NOFILE, raised to its hard limit at start) it bounds how many are open")
+	fs.DurationVar(&cfg.TrimDelay, "trim-delay", 2*time.Second, "after this `duration` unused, an open stream gives back the memory it does not need, before --idle-timeout closes it")
 	fs.IntVar(&cfg.MaxStreamsPerNamespace, "max-streams-per-namespace", 0, "most streams in one namespace; 0: unlimited")
 	fs.IntVar(&cfg.MaxStreams, "max-streams", 0, "most streams in all, memory streams included; 0: unlimited (counted from disk on the first creation, never at start-up)")
 	cfg.MemoryQuota = 1 << 30
@@ -160,6 +165,7 @@ func (c *config) validate() error {
 	}{
 		{"--archive-interval", c.ArchiveInterval, 1},
 		{"--idle-timeout", c.IdleTimeout, 1},
+		{"--trim-delay", c.TrimDelay, 1},
 		{"--memory-idle-timeout", c.MemoryIdleTimeout, 0},
 		{"--shutdown-timeout", c.ShutdownTimeout, 1},
 	} {
@@ -170,8 +176,11 @@ func (c *config) validate() error {
 			return command.Usagef("invalid %s %v: must be positive", d.name, d.v)
 		}
 	}
-	if c.MaxOpen < 1 {
-		return command.Usagef("invalid --max-open %d: must be at least 1", c.MaxOpen)
+	if c.MaxOpen < 0 {
+		return command.Usagef("invalid --max-open %d: must not be negative (0 is no extra cap)", c.MaxOpen)
+	}
+	if c.MemoryBudget < 1 {
+		return command.Usagef("invalid --memory-budget %v: must be positive", c.MemoryBudget)
 	}
 	if c.MaxStreamsPerNamespace < 0 {
 		return command.Usagef("invalid --max-streams-per-namespace %d: must not be negative (0 is unlimited)", c.MaxStreamsPerNamespace)

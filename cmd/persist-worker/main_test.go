@@ -59,7 +59,9 @@ func TestParseConfig_Defaults(t *testing.T) {
 		{"Backup", cfg.Backup, ""},
 		{"IdleTimeout", cfg.IdleTimeout, time.Minute},
 		{"MemoryIdleTimeout", cfg.MemoryIdleTimeout, time.Duration(0)},
-		{"MaxOpen", cfg.MaxOpen, 10000},
+		{"MaxOpen", cfg.MaxOpen, 0},
+		{"MemoryBudget", cfg.MemoryBudget, byteSize(256 << 20)},
+		{"TrimDelay", cfg.TrimDelay, 2 * time.Second},
 		{"MaxStreamsPerNamespace", cfg.MaxStreamsPerNamespace, 0},
 		{"MaxStreams", cfg.MaxStreams, 0},
 		{"MemoryQuota", cfg.MemoryQuota, byteSize(1 << 30)},
@@ -168,14 +170,14 @@ func TestRun_Help(t *testing.T) {
 	for _, name := range []string{
 		"data", "nats-url", "listen", "prefix", "name", "queue-group", "nats-creds", "nats-nkey",
 		"tls-ca", "tls-cert", "tls-key", "archive", "archive-interval", "backup", "idle-timeout",
-		"memory-idle-timeout", "max-open", "max-streams-per-namespace", "max-streams", "memory-quota",
+		"memory-idle-timeout", "max-open", "memory-budget", "trim-delay", "max-streams-per-namespace", "max-streams", "memory-quota",
 		"log-format", "log-level", "shutdown-timeout",
 	} {
 		if !strings.Contains(out, "  --"+name+" ") {
 			t.Errorf("help lacks --%s", name)
 		}
 	}
-	for _, want := range []string{"PERSIST_MEMORY_QUOTA, default 1GiB", "PERSIST_DATA, default ./persist-data", "PERSIST_LISTEN, default 127.0.0.1:4222"} {
+	for _, want := range []string{"PERSIST_MEMORY_QUOTA, default 1GiB", "PERSIST_MEMORY_BUDGET, default 256MiB", "PERSIST_TRIM_DELAY, default 2s", "PERSIST_DATA, default ./persist-data", "PERSIST_LISTEN, default 127.0.0.1:4222"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -204,7 +206,10 @@ func TestRun_BadUsage(t *testing.T) {
 		{"ZeroIdleTimeout", []string{"--idle-timeout", "0"}, nil, "--idle-timeout"},
 		{"NegativeMemoryIdle", []string{"--memory-idle-timeout", "-1s"}, nil, "--memory-idle-timeout"},
 		{"ZeroArchiveInterval", []string{"--archive-interval", "0s"}, nil, "--archive-interval"},
-		{"ZeroMaxOpen", []string{"--max-open", "0"}, nil, "--max-open"},
+		{"NegativeMaxOpen", []string{"--max-open", "-1"}, nil, "--max-open"},
+		{"ZeroMemoryBudget", []string{"--memory-budget", "0"}, nil, "--memory-budget"},
+		{"BadMemoryBudget", []string{"--memory-budget", "plenty"}, nil, "memory-budget"},
+		{"ZeroTrimDelay", []string{"--trim-delay", "0s"}, nil, "--trim-delay"},
 		{"NegativeStreams", []string{"--max-streams-per-namespace", "-1"}, nil, "--max-streams-per-namespace"},
 		{"NegativeAllStreams", []string{"--max-streams", "-2"}, nil, "--max-streams"},
 		{"BadQuota", []string{"--memory-quota", "lots"}, nil, "memory-quota"},
@@ -344,6 +349,10 @@ func TestRun_Embedded(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data") // missing: run creates it
 	w := startWorker(t, "--data", data, "--listen", "127.0.0.1:0")
 
+	// Records come in order: the limit is raised before anything starts.
+	if lim := w.logs.wait(t, "open files limit"); lim["soft"] == nil || lim["soft"] != lim["hard"] {
+		t.Errorf("limit line = %v, want the soft limit raised to the hard one", lim)
+	}
 	rec := w.logs.wait(t, "persist worker started")
 	url, _ := rec["nats_url"].(string)
 	if strings.HasSuffix(url, ":0") || url == "" {
@@ -351,6 +360,9 @@ func TestRun_Embedded(t *testing.T) {
 	}
 	if rec["data"] != data || rec["prefix"] != "persist" || rec["version"] == nil {
 		t.Errorf("started line = %v, want data %q, prefix persist and a version", rec, data)
+	}
+	if n, _ := rec["max_open"].(float64); n < 1 || rec["max_open_bound_by"] == "" {
+		t.Errorf("started line = %v, want the open-stream cap and what bounds it", rec)
 	}
 
 	nc, err := nats.Connect(url)

@@ -44,6 +44,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		}
 	}
 
+	raiseNoFile(logger)
+
 	var srv *server.Server
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
@@ -85,6 +87,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		IdleTimeout:            cfg.IdleTimeout,
 		MemoryIdleTimeout:      cfg.MemoryIdleTimeout,
 		MaxOpen:                cfg.MaxOpen,
+		MemoryBudget:           int64(cfg.MemoryBudget),
+		TrimDelay:              cfg.TrimDelay,
 		MaxStreamsPerNamespace: cfg.MaxStreamsPerNamespace,
 		MaxStreams:             cfg.MaxStreams,
 		MemoryQuota:            int64(cfg.MemoryQuota),
@@ -102,6 +106,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		"service", cfg.Name,
 		"nats_url", redactURL(natsURL),
 		"embedded_server", srv != nil,
+		"max_open", b.Budget().MaxOpen,
+		"max_open_bound_by", b.Budget().BoundBy,
 	)
 
 	var runErr error
