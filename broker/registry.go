@@ -53,8 +53,10 @@ type entry struct {
 	memory   bool
 	lastUsed time.Time
 
-	// Guarded by registry.lruMu: the idle list e is on, if any.
-	list       *idleList
+	// The idle list e is on, if any: changed under both sh.mu and
+	// registry.lruMu, so that either lets one read it.
+	list *idleList
+	// Guarded by registry.lruMu (neighbours change them).
 	prev, next *entry
 
 	// Owned: only the goroutine that holds e (busy, or taken off an idle
@@ -130,12 +132,14 @@ func (r *registry) shard(name string) *shard {
 	return &r.shards[maphash.String(r.seed, name)&(shardCount-1)]
 }
 
-// unidle takes e off its idle list, if on one. e.sh.mu is held.
+// unidle takes e off its idle list, if on one. e.sh.mu is held, which
+// makes reading e.list safe without lruMu.
 func (r *registry) unidle(e *entry) {
-	r.lruMu.Lock()
-	if e.list != nil {
-		e.list.remove(e)
+	if e.list == nil {
+		return
 	}
+	r.lruMu.Lock()
+	e.list.remove(e)
 	r.lruMu.Unlock()
 }
 
