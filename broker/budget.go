@@ -9,8 +9,9 @@ import (
 )
 
 // slotWait bounds how long opening a stream waits for the slot an eviction
-// frees before it is answered 429 overloaded.
-const slotWait = 2 * time.Second
+// frees before it is answered 429 overloaded. A close checkpoints with two
+// fsyncs, which a busy disk can make take a second or more.
+const slotWait = 5 * time.Second
 
 // errAllBusy is the answer when every open slot is held by a busy stream.
 var errAllBusy = fmt.Errorf("%w: every open stream is busy", store.ErrTooManyOpen)
@@ -89,6 +90,7 @@ func (b *Broker) acquireSlot() error {
 	case b.slots <- struct{}{}:
 		return nil
 	case <-t.C:
+		b.log.Warn("no open slot freed in time", "wait", slotWait, "closing", b.closing.Load(), "waiting", b.slotWaiters.Load(), "idle", b.reg.idleCount())
 		return errAllBusy
 	}
 }

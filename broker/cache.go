@@ -254,14 +254,14 @@ func (b *Broker) closeIdle() {
 	hand := func(t closeTask) {
 		done.Add(1)
 		t.done = &done
-		if !t.trim {
+		if t.frees {
 			b.closing.Add(1)
 		}
 		b.closeq.push(t)
 	}
 	for _, l := range []*idleList{&b.reg.trimmed, &b.reg.fresh} {
 		for e := b.takeIdle(older(l, b.opts.IdleTimeout), stateClosing); e != nil; e = b.takeIdle(older(l, b.opts.IdleTimeout), stateClosing) {
-			hand(closeTask{e: e})
+			hand(closeTask{e: e, frees: true})
 		}
 	}
 	for e := b.takeIdle(older(&b.reg.fresh, b.opts.TrimDelay), stateOpen); e != nil; e = b.takeIdle(older(&b.reg.fresh, b.opts.TrimDelay), stateOpen) {

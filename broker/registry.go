@@ -216,7 +216,7 @@ func (b *Broker) release(e *entry, trimmed bool) {
 	if e.state == stateOpen && !e.memory && b.closing.Load() < b.slotWaiters.Load() {
 		e.state = stateClosing
 		b.closing.Add(1)
-		b.closeq.push(closeTask{e: e})
+		b.closeq.push(closeTask{e: e, frees: true})
 		return
 	}
 	e.busy = false

@@ -210,9 +210,10 @@ func (b *Broker) apply(e *entry, batch []*job) {
 
 // closeTask is work for the closer pool on an entry it owns.
 type closeTask struct {
-	e    *entry
-	trim bool            // trim the stream instead of closing it
-	done *sync.WaitGroup // if not nil, Done when finished
+	e     *entry
+	trim  bool            // trim the stream instead of closing it
+	frees bool            // closes a file: counted in Broker.closing
+	done  *sync.WaitGroup // if not nil, Done when finished
 }
 
 // closer closes and trims the streams on the close queue.
@@ -238,7 +239,9 @@ func (b *Broker) runClose(t closeTask) {
 		if err := b.closeStream(e); err != nil {
 			b.log.Error("close stream", "stream", e.name, "err", err)
 		}
-		b.closing.Add(-1)
+		if t.frees {
+			b.closing.Add(-1)
+		}
 		b.handBack(e, false)
 	}
 	if t.done != nil {
@@ -255,6 +258,6 @@ func (b *Broker) evict() bool {
 	}
 	b.closing.Add(1)
 	b.stats.evictions.Add(1)
-	b.closeq.push(closeTask{e: e})
+	b.closeq.push(closeTask{e: e, frees: true})
 	return true
 }
