@@ -143,7 +143,8 @@ func (b *Broker) streamGone(e *entry) {}
 // mirrors learn of it. No lock is held while a file closes.
 func (b *Broker) closeStream(e *entry) error {
 	if e.memory {
-		return b.retire(e, func(e *entry) (bool, error) { return true, e.st.Destroy() })
+		// Its destroy removes no file: dirMu is not needed for it.
+		return b.retire(e, e.st.Destroy, nil)
 	}
 	err := e.st.Close()
 	b.forget(e)
@@ -175,12 +176,11 @@ func (b *Broker) forget(e *entry) {
 // that changed nothing) without an event.
 func (b *Broker) drop(e *entry) {
 	memory := e.memory
-	err := b.retire(e, func(e *entry) (bool, error) {
-		err := e.st.Close()
-		if !e.memory {
-			err = errors.Join(err, store.Remove(e.path))
+	err := b.retire(e, e.st.Close, func() (bool, error) {
+		if memory {
+			return true, nil
 		}
-		return true, err
+		return true, store.Remove(e.path)
 	})
 	if err != nil {
 		b.log.Error("remove unused stream", "stream", e.name, "err", err)
@@ -190,16 +190,27 @@ func (b *Broker) drop(e *entry) {
 	}
 }
 
-// retire ends e's stream with end, which reports whether the stream is
-// gone (destroyed or removed, not only closed); then it forgets e's stream
-// and gives a gone stream's count in the stream quotas back. The caller
-// owns e. It holds dirMu (read) because the stream's files go: a count of
-// the streams in reserveStream cannot run in between, where it would miss
-// a stream whose count is then given back.
-func (b *Broker) retire(e *entry, end func(*entry) (gone bool, err error)) error {
+// retire ends e's stream for good, or tries to: end, if not nil, runs
+// first with no lock held (a close); then remove, if not nil, runs with
+// dirMu held (read) because it removes the stream's files, and reports
+// whether the stream is gone (nil remove: it is). Then, still under dirMu,
+// e's stream is forgotten and a gone stream's count in the stream quotas
+// given back: a count of the streams in reserveStream cannot run between
+// the removal and the release, where it would miss a stream whose count is
+// then given back. The caller owns e.
+func (b *Broker) retire(e *entry, end func() error, remove func() (gone bool, err error)) error {
+	var err error
+	if end != nil {
+		err = end()
+	}
 	b.dirMu.RLock()
 	defer b.dirMu.RUnlock()
-	gone, err := end(e)
+	gone := true
+	if remove != nil {
+		var rerr error
+		gone, rerr = remove()
+		err = errors.Join(err, rerr)
+	}
 	if h := b.hooks.retired; h != nil {
 		h(e.name)
 	}

@@ -76,7 +76,8 @@
 //
 //	dirMu       read: creating a stream's directory and opening, destroying
 //	            or removing a stream; write: removing empty directories,
-//	            counting a quota's streams from disk. Never across a close.
+//	            counting a quota's streams from disk. Never across a plain
+//	            close (store's Destroy closes and removes in one call).
 //	shard.mu    the shard's map and its entries' queue, busy, state, memory,
 //	            lastUsed
 //	lruMu       the idle lists (O(1) changes only)

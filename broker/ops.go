@@ -283,7 +283,8 @@ func sameConfig(a, c store.Config) bool {
 
 // destroy removes e's stream; its destroy event is published by Notify.
 func (b *Broker) destroy(e *entry) error {
-	err := b.retire(e, func(e *entry) (bool, error) {
+	// Destroy closes and removes in one: all of it holds dirMu.
+	err := b.retire(e, nil, func() (bool, error) {
 		err := e.st.Destroy()
 		if err != nil {
 			_ = e.st.Close()
