@@ -330,6 +330,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 }
 
 func (b *Broker) shutdown(ctx context.Context) error {
+	parent := ctx
 	var errs []error
 	// Stopping drains the endpoint subscriptions: the server stops sending
 	// and the messages already received are still handed to the handler.
@@ -398,7 +399,9 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	if len(errs) > 0 {
 		return errs[0]
 	}
-	return nil
+	// A flush with a done context may still see its reply first: the
+	// deadline's error does not depend on that race.
+	return parent.Err()
 }
 
 // waitDrained waits until the handlers have returned for every request the
