@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"fmt"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -19,21 +18,11 @@ func (b *Broker) replyError(op, reply string, err error) {
 	if reply == "" {
 		return
 	}
-	body, _ := jsonMarshal(struct {
-		Error *subjects.Error `json:"error"`
-	}{we})
-	desc := headerSafe(we.Description)
-	if desc == "" {
-		desc = we.Reason
-	}
-	b.publish(&nats.Msg{
-		Subject: reply,
-		Header: nats.Header{
-			micro.ErrorHeader:     []string{desc},
-			micro.ErrorCodeHeader: []string{fmt.Sprint(we.Code)},
-		},
-		Data: body,
-	})
+	e := getEncoder()
+	e.reset()
+	e.errorReply(we)
+	b.send(e, reply, e.body)
+	putEncoder(e)
 }
 
 // replyJSON answers reply with v as JSON.
