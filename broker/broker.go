@@ -141,6 +141,8 @@ type Broker struct {
 	nsMu    sync.Mutex
 	nsCount map[string]int // namespace -> streams, counted lazily; "" -> all streams
 
+	names nameIndex // stream files of the listed prefixes (names.go)
+
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 

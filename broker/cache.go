@@ -53,6 +53,9 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 		return false, err
 	}
 	b.opened(e, st, opts.Memory)
+	if !opts.Memory {
+		b.names.add(e.name)
+	}
 	return true, nil
 }
 
@@ -193,6 +196,9 @@ func (b *Broker) retire(e *entry, end func(*entry) (gone bool, err error)) error
 	b.forget(e)
 	if gone {
 		b.releaseStream(subjects.Namespace(e.name))
+		if !e.memory {
+			b.names.remove(e.name)
+		}
 	}
 	return err
 }
