@@ -35,8 +35,9 @@ type job struct {
 	answered bool
 	size     int // bytes of the request, counted in the queue limits
 
-	items []item // set: one; setmany: one per element
-	many  bool   // setmany: the reply is an array
+	items []item  // set: one; setmany: one per element
+	one   [1]item // what a set's items are, so that they need no allocation
+	many  bool    // setmany: the reply is an array
 
 	get    getReq
 	getall getallReq
@@ -100,7 +101,8 @@ func parseJob(op string, body []byte, h nats.Header) (*job, error) {
 	case subjects.OpSet:
 		var w store.Write
 		w, err = parseSet(body, h)
-		j.items = []item{{w: w}}
+		j.one[0].w = w
+		j.items = j.one[:]
 	case subjects.OpSetMany:
 		j.many = true
 		j.items, err = parseSetMany(body)
