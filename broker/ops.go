@@ -326,7 +326,9 @@ func deleteOp(st streamAPI, d deleteReq) (int64, error) {
 
 // getAll sends one page of messages to the reply subject, then the
 // terminator; an error ends the page with an error reply instead. One
-// header map serves every message of the page.
+// header map serves every message of the page. A page read ahead by the
+// previous getall of the stream is sent from memory when it answers this
+// one (see readAhead); then the next page is read ahead.
 func (b *Broker) getAll(e *entry, j *job) error {
 	q := store.ReadQuery{
 		StartSeq:  j.getall.StartSeq,
@@ -344,7 +346,7 @@ func (b *Broker) getAll(e *entry, j *job) error {
 	enc := getEncoder()
 	defer putEncoder(enc)
 	msg := nats.Msg{Subject: j.reply}
-	res, err := e.st.Read(q, func(m *store.Message) error {
+	send := func(m *store.Message) error {
 		if j.reply == "" {
 			return nil
 		}
@@ -352,15 +354,29 @@ func (b *Broker) getAll(e *entry, j *job) error {
 		enc.message(m)
 		msg.Header, msg.Data = enc.h, m.Data
 		return b.nc.PublishMsg(&msg)
-	})
-	if err != nil {
-		return err
 	}
-	if j.reply != "" {
-		enc.reset()
-		enc.terminator(res)
-		b.send(enc, j.reply, nil)
+	var res store.ReadResult
+	if pg := b.takeAhead(e, q); pg != nil {
+		for _, m := range pg.msgs {
+			if err := send(m); err != nil {
+				return err
+			}
+		}
+		res = pg.res
+	} else {
+		var err error
+		if res, err = e.st.Read(q, send); err != nil {
+			return err
+		}
 	}
+	if j.reply == "" {
+		return nil
+	}
+	enc.reset()
+	enc.terminator(res)
+	b.send(enc, j.reply, nil)
+	// While the client asks for the next page, read it.
+	b.readNext(e, q, res)
 	return nil
 }
 
