@@ -89,3 +89,49 @@ func comparable(v any) any {
 	}
 	return v
 }
+
+// setManyBodies are setmany bodies around the edges of fastSetMany.
+var setManyBodies = []string{
+	`[]`, ` [ ] `, `[{"data":""}]`, `[{"data":"eA=="},{"data":"eQ==","key":"k","msg_id":"m","ttl":90000,"previous_seq":3}]`,
+	`[{"data":"eA="}]`, `[{"data":"e A=="}]`, `[{"data":"eA==\n"}]`, `[{"data":"eA\u003d\u003d"}]`, `[{"key":"k"}]`,
+	`[{"data":"","key":""}]`, `[{"data":"","ttl":0}]`, `[{"data":"","ttl":9223372036854775808}]`, `[{"data":"","previous_seq":1}]`,
+	`[{"data":"","msg_id":""}]`, `[{"data":"","data":"eA=="}]`, `[{"data":"","headers":{"A":["b"]}}]`, `[null]`, `[1]`,
+	`[{"data":""},]`, `[{"data":""}`, `[{"data":""}]x`, `{"data":""}`, `null`, ``, `[{"data":"","DATA":""}]`,
+	`[{"data":"","key":" k"}]`, `[{"data":"","key":"a\u0000"}]`, `[{"data":"","msg_id":"x","key":"k","previous_seq":0}]`,
+}
+
+func TestFastSetMany_SameAsJSON(t *testing.T) {
+	for _, body := range setManyBodies {
+		checkSetMany(t, []byte(body))
+	}
+	if _, ok := fastSetMany([]byte(setManyBody(1000))); !ok {
+		t.Errorf("fastSetMany of 1000 plain items = false, want the fast path")
+	}
+	if _, ok := fastSetMany([]byte(setManyBody(1001))); ok {
+		t.Errorf("fastSetMany of 1001 items = true, want encoding/json's 400")
+	}
+}
+
+func FuzzFastSetMany(f *testing.F) {
+	for _, body := range setManyBodies {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkSetMany(t, body) })
+}
+
+// checkSetMany fails when fastSetMany accepts body and parseSetManyJSON
+// gives other items or an error.
+func checkSetMany(t *testing.T, body []byte) {
+	t.Helper()
+	got, ok := fastSetMany(body)
+	if !ok {
+		return
+	}
+	want, err := parseSetManyJSON(body)
+	if err != nil {
+		t.Fatalf("fastSetMany(%q) accepted what encoding/json refuses: %v", body, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("fastSetMany(%q) = %+v, encoding/json gives %+v", body, got, want)
+	}
+}

@@ -1,5 +1,7 @@
 package broker
 
+import "encoding/base64"
+
 // The fast path of decodeStrict for the small bodies most requests carry
 // ({"seq":N}, {"key":"k"}, getall's integer fields, {"after":…,"limit":N}).
 // It accepts only a subset of JSON it can read with certainty the way
@@ -23,41 +25,47 @@ type flatField struct {
 // space around tokens, at most len(out) fields and no name twice. Anything
 // else is not ok.
 func scanFlat(body []byte, out []flatField) (n int, ok bool) {
-	i := skipSpace(body, 0)
+	n, i, ok := scanObject(body, skipSpace(body, 0), out)
+	return n, ok && skipSpace(body, i) == len(body)
+}
+
+// scanObject reads the object of scanFlat at body[i]; it returns the
+// index after it.
+func scanObject(body []byte, i int, out []flatField) (n, next int, ok bool) {
 	if i >= len(body) || body[i] != '{' {
-		return 0, false
+		return 0, 0, false
 	}
 	i = skipSpace(body, i+1)
 	if i < len(body) && body[i] == '}' {
-		return 0, skipSpace(body, i+1) == len(body)
+		return 0, i + 1, true
 	}
 	for {
 		if n == len(out) {
-			return 0, false
+			return 0, 0, false
 		}
 		f := &out[n]
 		var s []byte
 		if s, i, ok = scanString(body, i); !ok {
-			return 0, false
+			return 0, 0, false
 		}
 		f.name = s
 		for _, g := range out[:n] {
 			if string(g.name) == string(s) {
-				return 0, false
+				return 0, 0, false
 			}
 		}
 		i = skipSpace(body, i)
 		if i >= len(body) || body[i] != ':' {
-			return 0, false
+			return 0, 0, false
 		}
 		i = skipSpace(body, i+1)
 		if i >= len(body) {
-			return 0, false
+			return 0, 0, false
 		}
 		switch c := body[i]; {
 		case c == '"':
 			if f.val, i, ok = scanString(body, i); !ok {
-				return 0, false
+				return 0, 0, false
 			}
 			f.num = false
 		case c >= '0' && c <= '9':
@@ -66,24 +74,24 @@ func scanFlat(body []byte, out []flatField) (n int, ok bool) {
 				j++
 			}
 			if c == '0' && j-i > 1 {
-				return 0, false
+				return 0, 0, false
 			}
 			f.val, f.num, i = body[i:j], true, j
 		default:
-			return 0, false
+			return 0, 0, false
 		}
 		n++
 		i = skipSpace(body, i)
 		if i >= len(body) {
-			return 0, false
+			return 0, 0, false
 		}
 		switch body[i] {
 		case ',':
 			i = skipSpace(body, i+1)
 		case '}':
-			return n, skipSpace(body, i+1) == len(body)
+			return n, i + 1, true
 		default:
-			return 0, false
+			return 0, 0, false
 		}
 	}
 }
@@ -216,6 +224,105 @@ func decodeFast(body []byte, v any) bool {
 		*v = p
 	default:
 		return false
+	}
+	return true
+}
+
+// fastSetMany parses a setmany body whose elements are all objects that
+// scanObject reads, of the fields data (base64 of the standard alphabet),
+// key, msg_id, ttl and previous_seq, at most maxSetMany of them, as
+// parseSetManyJSON would. Anything else is not ok, and parseSetManyJSON
+// decides, an element that is bad for another reason included.
+func fastSetMany(body []byte) ([]item, bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '[' {
+		return nil, false
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return []item{}, skipSpace(body, i+1) == len(body)
+	}
+	var items []item
+	for {
+		if len(items) == maxSetMany {
+			return nil, false
+		}
+		var fs [maxFlatFields]flatField
+		n, next, ok := scanObject(body, i, fs[:])
+		if !ok {
+			return nil, false
+		}
+		var it setManyItem
+		if !it.fromFlat(fs[:n]) {
+			return nil, false
+		}
+		w, err := it.write()
+		items = append(items, item{w: w, err: err})
+		i = skipSpace(body, next)
+		if i >= len(body) {
+			return nil, false
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case ']':
+			return items, skipSpace(body, i+1) == len(body)
+		default:
+			return nil, false
+		}
+	}
+}
+
+// fromFlat sets it from the fields of a flat object as encoding/json
+// would, or reports false.
+func (it *setManyItem) fromFlat(fields []flatField) bool {
+	for _, f := range fields {
+		if string(f.name) == "ttl" || string(f.name) == "previous_seq" {
+			max := uint64(1<<64 - 1)
+			if string(f.name) == "ttl" {
+				max = maxInt64
+			}
+			v, ok := flatUint(f, max)
+			if !ok {
+				return false
+			}
+			if string(f.name) == "ttl" {
+				ms := int64(v)
+				it.TTL = &ms
+			} else {
+				it.PreviousSeq = &v
+			}
+			continue
+		}
+		if f.num {
+			return false
+		}
+		switch string(f.name) {
+		case "data":
+			// encoding/json decodes a []byte with base64.StdEncoding; the
+			// alphabet alone keeps out what it would treat apart (escapes,
+			// line breaks).
+			for _, c := range f.val {
+				if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+					return false
+				}
+			}
+			d := make([]byte, base64.StdEncoding.DecodedLen(len(f.val)))
+			n, err := base64.StdEncoding.Decode(d, f.val)
+			if err != nil {
+				return false
+			}
+			d = d[:n]
+			it.Data = &d
+		case "key":
+			k := string(f.val)
+			it.Key = &k
+		case "msg_id":
+			id := string(f.val)
+			it.MsgID = &id
+		default:
+			return false
+		}
 	}
 	return true
 }

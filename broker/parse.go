@@ -381,8 +381,17 @@ type setManyItem struct {
 
 // parseSetMany parses a setmany body. A body that is not a JSON array of at
 // most maxSetMany elements fails as a whole; an element that is bad fails
-// alone, as its own entry of the reply.
+// alone, as its own entry of the reply. The common bodies take
+// fastSetMany, which gives the same items.
 func parseSetMany(body []byte) ([]item, error) {
+	if items, ok := fastSetMany(body); ok {
+		return items, nil
+	}
+	return parseSetManyJSON(body)
+}
+
+// parseSetManyJSON is parseSetMany through encoding/json alone.
+func parseSetManyJSON(body []byte) ([]item, error) {
 	var raw []json.RawMessage
 	if err := decodeStrict(body, &raw); err != nil {
 		return nil, badRequest("setmany body must be a JSON array")
@@ -401,11 +410,7 @@ func parseSetMany(body []byte) ([]item, error) {
 	return items, nil
 }
 
-// parseSetManyItem parses one setmany element. Its "headers" follow the
-// set rules for user, Nats- and output headers (stored, dropped, dropped),
-// but a request header such as Persist-Key is a 400 there: the element has
-// fields for those, and silently ignoring one would change what the write
-// means.
+// parseSetManyItem parses one setmany element.
 func parseSetManyItem(raw json.RawMessage) (store.Write, error) {
 	var it setManyItem
 	if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("null")) {
@@ -414,6 +419,15 @@ func parseSetManyItem(raw json.RawMessage) (store.Write, error) {
 	if err := decodeStrict(raw, &it); err != nil {
 		return store.Write{}, err
 	}
+	return it.write()
+}
+
+// write checks a decoded setmany element and makes its write. Its
+// "headers" follow the set rules for user, Nats- and output headers
+// (stored, dropped, dropped), but a request header such as Persist-Key is
+// a 400 there: the element has fields for those, and silently ignoring one
+// would change what the write means.
+func (it *setManyItem) write() (store.Write, error) {
 	if it.Data == nil {
 		return store.Write{}, badRequest(`item needs "data"`)
 	}

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +25,7 @@ func BenchmarkParseJob(b *testing.B) {
 		{"SetHeaders", subjects.OpSet, `0123456789abcdef`, nats.Header{
 			subjects.HeaderKey: {"user.settings"}, subjects.HeaderMsgID: {"id-1"}, "Content-Type": {"text/plain"},
 		}},
+		{"SetMany100", subjects.OpSetMany, setManyBody(100), nil},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			body := []byte(bc.body)
@@ -34,4 +37,13 @@ func BenchmarkParseJob(b *testing.B) {
 			}
 		})
 	}
+}
+
+// setManyBody is a setmany of n keyed 16-byte messages.
+func setManyBody(n int) string {
+	items := make([]string, n)
+	for i := range items {
+		items[i] = `{"data":"MDEyMzQ1Njc4OWFiY2RlZg==","key":"k` + strconv.Itoa(i) + `"}`
+	}
+	return "[" + strings.Join(items, ",") + "]"
 }
