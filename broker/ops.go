@@ -383,7 +383,7 @@ func (b *Broker) getAll(e *entry, j *job) error {
 // terminator is the header of the message that ends a getall page, in a
 // map of its own.
 func terminator(r store.ReadResult) nats.Header {
-	enc := &encoder{h: make(nats.Header, 5)}
+	enc := &encoder{h: make(nats.Header, 5), num: make([]byte, 0, 4*20)}
 	enc.terminator(r)
 	return enc.h
 }
@@ -395,7 +395,7 @@ func msgHeader(m *store.Message, extra nats.Header) nats.Header {
 	if extra == nil {
 		extra = make(nats.Header, len(m.Header)+4)
 	}
-	enc := &encoder{h: extra}
+	enc := &encoder{h: extra, num: make([]byte, 0, 3*20)}
 	enc.message(m)
 	return enc.h
 }
