@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -39,13 +41,20 @@ type encoder struct {
 	h    nats.Header
 	num  []byte
 	body []byte
+	// A JSON encoder without HTML escaping (as jsonMarshal) writing to
+	// jbuf, for the replies not written by hand.
+	jbuf bytes.Buffer
+	jenc *json.Encoder
 	// One slot per header value the worker sets, so that h's values need
 	// no slice of their own.
 	op, seq, time, key, expires, rev, lastSeq, pending, next, reason, code, desc [1]string
 }
 
 var encoders = sync.Pool{New: func() any {
-	return &encoder{h: make(nats.Header, 8), num: make([]byte, 0, 128), body: make([]byte, 0, 256)}
+	e := &encoder{h: make(nats.Header, 8), num: make([]byte, 0, 128), body: make([]byte, 0, 256)}
+	e.jenc = json.NewEncoder(&e.jbuf)
+	e.jenc.SetEscapeHTML(false)
+	return e
 }}
 
 // getEncoder takes an encoder from the pool; putEncoder gives it back.
@@ -57,6 +66,9 @@ const maxPooledBody = 64 << 10
 func putEncoder(e *encoder) {
 	if cap(e.body) > maxPooledBody {
 		e.body = make([]byte, 0, 256)
+	}
+	if e.jbuf.Cap() > maxPooledBody {
+		e.jbuf = bytes.Buffer{}
 	}
 	clear(e.h)
 	encoders.Put(e)
@@ -144,6 +156,16 @@ func (e *encoder) errorReply(we *subjects.Error) {
 	e.body = append(e.body[:0], `{"error":`...)
 	e.body = appendError(e.body, we)
 	e.body = append(e.body, '}')
+}
+
+// marshal encodes v as jsonMarshal does, into e's own buffer: valid until the
+// next use of e.
+func (e *encoder) marshal(v any) ([]byte, error) {
+	e.jbuf.Reset()
+	if err := e.jenc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(e.jbuf.Bytes(), []byte("\n")), nil
 }
 
 // appendError appends we as the JSON object of the protocol's error.

@@ -84,3 +84,16 @@ func BenchmarkAnswerWrites(b *testing.B) {
 		f.b.answerWrites(batch, res)
 	}
 }
+
+// BenchmarkReplyJSON measures a keys reply of 100 keys.
+func BenchmarkReplyJSON(b *testing.B) {
+	f := newFixture(b, Options{})
+	var r keysReply
+	for i := range 100 {
+		r.Keys = append(r.Keys, "key"+strconv.Itoa(i))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.b.replyJSON("bench.reply", r)
+	}
+}

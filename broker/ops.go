@@ -431,7 +431,7 @@ func (b *Broker) publishEvents(name string, evs []store.Event) {
 			h[subjects.HeaderReason] = enc.text(&enc.reason, ev.Reason)
 		case store.OpConfig:
 			if ev.Config != nil {
-				body, _ = jsonMarshal(ev.Config)
+				body, _ = enc.marshal(ev.Config)
 			}
 		}
 		msg.Header, msg.Data = h, body

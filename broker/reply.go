@@ -27,7 +27,9 @@ func (b *Broker) replyError(op, reply string, err error) {
 
 // replyJSON answers reply with v as JSON.
 func (b *Broker) replyJSON(reply string, v any) {
-	body, err := jsonMarshal(v)
+	e := getEncoder()
+	defer putEncoder(e)
+	body, err := e.marshal(v)
 	if err != nil {
 		b.log.Error("encode reply", "err", err)
 		b.replyError("", reply, subjects.ErrInternal)
