@@ -97,3 +97,12 @@ func BenchmarkReplyJSON(b *testing.B) {
 		f.b.replyJSON("bench.reply", r)
 	}
 }
+
+// BenchmarkReplyError measures an error reply: the 429 of back-pressure.
+func BenchmarkReplyError(b *testing.B) {
+	f := newFixture(b, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		f.b.replyError(subjects.OpSet, "bench.reply", subjects.ErrOverloaded)
+	}
+}
