@@ -2,11 +2,12 @@ package broker
 
 import "encoding/base64"
 
-// The fast path of decodeStrict for the small bodies most requests carry
-// ({"seq":N}, {"key":"k"}, getall's integer fields, {"after":…,"limit":N}).
-// It accepts only a subset of JSON it can read with certainty the way
-// encoding/json would; for anything else it reports false and the strict
-// decoder runs, so results and errors are those of encoding/json.
+// The fast paths of decodeStrict for the small bodies most requests carry
+// ({"seq":N}, {"key":"k"}, getall's integer fields, {"after":…,"limit":N})
+// and of parseSetMany for arrays of plain items. They accept only a
+// subset of JSON they can read with certainty the way encoding/json
+// would; for anything else they report false and the strict decoder runs,
+// so results and errors are those of encoding/json.
 
 // maxFlatFields bounds the fields scanFlat reads; the request types have
 // at most five.

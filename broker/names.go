@@ -24,7 +24,8 @@ func nameCost(name string) int64 { return int64(len(name)) + 16 }
 // removals, reported by add and remove (stream files are created and
 // removed only by this worker: each data directory has one worker).
 // Names are held only for prefixes that were listed, within
-// defaultIndexBytes. The zero value is ready to use.
+// defaultIndexBytes. Its lock is a leaf: nothing is locked under it (the
+// disk is read without it), and retire calls remove under dirMu. The zero value is ready to use.
 type nameIndex struct {
 	mu    sync.Mutex
 	dirs  map[string]*nameDir // by listed prefix

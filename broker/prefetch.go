@@ -20,6 +20,7 @@ const aheadMsgCost = 128
 // asks for the next page from Persist-Next-Seq with the same bounds. At
 // most one page per stream, and all of them within a byte bound; a page
 // that does not fit pushes out the oldest. The zero value is ready to use.
+// Its lock is a leaf, never held across a read or a publish.
 type readAhead struct {
 	mu    sync.Mutex
 	pages map[string]*aheadPage // by stream name
