@@ -155,3 +155,46 @@ func BenchmarkEncode_MsgHeader(b *testing.B) {
 		_ = msgHeader(m, nil)
 	}
 }
+
+// TestEncode_GetAllHeadersFromTheWire checks on the wire that a getall
+// page, whose messages share one header map, gives each message exactly
+// its own headers: nothing of the message before it.
+func TestEncode_GetAllHeadersFromTheWire(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.call(t, subjects.OpSetMany, "acme.h", `[
+		{"data":"","key":"a","headers":{"X-One":["1","2"]}},
+		{"data":"eA=="},
+		{"data":"","key":"b"},
+		{"data":"","headers":{"X-Two":["3"]}}
+	]`, nil)
+	msgs, end := f.getAll(t, "acme.h", ``)
+	want := []map[string][]string{
+		{subjects.HeaderKey: {"a"}, "X-One": {"1", "2"}},
+		{},
+		{subjects.HeaderKey: {"b"}},
+		{"X-Two": {"3"}},
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("getall sent %d messages, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		h := map[string][]string{}
+		for k, v := range m.Header {
+			h[k] = v
+		}
+		if got := h[subjects.HeaderSeq]; !reflect.DeepEqual(got, []string{strconv.Itoa(i + 1)}) {
+			t.Errorf("message %d: %s = %v", i, subjects.HeaderSeq, got)
+		}
+		if len(h[subjects.HeaderTime]) != 1 {
+			t.Errorf("message %d: %s = %v", i, subjects.HeaderTime, h[subjects.HeaderTime])
+		}
+		delete(h, subjects.HeaderSeq)
+		delete(h, subjects.HeaderTime)
+		if !reflect.DeepEqual(h, want[i]) {
+			t.Errorf("message %d headers = %v, want %v", i, h, want[i])
+		}
+	}
+	if got := end.Header.Get(subjects.HeaderLastSeq); got != "4" || len(end.Header) != 4 {
+		t.Errorf("terminator = %v, want Last-Seq 4 and no Next-Seq", end.Header)
+	}
+}
