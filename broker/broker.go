@@ -166,6 +166,9 @@ type Broker struct {
 	nsMu    sync.Mutex
 	nsCount map[string]int // namespace -> streams, counted lazily; "" -> all streams
 
+	names nameIndex // stream files of the listed prefixes (names.go)
+	ahead readAhead // getall pages read ahead (prefetch.go)
+
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 

@@ -132,11 +132,19 @@ func (b *Broker) opened(e *entry, st *store.Stream, memory bool) {
 }
 
 // streamCreated is called once a request created e's stream.
-func (b *Broker) streamCreated(e *entry) {}
+func (b *Broker) streamCreated(e *entry) {
+	if !e.memory {
+		b.names.add(e.name)
+	}
+}
 
 // streamGone is called once e's stream was removed: destroyed, dropped, or
 // a memory stream that was closed.
-func (b *Broker) streamGone(e *entry) {}
+func (b *Broker) streamGone(e *entry) {
+	if !e.memory {
+		b.names.remove(e.name)
+	}
+}
 
 // closeStream closes e's stream; the caller owns e. A memory stream that
 // is closed is gone: it is destroyed, with its destroy event, so that
@@ -157,6 +165,7 @@ func (b *Broker) forget(e *entry) {
 	if e.st == nil {
 		return
 	}
+	b.forgetPrefetch(e.name)
 	if e.memory {
 		b.mu.Lock()
 		if b.streams[e.name] == e {

@@ -18,43 +18,58 @@ type listReply struct {
 }
 
 // list answers the streams whose name has prefix as a whole-token prefix:
-// files under the data directory and live memory streams. It runs on the
-// list endpoint's goroutine; it reads the directory and touches no stream.
+// stream files (from the name index, see nameIndex) and live memory
+// streams. It runs on the list endpoint's goroutine; it touches no stream.
 func (b *Broker) list(reply, prefix string, body []byte) {
 	var req pageReq
 	if err := decodeOptional(body, &req); err != nil {
 		b.replyError(subjects.OpList, reply, err)
 		return
 	}
-	names, err := b.streamNames(prefix)
+	limit := req.limit()
+	files, err := b.names.page(prefix, req.After, limit+1, func() ([]string, error) { return b.diskStreamNames(prefix) })
 	if err != nil {
 		b.replyError(subjects.OpList, reply, err)
 		return
 	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	i, found := slices.BinarySearch(names, req.After)
-	if found {
-		i++
-	}
-	names = names[i:]
-	limit := req.limit()
+	mem := b.memoryStreamNames(prefix)
+	mem = slices.DeleteFunc(mem, func(name string) bool { return name <= req.After })
+	slices.Sort(mem)
+	names := mergeSorted(files, mem)
 	out := listReply{Streams: names, More: len(names) > limit}
-	if out.Streams == nil {
-		out.Streams = []string{}
-	}
 	if out.More {
 		out.Streams = names[:limit]
+	}
+	if out.Streams == nil {
+		out.Streams = []string{}
 	}
 	b.replyJSON(reply, out)
 }
 
-// streamNames returns the names of the existing streams under prefix ("":
-// all of them), not
-// sorted, possibly with duplicates: the files in the data directory and in
-// the archive (a stream whose local file is gone is restored from there
-// when opened), and the live memory streams.
-func (b *Broker) streamNames(prefix string) ([]string, error) {
+// mergeSorted merges two sorted lists into one without duplicates.
+func mergeSorted(a, c []string) []string {
+	if len(c) == 0 {
+		return a
+	}
+	out := make([]string, 0, len(a)+len(c))
+	for len(a) > 0 || len(c) > 0 {
+		switch {
+		case len(c) == 0 || len(a) > 0 && a[0] < c[0]:
+			out, a = append(out, a[0]), a[1:]
+		case len(a) == 0 || c[0] < a[0]:
+			out, c = append(out, c[0]), c[1:]
+		default:
+			out, a, c = append(out, a[0]), a[1:], c[1:]
+		}
+	}
+	return out
+}
+
+// diskStreamNames returns the names of the stream files under prefix ("":
+// all of them), not sorted, possibly with duplicates: the files in the
+// data directory and in the archive (a stream whose local file is gone is
+// restored from there when opened).
+func (b *Broker) diskStreamNames(prefix string) ([]string, error) {
 	var names []string
 	add := func(name string) { names = append(names, name) }
 	for _, root := range []string{b.opts.DataDir, b.opts.ArchiveDir} {
@@ -65,6 +80,13 @@ func (b *Broker) streamNames(prefix string) ([]string, error) {
 			return nil, err
 		}
 	}
+	return names, nil
+}
+
+// memoryStreamNames returns the names of the live memory streams under
+// prefix ("": all of them), not sorted.
+func (b *Broker) memoryStreamNames(prefix string) []string {
+	var names []string
 	b.mu.Lock()
 	for name, e := range b.streams {
 		if e.memory && e.st != nil && (prefix == "" || subjects.HasPrefix(name, prefix)) {
@@ -72,15 +94,17 @@ func (b *Broker) streamNames(prefix string) ([]string, error) {
 		}
 	}
 	b.mu.Unlock()
-	return names, nil
+	return names
 }
 
-// countStreams counts namespace ns's existing streams; "" counts all.
+// countStreams counts namespace ns's existing streams; "" counts all. It
+// walks the disk: it runs once per namespace (see countOnce).
 func (b *Broker) countStreams(ns string) (int, error) {
-	names, err := b.streamNames(ns)
+	names, err := b.diskStreamNames(ns)
 	if err != nil {
 		return 0, err
 	}
+	names = append(names, b.memoryStreamNames(ns)...)
 	slices.Sort(names)
 	return len(slices.Compact(names)), nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"strconv"
 
 	"github.com/nats-io/nats.go"
 
@@ -75,10 +74,16 @@ func (b *Broker) applyWrites(e *entry, batch []*job) {
 }
 
 // answerWrites sends each job its results; res holds, in order, the results
-// of the items that reached the store.
+// of the items that reached the store. Replies are written by hand into one
+// buffer, as encoding/json would write setReply and itemError.
 func (b *Broker) answerWrites(batch []*job, res []store.WriteResult) {
+	enc := getEncoder()
+	defer putEncoder(enc)
 	for _, j := range batch {
-		entries := make([]any, len(j.items))
+		body := enc.body[:0]
+		if j.many {
+			body = append(body, '[')
+		}
 		for i, it := range j.items {
 			err := it.err
 			var r store.WriteResult
@@ -86,25 +91,30 @@ func (b *Broker) answerWrites(batch []*job, res []store.WriteResult) {
 				r, res = res[0], res[1:]
 				err = r.Err
 			}
+			if j.many && i > 0 {
+				body = append(body, ',')
+			}
 			if err != nil {
 				if !j.many {
 					b.replyError(j.op, j.reply, err)
 					j.answered = true
 					break
 				}
-				entries[i] = itemError{b.wireError(err)}
+				body = append(body, `{"error":`...)
+				body = append(appendError(body, b.wireError(err)), '}')
 				continue
 			}
-			entries[i] = setReply{Seq: r.Seq, Time: r.Time, Duplicate: r.Duplicate}
+			body = appendSetReply(body, r)
 		}
+		enc.body = body
 		if j.answered {
 			continue
 		}
 		if j.many {
-			b.replyJSON(j.reply, entries)
-		} else {
-			b.replyJSON(j.reply, entries[0])
+			body = append(body, ']')
+			enc.body = body
 		}
+		b.respond(j.reply, nil, body)
 		j.answered = true
 	}
 }
@@ -149,7 +159,11 @@ func (b *Broker) applyOne(e *entry, j *job) {
 		if err == nil && j.reply != "" {
 			// A message stored before it could be known to be too large
 			// to send fails here; the client gets an error, not silence.
-			err = b.nc.PublishMsg(&nats.Msg{Subject: j.reply, Header: msgHeader(m, nil), Data: m.Data})
+			enc := getEncoder()
+			enc.reset()
+			enc.message(m)
+			err = b.nc.PublishMsg(&nats.Msg{Subject: j.reply, Header: enc.h, Data: m.Data})
+			putEncoder(enc)
 		}
 	case subjects.OpGetAll:
 		err = b.getAll(e, j)
@@ -316,7 +330,10 @@ func deleteOp(st streamAPI, d deleteReq) (int64, error) {
 }
 
 // getAll sends one page of messages to the reply subject, then the
-// terminator; an error ends the page with an error reply instead.
+// terminator; an error ends the page with an error reply instead. One
+// header map serves every message of the page. A page read ahead by the
+// previous getall of the stream is sent from memory when it answers this
+// one (see readAhead); then the next page is read ahead.
 func (b *Broker) getAll(e *entry, j *job) error {
 	q := store.ReadQuery{
 		StartSeq:  j.getall.StartSeq,
@@ -331,86 +348,87 @@ func (b *Broker) getAll(e *entry, j *job) error {
 	if n := j.getall.MaxBytes; n > 0 {
 		q.MaxBytes = int64(min(n, maxPageBytes))
 	}
-	res, err := e.st.Read(q, func(m *store.Message) error {
+	enc := getEncoder()
+	defer putEncoder(enc)
+	msg := nats.Msg{Subject: j.reply}
+	send := func(m *store.Message) error {
 		if j.reply == "" {
 			return nil
 		}
-		return b.nc.PublishMsg(&nats.Msg{Subject: j.reply, Header: msgHeader(m, nil), Data: m.Data})
-	})
-	if err != nil {
-		return err
+		enc.reset()
+		enc.message(m)
+		msg.Header, msg.Data = enc.h, m.Data
+		return b.nc.PublishMsg(&msg)
 	}
-	b.respond(j.reply, terminator(res), nil)
+	var res store.ReadResult
+	if pg := b.takeAhead(e, q); pg != nil {
+		for _, m := range pg.msgs {
+			if err := send(m); err != nil {
+				return err
+			}
+		}
+		res = pg.res
+	} else {
+		var err error
+		if res, err = e.st.Read(q, send); err != nil {
+			return err
+		}
+	}
+	if j.reply == "" {
+		return nil
+	}
+	enc.reset()
+	enc.terminator(res)
+	b.send(enc, j.reply, nil)
+	// While the client asks for the next page, read it.
+	b.readNext(e, q, res)
 	return nil
 }
 
-// terminator is the header of the message that ends a getall page.
+// terminator is the header of the message that ends a getall page, in a
+// map of its own.
 func terminator(r store.ReadResult) nats.Header {
-	h := nats.Header{
-		subjects.HeaderEnd:        {"true"},
-		subjects.HeaderLastSeq:    {strconv.FormatUint(r.LastSeq, 10)},
-		subjects.HeaderRevision:   {strconv.FormatUint(r.Revision, 10)},
-		subjects.HeaderNumPending: {strconv.FormatInt(r.NumPending, 10)},
-	}
-	if r.NumPending > 0 {
-		h[subjects.HeaderNextSeq] = []string{strconv.FormatUint(r.NextSeq, 10)}
-	}
-	return h
-}
-
-// msgHeader is the header of a message leaving the worker (PROTOCOL.md
-// section 3): its user headers plus its seq, time, key and expiry, added
-// to extra when extra is not nil.
-func msgHeader(m *store.Message, extra nats.Header) nats.Header {
-	h := extra
-	if h == nil {
-		h = make(nats.Header, len(m.Header)+4)
-	}
-	for name, vals := range m.Header {
-		h[name] = vals
-	}
-	h[subjects.HeaderSeq] = []string{strconv.FormatUint(m.Seq, 10)}
-	h[subjects.HeaderTime] = []string{strconv.FormatInt(m.Time, 10)}
-	if m.Key != "" {
-		h[subjects.HeaderKey] = []string{m.Key}
-	}
-	if m.Expires != 0 {
-		h[subjects.HeaderExpires] = []string{strconv.FormatInt(m.Expires, 10)}
-	}
-	return h
+	enc := &encoder{h: make(nats.Header, 5), num: make([]byte, 0, 4*20)}
+	enc.terminator(r)
+	return enc.h
 }
 
 // publishEvents publishes a commit's events on the stream's event subject.
 // It runs under the stream's lock, so events go out in revision order. A
 // failure to publish (while reconnecting, say) is logged and never fails
-// the request: subscribers detect the gap by the revision.
+// the request: subscribers detect the gap by the revision. One header map
+// serves every event of the commit.
 func (b *Broker) publishEvents(name string, evs []store.Event) {
-	subj := subjects.EventSubject(b.prefix, name)
+	enc := getEncoder()
+	defer putEncoder(enc)
+	msg := nats.Msg{Subject: subjects.EventSubject(b.prefix, name)}
 	for _, ev := range evs {
-		h := nats.Header{
-			subjects.HeaderOp:       {ev.Op},
-			subjects.HeaderRevision: {strconv.FormatUint(ev.Revision, 10)},
+		enc.reset()
+		h := enc.h
+		if v, ok := eventOpVals[ev.Op]; ok {
+			h[subjects.HeaderOp] = v
+		} else {
+			h[subjects.HeaderOp] = enc.text(&enc.op, ev.Op)
 		}
+		h[subjects.HeaderRevision] = enc.uint(&enc.rev, ev.Revision)
 		var body []byte
 		switch ev.Op {
 		case store.OpSet:
 			if ev.Msg != nil {
-				h = msgHeader(ev.Msg, h)
+				enc.message(ev.Msg)
 				body = ev.Msg.Data
 			}
 		case store.OpDelete:
-			ranges := ev.Ranges
-			if ranges == nil {
-				ranges = [][2]uint64{}
-			}
-			body, _ = json.Marshal(map[string][][2]uint64{"ranges": ranges})
-			h[subjects.HeaderReason] = []string{ev.Reason}
+			enc.body = appendRanges(enc.body[:0], ev.Ranges)
+			body = enc.body
+			h[subjects.HeaderReason] = enc.text(&enc.reason, ev.Reason)
 		case store.OpConfig:
 			if ev.Config != nil {
-				body, _ = jsonMarshal(ev.Config)
+				body, _ = enc.marshal(ev.Config)
 			}
 		}
-		if err := b.nc.PublishMsg(&nats.Msg{Subject: subj, Header: h, Data: body}); err != nil {
+		msg.Header, msg.Data = h, body
+		if err := b.nc.PublishMsg(&msg); err != nil {
 			b.stats.eventErrors.Add(1)
 			b.log.Warn("publish event", "stream", name, "revision", ev.Revision, "err", err)
 			continue

@@ -1,10 +1,7 @@
 package broker
 
 import (
-	"fmt"
-
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nats-persist/persist/subjects"
 )
@@ -18,26 +15,18 @@ func (b *Broker) replyError(op, reply string, err error) {
 	if reply == "" {
 		return
 	}
-	body, _ := jsonMarshal(struct {
-		Error *subjects.Error `json:"error"`
-	}{we})
-	desc := headerSafe(we.Description)
-	if desc == "" {
-		desc = we.Reason
-	}
-	b.publish(&nats.Msg{
-		Subject: reply,
-		Header: nats.Header{
-			micro.ErrorHeader:     []string{desc},
-			micro.ErrorCodeHeader: []string{fmt.Sprint(we.Code)},
-		},
-		Data: body,
-	})
+	e := getEncoder()
+	e.reset()
+	e.errorReply(we)
+	b.send(e, reply, e.body)
+	putEncoder(e)
 }
 
 // replyJSON answers reply with v as JSON.
 func (b *Broker) replyJSON(reply string, v any) {
-	body, err := jsonMarshal(v)
+	e := getEncoder()
+	defer putEncoder(e)
+	body, err := e.marshal(v)
 	if err != nil {
 		b.log.Error("encode reply", "err", err)
 		b.replyError("", reply, subjects.ErrInternal)

@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/nats-persist/persist/store"
+	"github.com/nats-persist/persist/subjects"
+)
+
+// BenchmarkGetAllReplay measures reading a stream of 10,000 messages page
+// after page (1000 per page, the default), as a client replays it.
+func BenchmarkGetAllReplay(b *testing.B) {
+	f := newFixture(b, Options{})
+	for batch := range 10 {
+		items := make([]byte, 0, 64<<10)
+		items = append(items, '[')
+		for i := range 1000 {
+			if i > 0 {
+				items = append(items, ',')
+			}
+			items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg==","key":"k`+strconv.Itoa(batch*1000+i)+`"}`...)
+		}
+		items = append(items, ']')
+		f.call(b, subjects.OpSetMany, "bench.r", string(items), nil)
+	}
+	b.ReportAllocs()
+	msgs := 0
+	for b.Loop() {
+		next := "1"
+		for {
+			page, end := f.getAll(b, "bench.r", `{"start_seq":`+next+`}`)
+			msgs += len(page)
+			if end.Header.Get(subjects.HeaderNumPending) == "0" {
+				break
+			}
+			next = end.Header.Get(subjects.HeaderNextSeq)
+		}
+	}
+	b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+	f.b.ahead.mu.Lock()
+	b.ReportMetric(float64(f.b.ahead.hits)/float64(msgs/1000), "ahead-hits/page")
+	f.b.ahead.mu.Unlock()
+}
+
+// BenchmarkPublishEvents measures the worker's side of a commit's events:
+// 25 set events of keyed messages with a user header.
+func BenchmarkPublishEvents(b *testing.B) {
+	f := newFixture(b, Options{})
+	evs := make([]store.Event, 25)
+	for i := range evs {
+		evs[i] = store.Event{Op: store.OpSet, Revision: uint64(1000 + i), Msg: &store.Message{
+			Seq: uint64(1000 + i), Time: 1764100000000, Key: "key" + strconv.Itoa(i),
+			Header: map[string][]string{"Content-Type": {"text/plain"}}, Data: []byte("0123456789abcdef"),
+		}}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.b.publishEvents("bench.e", evs)
+	}
+	b.ReportMetric(float64(b.N*len(evs))/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAnswerWrites measures answering a group commit of 25 set
+// requests and one setmany of 25 items.
+func BenchmarkAnswerWrites(b *testing.B) {
+	f := newFixture(b, Options{})
+	var batch []*job
+	var res []store.WriteResult
+	for i := range 25 {
+		batch = append(batch, &job{op: subjects.OpSet, reply: "bench.reply", items: []item{{}}})
+		res = append(res, store.WriteResult{Seq: uint64(i + 1), Time: 1764100000000})
+	}
+	many := &job{op: subjects.OpSetMany, reply: "bench.reply", many: true, items: make([]item, 25)}
+	for i := range 25 {
+		res = append(res, store.WriteResult{Seq: uint64(100 + i), Time: 1764100000000})
+	}
+	batch = append(batch, many)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, j := range batch {
+			j.answered = false
+		}
+		f.b.answerWrites(batch, res)
+	}
+}
+
+// BenchmarkReplyJSON measures a keys reply of 100 keys.
+func BenchmarkReplyJSON(b *testing.B) {
+	f := newFixture(b, Options{})
+	var r keysReply
+	for i := range 100 {
+		r.Keys = append(r.Keys, "key"+strconv.Itoa(i))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.b.replyJSON("bench.reply", r)
+	}
+}
+
+// BenchmarkReplyError measures an error reply: the 429 of back-pressure.
+func BenchmarkReplyError(b *testing.B) {
+	f := newFixture(b, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		f.b.replyError(subjects.OpSet, "bench.reply", subjects.ErrOverloaded)
+	}
+}
