@@ -96,6 +96,11 @@ func sideBySide(ctx context.Context, cfg config, stdout, stderr io.Writer) (err 
 		return err
 	}
 	r.machine = describeMachine(cfg.args, r.worker, cfg.Data)
+	if cfg.Worker == "" && !strings.Contains(r.machine.WorkerInfo, " ") {
+		// The build was not stamped (GOFLAGS=-buildvcs=false, say):
+		// name the checkout's commit instead.
+		r.machine.WorkerInfo = strings.TrimSpace(r.machine.WorkerInfo + " " + checkoutCommit(ctx))
+	}
 
 	err = r.runAll(ctx)
 	r.machine.LoadEnd = loadAvg()
@@ -175,6 +180,20 @@ func (r *runner) findWorker(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("go build persist-worker (run from a checkout of the module, or pass --worker): %v\n%s", err, msg)
 	}
 	return out, nil
+}
+
+// checkoutCommit describes the commit of the checkout the worker was
+// built from: "built from <rev>" and "+dirty" with uncommitted changes.
+func checkoutCommit(ctx context.Context) string {
+	rev, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	v := "built from " + strings.TrimSpace(string(rev))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		v += "+dirty"
+	}
+	return v
 }
 
 // logf writes one line on stderr: one line per phase, so that a run in a
@@ -711,6 +730,12 @@ func (r *runner) asyncPublish(ctx context.Context, label string, e *env, pubs []
 			for i, c := range e.conns {
 				if c == nc {
 					_, err := pubs[i].js.PublishAsync(subj, r.payload)
+					if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+						// The publisher has asyncPending in flight and
+						// stayed full for its stall wait: back-pressure,
+						// not a failed publish; the loop tries again.
+						return 0, nil
+					}
 					return 0, err
 				}
 			}
@@ -1056,9 +1081,9 @@ func (r *runner) huge(ctx context.Context) (err error) {
 	case <-ctx.Done():
 	case <-time.After(r.cfg.Idle):
 	}
-	_, idle := ws.stop()
+	idleMax, idle := ws.stop()
 	row = r.addRow("huge-rss-idle", what(fmt.Sprintf("RSS after start and %v idle", r.cfg.Idle)), "MB", true)
-	row.Persist = &side{Label: "worker VmRSS", RSSEndMB: mb(idle)}
+	row.Persist = &side{Label: "worker VmRSS", RSSMaxMB: mb(idleMax), RSSEndMB: mb(idle)}
 	row.Persist.add(mb(idle), result{})
 
 	ws = sampleRSS(e.worker.pid())
