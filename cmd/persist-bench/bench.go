@@ -364,6 +364,9 @@ func runLoops(ctx context.Context, spec loopSpec) result {
 				}
 				lat := time.Since(t0)
 				done.Add(1)
+				if err != nil && ctx.Err() != nil {
+					break // cut short by the interrupt, not a failure
+				}
 				if err != nil {
 					r.errors++
 					if r.firstErr == nil {

@@ -370,6 +370,18 @@ func (r *runner) logPhase(label string, res result) {
 	r.logf("%s", line)
 }
 
+// measure runs one measurement while sampling the RSS of process pid,
+// and adds it to s: its rate, and the largest RSS of any repetition and
+// the one at the end of the last.
+func measure(pid int, s *side, f func() result) result {
+	smp := sampleRSS(pid)
+	res := f()
+	peak, end := smp.stop()
+	s.RSSMaxMB, s.RSSEndMB = max(s.RSSMaxMB, mb(peak)), mb(end)
+	s.add(rate(res), res)
+	return res
+}
+
 // rate is a result's items per second.
 func rate(res result) float64 { return float64(res.items) / max(res.elapsed.Seconds(), 1e-9) }
 
@@ -561,10 +573,11 @@ func (r *runner) throughput(ctx context.Context) error {
 		row := r.addRow(scEcho, "bare NATS request/reply (ceiling)", "req/s", false)
 		row.Peer = &side{Label: "echo"}
 		for rep := 0; rep < r.cfg.Reps && ctx.Err() == nil; rep++ {
-			res := r.loops(ctx, r.label("echo", rep), e.conns, d, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-				return 1, r.request(nc, &nats.Msg{Subject: "bench.echo", Data: r.payload})
+			measure(e.server.pid(), row.Peer, func() result {
+				return r.loops(ctx, r.label("echo", rep), e.conns, d, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
+					return 1, r.request(nc, &nats.Msg{Subject: "bench.echo", Data: r.payload})
+				})
 			})
-			row.Peer.add(rate(res), res)
 		}
 	}
 	if sc[scSet] {
@@ -572,7 +585,7 @@ func (r *runner) throughput(ctx context.Context) error {
 			return err
 		}
 		subj := r.api("set", "bench.one")
-		r.pair(ctx, scSet, "`set`, one stream", "JetStream sync publish", "req/s", e.conns,
+		r.pair(ctx, e, scSet, "`set`, one stream", "JetStream sync publish", "req/s",
 			func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
 				return 1, r.request(nc, &nats.Msg{Subject: subj, Data: r.payload})
 			},
@@ -596,11 +609,12 @@ func (r *runner) throughput(ctx context.Context) error {
 		row := r.addRow(scSetMany, fmt.Sprintf("`setmany`, %d per request", setManyItems), "msg/s", false)
 		row.Persist, row.Peer = &side{Label: "setmany"}, &side{Label: fmt.Sprintf("JetStream async publish, %d pending", asyncPending)}
 		for rep := 0; rep < r.cfg.Reps && ctx.Err() == nil; rep++ {
-			res := r.loops(ctx, r.label("setmany", rep), e.conns, d, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-				m, err := nc.Request(subj, body, r.cfg.Timeout)
-				return setManyReply(m, err, setManyItems)
+			measure(e.worker.pid(), row.Persist, func() result {
+				return r.loops(ctx, r.label("setmany", rep), e.conns, d, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
+					m, err := nc.Request(subj, body, r.cfg.Timeout)
+					return setManyReply(m, err, setManyItems)
+				})
 			})
-			row.Persist.add(rate(res), res)
 			if ctx.Err() != nil {
 				break
 			}
@@ -609,8 +623,9 @@ func (r *runner) throughput(ctx context.Context) error {
 					return err
 				}
 			}
-			res = r.asyncPublish(ctx, r.label("js async publish", rep), e, pubs, "js.many")
-			row.Peer.add(rate(res), res)
+			measure(e.server.pid(), row.Peer, func() result {
+				return r.asyncPublish(ctx, r.label("js async publish", rep), e, pubs, "js.many")
+			})
 		}
 	}
 	if ctx.Err() == nil && sc[scGet] {
@@ -625,7 +640,7 @@ func (r *runner) throughput(ctx context.Context) error {
 		}
 		n := int64(r.cfg.GetMsgs)
 		subj := r.api("get", "bench.get")
-		r.pair(ctx, scGet, fmt.Sprintf("`get` random seq of %s", count(r.cfg.GetMsgs)), "JetStream direct get", "req/s", e.conns,
+		r.pair(ctx, e, scGet, fmt.Sprintf("`get` random seq of %s", count(r.cfg.GetMsgs)), "JetStream direct get", "req/s",
 			func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
 				return 1, r.request(nc, &nats.Msg{Subject: subj, Data: getBody(1 + rng.Int64N(n))})
 			},
@@ -648,20 +663,22 @@ func (r *runner) label(what string, rep int) string {
 
 // pair measures a row of request loops, Persist (a) and its peer (b)
 // alternating --reps times.
-func (r *runner) pair(ctx context.Context, name, title, peerLabel, unit string, conns []*nats.Conn, a, b func(*nats.Conn, int, *rand.Rand) (int, error)) {
+func (r *runner) pair(ctx context.Context, e *env, name, title, peerLabel, unit string, a, b func(*nats.Conn, int, *rand.Rand) (int, error)) {
 	row := r.addRow(name, title, unit, false)
 	row.Persist, row.Peer = &side{Label: name}, &side{Label: peerLabel}
 	for rep := range r.cfg.Reps {
 		if ctx.Err() != nil {
 			return
 		}
-		res := r.loops(ctx, r.label(name, rep), conns, r.cfg.Duration, a)
-		row.Persist.add(rate(res), res)
+		measure(e.worker.pid(), row.Persist, func() result {
+			return r.loops(ctx, r.label(name, rep), e.conns, r.cfg.Duration, a)
+		})
 		if ctx.Err() != nil {
 			return
 		}
-		res = r.loops(ctx, r.label(peerLabel, rep), conns, r.cfg.Duration, b)
-		row.Peer.add(rate(res), res)
+		measure(e.server.pid(), row.Peer, func() result {
+			return r.loops(ctx, r.label(peerLabel, rep), e.conns, r.cfg.Duration, b)
+		})
 	}
 }
 
@@ -699,23 +716,25 @@ func (r *runner) setSync(ctx context.Context, e *env) error {
 	row := r.addRow(scSetSync, "`set`, `sync:true`", "req/s", false)
 	row.Persist, row.Peer = &side{Label: "set sync"}, &side{Label: "JetStream sync publish, sync_interval always"}
 	for rep := 0; rep < r.cfg.Reps && ctx.Err() == nil; rep++ {
-		res := r.loops(ctx, r.label("set sync", rep), e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-			return 1, r.request(nc, &nats.Msg{Subject: subj, Data: r.payload})
+		measure(e.worker.pid(), row.Persist, func() result {
+			return r.loops(ctx, r.label("set sync", rep), e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
+				return 1, r.request(nc, &nats.Msg{Subject: subj, Data: r.payload})
+			})
 		})
-		row.Persist.add(rate(res), res)
 		if ctx.Err() != nil {
 			break
 		}
-		res = r.loops(ctx, r.label("js sync publish, sync always", rep), conns, r.cfg.Duration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-			for i, c := range conns {
-				if c == nc {
-					_, err := jss[i].Publish(ctx, "js.sync", r.payload)
-					return 1, err
+		measure(srv.pid(), row.Peer, func() result {
+			return r.loops(ctx, r.label("js sync publish, sync always", rep), conns, r.cfg.Duration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
+				for i, c := range conns {
+					if c == nc {
+						_, err := jss[i].Publish(ctx, "js.sync", r.payload)
+						return 1, err
+					}
 				}
-			}
-			return 0, errors.New("no JetStream context")
+				return 0, errors.New("no JetStream context")
+			})
 		})
-		row.Peer.add(rate(res), res)
 	}
 	return ctx.Err()
 }
@@ -780,13 +799,15 @@ func (r *runner) getAll(ctx context.Context, e *env) error {
 		if ctx.Err() != nil {
 			break
 		}
-		res := r.once(r.label("getall", rep), func() (int, error) { return r.replay(nc, "bench.getall") })
-		row.Persist.add(rate(res), res)
+		measure(e.worker.pid(), row.Persist, func() result {
+			return r.once(r.label("getall", rep), func() (int, error) { return r.replay(nc, "bench.getall") })
+		})
 		if ctx.Err() != nil {
 			break
 		}
-		res = r.once(r.label("ordered consumer", rep), func() (int, error) { return orderedRead(ctx, js, "GETALL", n, r.cfg.Timeout) })
-		row.Peer.add(rate(res), res)
+		measure(e.server.pid(), row.Peer, func() result {
+			return r.once(r.label("ordered consumer", rep), func() (int, error) { return orderedRead(ctx, js, "GETALL", n, r.cfg.Timeout) })
+		})
 	}
 	return ctx.Err()
 }
@@ -883,32 +904,34 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 	row := r.getRow(scCreate, fmt.Sprintf("create %s streams (one `set` each)", count(n)), "streams/s", false)
 	row.Persist.Label, row.Peer.Label = "set on a new stream", "JetStream create stream + publish"
 	var next atomic.Int64
-	res := r.loops(ctx, label("create persist"), e.conns, maxDuration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-		i := next.Add(1) - 1
-		if i >= int64(n) {
-			return 0, errLoopDone
-		}
-		return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("many", int(i))), Data: r.payload})
+	measure(e.worker.pid(), row.Persist, func() result {
+		return r.loops(ctx, label("create persist"), e.conns, maxDuration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
+			i := next.Add(1) - 1
+			if i >= int64(n) {
+				return 0, errLoopDone
+			}
+			return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("many", int(i))), Data: r.payload})
+		})
 	})
-	row.Persist.add(rate(res), res)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	next.Store(0)
-	res = r.loops(ctx, label("create jetstream"), e.conns, maxDuration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-		i := next.Add(1) - 1
-		if i >= int64(n) {
-			return 0, errLoopDone
-		}
-		js := e.jsFor(nc)
-		subj := streamName("jsmany", int(i))
-		if err := createJSStream(ctx, js, "M"+strconv.FormatInt(i, 10), subj); err != nil {
-			return 0, err
-		}
-		_, err := js.Publish(ctx, subj, r.payload)
-		return 1, err
+	measure(e.server.pid(), row.Peer, func() result {
+		return r.loops(ctx, label("create jetstream"), e.conns, maxDuration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
+			i := next.Add(1) - 1
+			if i >= int64(n) {
+				return 0, errLoopDone
+			}
+			js := e.jsFor(nc)
+			subj := streamName("jsmany", int(i))
+			if err := createJSStream(ctx, js, "M"+strconv.FormatInt(i, 10), subj); err != nil {
+				return 0, err
+			}
+			_, err := js.Publish(ctx, subj, r.payload)
+			return 1, err
+		})
 	})
-	row.Peer.add(rate(res), res)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -946,10 +969,11 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 	r.logf("%s: worker stopped in %.2fs, answered a get %.3fs after its start", label("restart persist"), stopTook.Seconds(), ready.Seconds())
 	r.notes = append(r.notes, fmt.Sprintf("restart %d/%d: the worker took %.2f s to stop", rep+1, r.cfg.ManyReps, stopTook.Seconds()))
 	if sc[scSetRandom] {
-		res := r.loops(ctx, label("set-random persist"), e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
-			return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("many", rng.IntN(n))), Data: r.payload})
+		measure(e.worker.pid(), random.Persist, func() result {
+			return r.loops(ctx, label("set-random persist"), e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
+				return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("many", rng.IntN(n))), Data: r.payload})
+			})
 		})
-		random.Persist.add(rate(res), res)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -989,11 +1013,12 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 		if err := waitConnected(ctx, e.conns); err != nil {
 			return err
 		}
-		res := r.loops(ctx, label("set-random jetstream"), e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
-			_, err := e.jsFor(nc).Publish(ctx, streamName("jsmany", rng.IntN(n)), r.payload)
-			return 1, err
+		measure(e.server.pid(), random.Peer, func() result {
+			return r.loops(ctx, label("set-random jetstream"), e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
+				_, err := e.jsFor(nc).Publish(ctx, streamName("jsmany", rng.IntN(n)), r.payload)
+				return 1, err
+			})
 		})
-		random.Peer.add(rate(res), res)
 	}
 	return ctx.Err()
 }
@@ -1086,23 +1111,24 @@ func (r *runner) huge(ctx context.Context) (err error) {
 	row.Persist = &side{Label: "worker VmRSS", RSSMaxMB: mb(idleMax), RSSEndMB: mb(idle)}
 	row.Persist.add(mb(idle), result{})
 
-	ws = sampleRSS(e.worker.pid())
 	set := r.addRow("huge-set", what("`set` on a random one"), "req/s", false)
 	set.Persist = &side{Label: "set"}
-	res := r.loops(ctx, "huge set-random", e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
-		return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("huge", rng.IntN(n))), Data: r.payload})
+	measure(e.worker.pid(), set.Persist, func() result {
+		return r.loops(ctx, "huge set-random", e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
+			return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("huge", rng.IntN(n))), Data: r.payload})
+		})
 	})
-	set.Persist.add(rate(res), res)
 	get := r.addRow("huge-get", what("`get` of a random one"), "req/s", false)
 	get.Persist = &side{Label: "get seq 1"}
-	res = r.loops(ctx, "huge get-random", e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
-		return 1, r.request(nc, &nats.Msg{Subject: r.api("get", streamName("huge", rng.IntN(n))), Data: getBody(1)})
+	measure(e.worker.pid(), get.Persist, func() result {
+		return r.loops(ctx, "huge get-random", e.conns, r.cfg.Duration, func(nc *nats.Conn, _ int, rng *rand.Rand) (int, error) {
+			return 1, r.request(nc, &nats.Msg{Subject: r.api("get", streamName("huge", rng.IntN(n))), Data: getBody(1)})
+		})
 	})
-	get.Persist.add(rate(res), res)
-	peak, end := ws.stop()
+	peak, end := max(set.Persist.RSSMaxMB, get.Persist.RSSMaxMB), get.Persist.RSSEndMB
 	row = r.addRow("huge-rss-max", what("RSS during the random `set` and `get`"), "MB", true)
-	row.Persist = &side{Label: "worker VmRSS, max sampled", RSSMaxMB: mb(peak), RSSEndMB: mb(end)}
-	row.Persist.add(mb(peak), result{})
+	row.Persist = &side{Label: "worker VmRSS, max sampled", RSSMaxMB: peak, RSSEndMB: end}
+	row.Persist.add(peak, result{})
 
 	row = r.addRow("huge-list", what(fmt.Sprintf("`list` page of %d names", listPage)), "ms", true)
 	row.Persist = &side{Label: "list, first and middle page"}

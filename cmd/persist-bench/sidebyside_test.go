@@ -164,6 +164,9 @@ func TestSideBySide_AllRows(t *testing.T) {
 	if got := rows["set/echo"].Ratio; got == nil || *got != rows[scSet].Persist.Median/rows[scEcho].Peer.Median {
 		t.Errorf("set/echo ratio = %v, want set's median over echo's", got)
 	}
+	if runtime.GOOS == "linux" && (rows[scSet].Persist.RSSMaxMB <= 0 || rows[scSet].Peer.RSSMaxMB <= 0) {
+		t.Errorf("set row RSS = %v / %v MB, want the worker's and the server's", rows[scSet].Persist.RSSMaxMB, rows[scSet].Peer.RSSMaxMB)
+	}
 	if rows[scRSS].Persist.RSSEndMB <= 0 || rows[scRSS].Peer.RSSEndMB <= 0 {
 		t.Errorf("rss row = %+v / %+v, want both RSS values", rows[scRSS].Persist, rows[scRSS].Peer)
 	}
@@ -213,8 +216,8 @@ func TestSideBySide_Interrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	data := filepath.Join(t.TempDir(), "d")
-	// Cancel once the set-sync phase has written its stream, as Ctrl-C would;
-	// the phase would run a minute.
+	// Cancel once the set-sync phase has written to its stream, as Ctrl-C
+	// would; the phase would run a minute.
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -224,7 +227,14 @@ func TestSideBySide_Interrupted(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if _, err := os.Stat(filepath.Join(data, "main", "persist", "bench", "sync.db")); err == nil {
+			// The config request creates the file; the set loops grow it.
+			var size int64
+			for _, f := range []string{"sync.db", "sync.db-wal"} {
+				if fi, err := os.Stat(filepath.Join(data, "main", "persist", "bench", f)); err == nil {
+					size += fi.Size()
+				}
+			}
+			if size > 256<<10 {
 				cancel()
 				return
 			}
