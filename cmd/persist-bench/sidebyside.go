@@ -494,7 +494,12 @@ func (r *runner) fillJetStream(ctx context.Context, nc *nats.Conn, subj string, 
 		return err
 	}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
-		if _, err := p.js.PublishAsync(subj, r.payload); err != nil {
+		_, err := p.js.PublishAsync(subj, r.payload)
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			i-- // back-pressure: asyncPending in flight for the stall wait
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("fill %s: %w", subj, err)
 		}
 	}
@@ -904,13 +909,18 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 	row := r.getRow(scCreate, fmt.Sprintf("create %s streams (one `set` each)", count(n)), "streams/s", false)
 	row.Persist.Label, row.Peer.Label = "set on a new stream", "JetStream create stream + publish"
 	var next atomic.Int64
+	// Which streams were created, so that the restart probes one that
+	// exists; each index is written by one loop only.
+	created, jsCreated := make([]bool, n), make([]bool, n)
 	measure(e.worker.pid(), row.Persist, func() result {
 		return r.loops(ctx, label("create persist"), e.conns, maxDuration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
 			i := next.Add(1) - 1
 			if i >= int64(n) {
 				return 0, errLoopDone
 			}
-			return 1, r.request(nc, &nats.Msg{Subject: r.api("set", streamName("many", int(i))), Data: r.payload})
+			err := r.request(nc, &nats.Msg{Subject: r.api("set", streamName("many", int(i))), Data: r.payload})
+			created[i] = err == nil
+			return 1, err
 		})
 	})
 	if ctx.Err() != nil {
@@ -929,6 +939,7 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 				return 0, err
 			}
 			_, err := js.Publish(ctx, subj, r.payload)
+			jsCreated[i] = err == nil
 			return 1, err
 		})
 	})
@@ -954,7 +965,7 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 	if err != nil {
 		return err
 	}
-	probe := streamName("many", rand.IntN(n))
+	probe := streamName("many", pickCreated(created))
 	t0 := time.Now()
 	if e.worker, err = r.startWorker(ctx, e.name, e.url, e.data, e.conns[0]); err != nil {
 		return err
@@ -982,7 +993,7 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 	if stopTook, err = e.server.stop(stopTimeout); err != nil {
 		return err
 	}
-	k := rand.IntN(n)
+	k := pickCreated(jsCreated)
 	t0 = time.Now()
 	if e.server, _, err = r.startServer(e.name, e.jsDir, e.port, false); err != nil {
 		return err
@@ -1021,6 +1032,17 @@ func (r *runner) many(ctx context.Context, rep int) (err error) {
 		})
 	}
 	return ctx.Err()
+}
+
+// pickCreated is a random index whose stream was created (0 if none was).
+func pickCreated(created []bool) int {
+	start := rand.IntN(len(created))
+	for j := range created {
+		if i := (start + j) % len(created); created[i] {
+			return i
+		}
+	}
+	return 0
 }
 
 // idleRSS waits --idle and reads both processes' memory, sampling it
