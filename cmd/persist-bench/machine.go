@@ -120,6 +120,9 @@ func filesystem(dir string) string {
 	return fs
 }
 
+// vcsMark precedes the revision in binaryVersion's answer.
+const vcsMark = "commit "
+
 // binaryVersion is the module version, VCS revision and Go version
 // stamped into a Go binary, as far as it has them.
 func binaryVersion(path string) string {
@@ -145,7 +148,7 @@ func binaryVersion(path string) string {
 		rev = rev[:12]
 	}
 	if rev != "" {
-		v += " " + rev + modified + when
+		v += " " + vcsMark + rev + modified + when
 	}
 	return strings.TrimSpace(v + " " + bi.GoVersion)
 }

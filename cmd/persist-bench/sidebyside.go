@@ -96,7 +96,7 @@ func sideBySide(ctx context.Context, cfg config, stdout, stderr io.Writer) (err 
 		return err
 	}
 	r.machine = describeMachine(cfg.args, r.worker, cfg.Data)
-	if cfg.Worker == "" && !strings.Contains(r.machine.WorkerInfo, " ") {
+	if cfg.Worker == "" && !strings.Contains(r.machine.WorkerInfo, vcsMark) {
 		// The build was not stamped (GOFLAGS=-buildvcs=false, say):
 		// name the checkout's commit instead.
 		r.machine.WorkerInfo = strings.TrimSpace(r.machine.WorkerInfo + " " + checkoutCommit(ctx))
