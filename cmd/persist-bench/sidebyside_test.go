@@ -56,11 +56,11 @@ func workerBinary(tb testing.TB) string {
 }
 
 // tinyArgs is a side-by-side run small enough for CI: a few hundred
-// streams, 200 ms per measurement.
+// streams, 150 ms per measurement.
 func tinyArgs(tb testing.TB, data string, extra ...string) []string {
 	return append([]string{
-		"--worker", workerBinary(tb), "--data", data, "--duration", "200ms", "--clients", "4",
-		"--many-streams", "200", "--huge-streams", "1500", "--get-msgs", "500", "--getall-msgs", "2500",
+		"--worker", workerBinary(tb), "--data", data, "--duration", "150ms", "--clients", "4",
+		"--many-streams", "150", "--huge-streams", "1200", "--get-msgs", "500", "--getall-msgs", "2000",
 		"--idle", "100ms",
 	}, extra...)
 }
