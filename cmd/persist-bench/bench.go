@@ -57,7 +57,8 @@ type seqRange struct{ first, last int64 }
 type result struct {
 	op       string
 	clients  int
-	ops      uint64
+	ops      uint64 // requests that succeeded
+	items    uint64 // what they did: messages for setmany, else = ops
 	errors   uint64
 	elapsed  time.Duration
 	hist     histogram
@@ -300,36 +301,72 @@ func replyError(m *nats.Msg, err error) error {
 }
 
 // phase runs --clients request loops of do for --duration and collects
-// their counts and latencies. A request in flight at the end is waited for
-// and counted, so the elapsed time is measured until the last one ends.
+// their counts and latencies.
 func (b *bench) phase(ctx context.Context, op string, do func(nc *nats.Conn, client int, rng *rand.Rand) error) result {
+	var progress io.Writer
+	if b.progress {
+		progress = b.stderr
+	}
+	return runLoops(ctx, loopSpec{
+		op: op, conns: b.conns, clients: b.cfg.Clients, duration: b.cfg.Duration, progress: progress,
+		do: func(nc *nats.Conn, client int, rng *rand.Rand) (int, error) { return 1, do(nc, client, rng) },
+	})
+}
+
+// errLoopDone ends one request loop early without counting an error: it
+// has no more work (a fixed number of streams to create is used up).
+var errLoopDone = errors.New("loop done")
+
+// loopSpec is one measurement of concurrent request loops.
+type loopSpec struct {
+	op       string
+	conns    []*nats.Conn // loop c uses conns[c/clientsPerConn]
+	clients  int
+	duration time.Duration
+	progress io.Writer // a terminal for the progress line, or nil
+	// do sends one request and returns how many items it did (1, or a
+	// setmany's messages); errLoopDone ends the loop.
+	do func(nc *nats.Conn, client int, rng *rand.Rand) (int, error)
+}
+
+// runLoops runs spec.clients request loops of spec.do for spec.duration
+// (or until every loop is done) and collects their counts and latencies.
+// A request in flight at the end is waited for and counted, so the
+// elapsed time is measured until the last one ends.
+func runLoops(ctx context.Context, spec loopSpec) result {
 	var (
 		done    atomic.Uint64 // requests finished, for the progress line
 		wg      sync.WaitGroup
 		mu      sync.Mutex
-		total   = result{op: op, clients: b.cfg.Clients}
+		total   = result{op: spec.op, clients: spec.clients}
 		start   = time.Now()
-		stopAt  = start.Add(b.cfg.Duration)
+		stopAt  = start.Add(spec.duration)
 		stopped = make(chan struct{})
 	)
-	if b.progress {
+	if spec.progress != nil {
 		progressDone := make(chan struct{})
 		defer func() { <-progressDone }()
 		go func() {
 			defer close(progressDone)
-			b.showProgress(op, start, &done, stopped)
+			showProgress(spec.progress, spec.op, start, &done, stopped)
 		}()
 	}
-	for c := range b.cfg.Clients {
+	for c := range spec.clients {
 		wg.Go(func() {
-			nc := b.conns[c/clientsPerConn]
+			nc := spec.conns[(c/clientsPerConn)%len(spec.conns)]
 			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(c)))
 			var r result
 			for ctx.Err() == nil && time.Now().Before(stopAt) {
 				t0 := time.Now()
-				err := do(nc, c, rng)
+				n, err := spec.do(nc, c, rng)
+				if errors.Is(err, errLoopDone) {
+					break
+				}
 				lat := time.Since(t0)
 				done.Add(1)
+				if err != nil && ctx.Err() != nil {
+					break // cut short by the interrupt, not a failure
+				}
 				if err != nil {
 					r.errors++
 					if r.firstErr == nil {
@@ -338,10 +375,12 @@ func (b *bench) phase(ctx context.Context, op string, do func(nc *nats.Conn, cli
 					continue
 				}
 				r.ops++
+				r.items += uint64(n)
 				r.hist.add(lat)
 			}
 			mu.Lock()
 			total.ops += r.ops
+			total.items += r.items
 			total.errors += r.errors
 			if total.firstErr == nil {
 				total.firstErr = r.firstErr
@@ -356,22 +395,22 @@ func (b *bench) phase(ctx context.Context, op string, do func(nc *nats.Conn, cli
 	return total
 }
 
-// showProgress rewrites one line on stderr every second until stopped,
-// then clears it so the table starts on a clean screen.
-func (b *bench) showProgress(op string, start time.Time, done *atomic.Uint64, stopped <-chan struct{}) {
+// showProgress rewrites one line on w every second until stopped, then
+// clears it so the table starts on a clean screen.
+func showProgress(w io.Writer, op string, start time.Time, done *atomic.Uint64, stopped <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	last, lastAt := uint64(0), start
 	for {
 		select {
 		case <-stopped:
-			fmt.Fprintf(b.stderr, "\r%60s\r", "")
+			fmt.Fprintf(w, "\r%70s\r", "")
 			return
 		case now := <-t.C:
 			n := done.Load()
 			rate := float64(n-last) / now.Sub(lastAt).Seconds()
 			last, lastAt = n, now
-			fmt.Fprintf(b.stderr, "\r%-4s %6.1fs %12d ops %12.0f ops/s   ", op, now.Sub(start).Seconds(), n, rate)
+			fmt.Fprintf(w, "\r%-24s %6.1fs %10d ops %10.0f ops/s ", op, now.Sub(start).Seconds(), n, rate)
 		}
 	}
 }

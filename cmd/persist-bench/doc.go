@@ -1,39 +1,127 @@
-// Command persist-bench measures request/reply throughput and latency of a
-// running persist worker over NATS, next to a bare NATS echo responder
-// measured in the same run with the same clients, so that the cost of the
-// worker can be told apart from the cost of NATS and of the machine.
+// Command persist-bench measures Persist side by side with JetStream on one
+// machine: one command starts, in one process tree, a nats-server with
+// JetStream, a persist worker connected to it, an echo responder and the
+// JetStream peers, runs every scenario with Persist and its peer
+// alternating, and prints a markdown table of medians, min–max, ratios and
+// the targets of issue 6 (or, with --json, the same as JSON).
 //
 // Usage:
 //
-//	persist-bench [--nats-url nats://127.0.0.1:4222] [--prefix persist]
-//	    [--clients 64] [--duration 10s] [--streams 8] [--payload 128]
-//	    [--sync] [--ops echo,set,get] [--stream-prefix bench] [--keep]
-//	    [--timeout 5s]
+//	persist-bench [--reps 2] [--many-reps 1] [--duration 5s] [--clients 64]
+//	    [--payload 100] [--many-streams 10000] [--huge-streams 100000]
+//	    [--scenarios echo,set,...] [--data ./persist-bench-data]
+//	    [--worker PATH] [--worker-arg FLAG]... [--json] [--keep]
 //
-// It measures each op of --ops in order, each for --duration:
+// Run it from a checkout of the module: without --worker it builds
+// github.com/nats-persist/persist/cmd/persist-worker into --data with
+// `go build`. With --worker it measures that binary instead (an older
+// build, to compare before and after).
 //
-//   - echo: requests to a responder that the tool runs itself on its own
-//     connection, in a queue group, on the subject
-//     <stream-prefix>.echo.<unique id>; it answers with the request body.
-//   - set: client i appends --payload bytes to stream
-//     <stream-prefix>.s<i mod --streams>. Before the first set or get every
-//     stream gets a config request setting sync as --sync says.
-//   - get: client i reads random existing seqs of its stream; a stream that
-//     is empty (no set phase ran) first gets 100 messages.
+// # Processes
 //
-// --clients request loops run at once, each waiting for its reply before
-// it sends the next request; every 16 of them share one NATS connection.
-// Every error reply (a Nats-Service-Error-Code header), missing responder
-// and timeout (--timeout) counts as an error.
+// The nats-server is this binary again, started with the hidden first
+// argument serve-nats (--port, --js-dir, --sync-always): it embeds
+// nats-server with JetStream, its store under --data, and prints
+// "ready <url>" once it accepts clients. So its memory (VmRSS of
+// /proc/<pid>/status) and its restart time are those of a process of its
+// own, as the worker's are. The worker runs as `persist-worker --nats-url
+// <that server> --data <dir> --prefix <prefix> --log-format json` plus
+// every --worker-arg, so it starts no server of its own. The clients, the
+// echo responder and the JetStream publishers and consumers run in the
+// bench process: --clients request loops, every 16 sharing one NATS
+// connection. Children run in their own process group (a Ctrl-C reaches
+// the bench, which stops them in order) and, on Linux, get SIGKILL from
+// the kernel when the bench dies (Pdeathsig); every exit path of the bench
+// stops them (SIGTERM, then SIGKILL after stopTimeout). Their logs are in
+// <data>/logs.
 //
-// While a phase runs, and only when stderr is a terminal, one progress line
-// on stderr shows the op, the elapsed time, the requests so far and the
-// current rate. At the end stdout gets a table with op, clients, ops, ops/s,
-// p50 and p99 latency and errors, and a line naming the machine. Unless
-// --keep is given the benchmark streams are then destroyed.
+// The data directory (default ./persist-bench-data; put it on the disk you
+// mean to measure, not a tmpfs) holds main/ (the server and worker of the
+// throughput rows), sync/ (the second server, sync always), many-<rep>/
+// and huge/ (fresh processes for those rows), logs/ and the built worker.
+// Unless --keep, what a run wrote is removed at its end.
+//
+// # Scenarios
+//
+// Each throughput row is measured --reps times, Persist then its peer,
+// each for --duration, so that drift and noise hit both; the table shows
+// the median and the range. Payloads are --payload bytes.
+//
+//   - echo: bare NATS request/reply to the bench's own responder through
+//     the same server: the ceiling of any service.
+//   - set: set on one stream, against JetStream publish waiting for the ack
+//     on one stream. Also shown divided by echo.
+//   - set-sync: set on a stream configured {"sync":true}, against JetStream
+//     publish on a second server with sync_interval always. Also shown
+//     divided by the set row's JetStream figure.
+//   - setmany: setmany of 100 messages per request (msgs/s), against
+//     JetStream PublishAsync with PublishAsyncMaxPending(256), one
+//     publisher per connection, timed until the last ack.
+//   - get: get of a random seq of a stream of --get-msgs messages, against
+//     a direct get ($JS.API.DIRECT.GET, AllowDirect) of a random seq.
+//   - getall: one client replays --getall-msgs messages in pages of 1000,
+//     following Persist-Next-Seq until Persist-Num-Pending is 0, against an
+//     ordered consumer reading as many.
+//
+// The many-streams rows run --many-reps times, each on a fresh server and
+// worker:
+//
+//   - create: one set each on --many-streams new streams, against creating
+//     as many JetStream streams (one subject each) with one publish each;
+//     rate and error count.
+//   - rss: after create and --idle (10 s), VmRSS of the worker against
+//     VmRSS of the JetStream server (the largest value sampled meanwhile
+//     is in the detail table).
+//   - restart: SIGTERM the worker, wait, start it, time until a get of one
+//     of the streams answers; against the same for the JetStream server
+//     and a direct get. The time to stop is in the notes.
+//   - set-random: just after that restart, set on a random one of the
+//     streams, against JetStream publish to a random one of its streams;
+//     also shown divided by the set row, and as p99.
+//
+// The huge row is Persist alone, with --huge-streams streams (0 skips it)
+// under one namespace: they are made by writing one stream over the wire
+// and copying its file (creating them over the wire would take minutes;
+// the create row measures that), then the worker is started and measured:
+// time until a get answers, RSS after --idle, random set and random get
+// over all of them with the largest RSS sampled meanwhile, and the time of
+// a list page of 1000 names (the first page and one from the middle).
+//
+// --scenarios picks rows by the names above. A row that needs another's
+// setup runs it (restart and set-random need create; set measures echo
+// too, for its ratio) but only the rows asked for are printed.
+//
+// # Output
+//
+// Above the table: the date, the exact command line, the CPU model, cores,
+// memory and kernel, the Go version, the worker's version and commit (as
+// stamped in the binary: `go build` stamps it, a build with
+// -buildvcs=false does not), the filesystem of --data and the load
+// average at the start and end. The table has one line per row: Persist's
+// median with min–max (and p99 for request rows), the peer's, the ratio
+// of the medians (Persist over peer; for memory and time lower is
+// better), the target of issue 6 and whether it is met, and the error
+// counts; a detail table lists every sample, p50, p99, errors and RSS of
+// each side; the first error of each side and notes follow. --json prints
+// the same as one JSON object: machine, settings, rows, notes.
+//
+// While a measurement runs, a progress line is drawn on stderr when it is
+// a terminal; every measurement also ends with one log line on stderr.
+//
+// # External mode
+//
+// With --nats-url the command instead measures an already running worker
+// at that server, as earlier versions did: the ops of --ops (echo, set,
+// get) in order, each for --duration, with --clients loops on --streams
+// streams named <stream-prefix>.s<N> (--sync configures them with sync
+// on; get fills an empty stream with 100 messages first). It prints a
+// table of op, clients, ops, ops/s, p50, p99 and errors, and a line
+// naming the machine; unless --keep the streams are destroyed at the end.
 //
 // Every flag can also be set by an environment variable, PERSIST_BENCH_
 // and the flag's name in upper snake case (PERSIST_BENCH_CLIENTS=128); a
-// flag on the command line wins. A bad flag exits with status 2, any other
-// failure with 1.
+// flag on the command line wins (for --worker-arg the variable gives one
+// argument). Values are bounded (see --help). A bad flag exits with status
+// 2, any other failure with 1; an interrupted run still prints the rows
+// measured so far and exits 1.
 package main

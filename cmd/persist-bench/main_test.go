@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,9 +20,9 @@ import (
 )
 
 // env is a fake environment for parseConfig.
-type env map[string]string
+type fakeEnv map[string]string
 
-func (e env) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
+func (e fakeEnv) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
 
 // startWorker runs an embedded NATS server and a broker on it, and returns
 // the server's URL and a client connection.
@@ -60,21 +62,21 @@ func startWorker(tb testing.TB) (string, *nats.Conn) {
 }
 
 // row is one line of the result table.
-type row struct {
+type tableRow struct {
 	clients, ops, errors int
 	p50, p99             string
 }
 
 // parseTable finds the rows of the result table by their op name.
-func parseTable(tb testing.TB, out string) map[string]row {
+func parseTable(tb testing.TB, out string) map[string]tableRow {
 	tb.Helper()
-	rows := map[string]row{}
+	rows := map[string]tableRow{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) != 7 || (f[0] != "echo" && f[0] != "set" && f[0] != "get") {
 			continue
 		}
-		var r row
+		var r tableRow
 		var err error
 		for _, x := range []struct {
 			s string
@@ -203,28 +205,47 @@ func TestRun_NoWorker(t *testing.T) {
 }
 
 func TestParseConfig_BadFlags(t *testing.T) {
+	ext := func(args ...string) []string { return append([]string{"--nats-url", "nats://h:1"}, args...) }
 	tests := []struct {
 		name string
 		args []string
-		env  env
+		env  fakeEnv
 	}{
 		{"ZeroClients", []string{"--clients", "0"}, nil},
 		{"TooManyClients", []string{"--clients", "4097"}, nil},
 		{"LongDuration", []string{"--duration", "11m"}, nil},
 		{"ZeroDuration", []string{"--duration", "0s"}, nil},
-		{"BigPayload", []string{"--payload", "1048577"}, nil},
+		{"BigPayload", []string{"--payload", "4097"}, nil},
 		{"NegativePayload", []string{"--payload", "-1"}, nil},
-		{"ZeroStreams", []string{"--streams", "0"}, nil},
-		{"UnknownOp", []string{"--ops", "echo,put"}, nil},
-		{"DuplicateOp", []string{"--ops", "set,set"}, nil},
-		{"EmptyOps", []string{"--ops", ""}, nil},
-		{"BadStreamPrefix", []string{"--stream-prefix", "a b"}, nil},
-		{"WildcardStreamPrefix", []string{"--stream-prefix", "a.*"}, nil},
+		{"ZeroReps", []string{"--reps", "0"}, nil},
+		{"TooManyReps", []string{"--reps", "101"}, nil},
+		{"ZeroManyReps", []string{"--many-reps", "0"}, nil},
+		{"TooManyManyReps", []string{"--many-reps", "11"}, nil},
+		{"ZeroManyStreams", []string{"--many-streams", "0"}, nil},
+		{"HugeManyStreams", []string{"--many-streams", "1000001"}, nil},
+		{"NegativeHugeStreams", []string{"--huge-streams", "-1"}, nil},
+		{"TooManyHugeStreams", []string{"--huge-streams", "1000001"}, nil},
+		{"ZeroGetMsgs", []string{"--get-msgs", "0"}, nil},
+		{"TooManyGetAllMsgs", []string{"--getall-msgs", "10000001"}, nil},
+		{"NegativeIdle", []string{"--idle", "-1s"}, nil},
+		{"LongIdle", []string{"--idle", "11m"}, nil},
+		{"LongTimeout", []string{"--timeout", "2m"}, nil},
+		{"UnknownScenario", []string{"--scenarios", "echo,put"}, nil},
+		{"DuplicateScenario", []string{"--scenarios", "set,set"}, nil},
+		{"EmptyScenarios", []string{"--scenarios", ""}, nil},
+		{"EmptyData", []string{"--data", ""}, nil},
+		{"ZeroStreams", ext("--streams", "0"), nil},
+		{"UnknownOp", ext("--ops", "echo,put"), nil},
+		{"DuplicateOp", ext("--ops", "set,set"), nil},
+		{"EmptyOps", ext("--ops", ""), nil},
+		{"BadStreamPrefix", ext("--stream-prefix", "a b"), nil},
+		{"WildcardStreamPrefix", ext("--stream-prefix", "a.*"), nil},
 		{"BadPrefix", []string{"--prefix", "a.>"}, nil},
 		{"UnknownFlag", []string{"--bogus"}, nil},
 		{"ExtraArg", []string{"extra"}, nil},
-		{"BadEnv", nil, env{"PERSIST_BENCH_CLIENTS": "many"}},
-		{"EnvOutOfRange", nil, env{"PERSIST_BENCH_DURATION": "1h"}},
+		{"BadEnv", nil, fakeEnv{"PERSIST_BENCH_CLIENTS": "many"}},
+		{"EnvOutOfRange", nil, fakeEnv{"PERSIST_BENCH_DURATION": "1h"}},
+		{"EnvBadScenario", nil, fakeEnv{"PERSIST_BENCH_SCENARIOS": "nope"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,6 +261,19 @@ func TestParseConfig_BadFlags(t *testing.T) {
 	}
 }
 
+func TestParseConfig_Bounds(t *testing.T) {
+	// The ends of every range are accepted.
+	for _, args := range [][]string{
+		{"--clients", "1", "--payload", "0", "--reps", "1", "--many-reps", "1", "--many-streams", "1", "--huge-streams", "0", "--idle", "0s", "--get-msgs", "1", "--getall-msgs", "1"},
+		{"--clients", "4096", "--payload", "4096", "--reps", "100", "--many-reps", "10", "--many-streams", "1000000", "--huge-streams", "1000000", "--duration", "10m", "--idle", "10m", "--timeout", "1m"},
+		{"--scenarios", " huge , echo"},
+	} {
+		if _, err := parseConfig(args, fakeEnv{}.lookup); err != nil {
+			t.Errorf("parseConfig(%q) = %v, want no error", args, err)
+		}
+	}
+}
+
 func TestRun_BadFlag(t *testing.T) {
 	err := run(context.Background(), []string{"--clients", "0"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if got, want := command.ExitCode(err), 2; got != want {
@@ -248,13 +282,16 @@ func TestRun_BadFlag(t *testing.T) {
 }
 
 func TestParseConfig_Env(t *testing.T) {
-	cfg, err := parseConfig([]string{"--clients", "7"}, env{
+	cfg, err := parseConfig([]string{"--clients", "7", "--worker-arg", "--max-open=10"}, fakeEnv{
 		"PERSIST_BENCH_CLIENTS":       "3",
 		"PERSIST_BENCH_NATS_URL":      "nats://h:1",
 		"PERSIST_BENCH_SYNC":          "true",
 		"PERSIST_BENCH_OPS":           "get,echo",
 		"PERSIST_BENCH_STREAM_PREFIX": "x.y",
 		"PERSIST_BENCH_PAYLOAD":       "",
+		"PERSIST_BENCH_REPS":          "4",
+		"PERSIST_BENCH_WORKER_ARG":    "--idle-timeout=1s",
+		"PERSIST_BENCH_JSON":          "true",
 	}.lookup)
 	if err != nil {
 		t.Fatalf("parseConfig() = %v", err)
@@ -268,15 +305,49 @@ func TestParseConfig_Env(t *testing.T) {
 		{"Sync", cfg.Sync, true},
 		{"ops", strings.Join(cfg.ops, ","), "get,echo"},
 		{"StreamPrefix", cfg.StreamPrefix, "x.y"},
-		{"Payload", cfg.Payload, 128},
-		{"Duration", cfg.Duration, 10 * time.Second},
+		{"Payload", cfg.Payload, 100},
+		{"Duration", cfg.Duration, 5 * time.Second},
 		{"Streams", cfg.Streams, 8},
+		{"Reps", cfg.Reps, 4},
+		{"ManyReps", cfg.ManyReps, 1},
+		{"ManyStreams", cfg.ManyStreams, 10000},
+		{"HugeStreams", cfg.HugeStreams, 100000},
+		{"JSON", cfg.JSON, true},
+		{"WorkerArgs", strings.Join(cfg.WorkerArgs, " "), "--idle-timeout=1s --max-open=10"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
+}
+
+func TestParseConfig_Defaults(t *testing.T) {
+	cfg, err := parseConfig(nil, fakeEnv{}.lookup)
+	if err != nil {
+		t.Fatalf("parseConfig() = %v", err)
+	}
+	if got, want := filepath.Base(cfg.Data), "persist-bench-data"; !filepath.IsAbs(cfg.Data) || got != want {
+		t.Errorf("Data = %q, want an absolute path ending in %q", cfg.Data, want)
+	}
+	for _, sc := range knownScenarios {
+		if !cfg.scenarios[sc] {
+			t.Errorf("scenario %s not selected by default", sc)
+		}
+	}
+}
+
+// TestNewFlagSet_EveryFlagHasEnv checks that --help names every flag's
+// environment variable.
+func TestNewFlagSet_EveryFlagHasEnv(t *testing.T) {
+	var stdout bytes.Buffer
+	printUsage(&stdout)
+	var cfg config
+	newFlagSet(&cfg).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(stdout.String(), "--"+f.Name+" ") || !strings.Contains(stdout.String(), command.EnvName(envPrefix, f.Name)) {
+			t.Errorf("help lacks --%s or its variable", f.Name)
+		}
+	})
 }
 
 func TestRun_Help(t *testing.T) {
