@@ -50,9 +50,30 @@
 // reported as [ErrCorrupt] and left byte for byte as it is. Damage found
 // later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
 //
+// The -wal file is persistent: a stream keeps it when it closes, so that
+// opening, writing once and closing a stream creates and deletes no file
+// and, with sync off, makes no fsync. Checkpoints go by the WAL's size, not
+// by commits or closes: a hook counts the WAL's frames, the stream's timer
+// checkpoints once a commit left 1000 or more (about 1 MiB), and Close and
+// [Stream.Trim] checkpoint (truncating the -wal) only a WAL of 256 frames
+// or more; a smaller one is read back by the next open. A closed stream is
+// therefore its database and its -wal: copy both. The tier code restores
+// from such a pair as well as from a snapshot.
+//
+// The stream's connection uses SQLite's "unix-none" file layer, which
+// takes no locks and keeps no process-wide list of open files (the default
+// one walks that list on every open, so opens got slower the more streams
+// were open). The stream locks its file itself, on a descriptor of its
+// own ([FilesPerStream] counts it): an OFD write lock on the bytes SQLite
+// locks, which conflicts with every other SQLite program's locks, so a
+// file another worker or a sqlite3 shell holds fails Open with ErrLocked
+// after a second, and such a program cannot open a stream's file while it
+// is open.
+//
 // With sync off, commits use synchronous=NORMAL: an acknowledged write
-// survives a crash of the process. With sync on, synchronous=FULL: it also
-// survives losing power.
+// survives a crash of the process, whether it is in the -wal or already
+// checkpointed. With sync on, synchronous=FULL: it also survives losing
+// power.
 //
 // # Time
 //

@@ -79,6 +79,9 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	} else {
 		s.lowerDeadline(tx.deadline)
 	}
+	if s.walFrames >= checkpointFrames {
+		s.ckptDue = true
+	}
 	s.arm()
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -104,12 +103,16 @@ func init() {
 }
 
 // connPragmas are set on every stream connection. Exclusive locking keeps the
-// WAL index in private memory (no -shm file and no shared mmap); the small
-// page cache bounds memory per open stream. (mmap_size is 0 by default in
-// this build, so database pages are never mapped either.)
+// WAL index in private memory (no -shm file and no shared mmap), and is what
+// lets the stream's file layer take no locks (see lockFile); the small page
+// cache bounds memory per open stream. A checkpoint that leaves the WAL
+// longer than journal_size_limit truncates it to that (see checkpoint for
+// when checkpoints run). (mmap_size is 0 by default in this build, so
+// database pages are never mapped either.)
 var connPragmas = []string{
 	"PRAGMA locking_mode=EXCLUSIVE",
 	"PRAGMA cache_size=-64",
+	"PRAGMA journal_size_limit=2097152",
 }
 
 // template is an empty stream file, built once per process and copied to
@@ -273,12 +276,17 @@ func inspectFile(path string) (version int, wal bool, err error) {
 		return 0, false, err
 	}
 	defer f.Close()
+	return inspectOpen(f, path)
+}
+
+// inspectOpen is [inspectFile] on f, the file at path, already open.
+func inspectOpen(f *os.File, path string) (version int, wal bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, false, err
 	}
 	var h [100]byte
-	if _, err := io.ReadFull(f, h[:]); err != nil {
+	if _, err := f.ReadAt(h[:], 0); err != nil {
 		return 0, false, fmt.Errorf("%w: %s: short header", ErrCorrupt, path)
 	}
 	version, wal = int(binary.BigEndian.Uint32(h[60:])), h[18] == 2 && h[19] == 2

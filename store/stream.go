@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ type Options struct {
 type Stream struct {
 	mu     sync.Mutex
 	conn   *sqlite.Conn
+	lockf  *os.File // holds the stream's lock on its file (nil: memory)
 	path   string
 	opts   Options
 	memory bool
@@ -79,6 +81,11 @@ type Stream struct {
 	timer    *time.Timer
 	timerAt  time.Time
 	timers   sync.WaitGroup // one count per scheduled timer call
+
+	// walFrames is the frames the WAL held after the last commit, as the
+	// WAL hook reports it; ckptDue asks the timer for a checkpoint.
+	walFrames int32
+	ckptDue   bool
 }
 
 // meta mirrors the meta row: the counters that make inventory O(1).
@@ -133,10 +140,13 @@ func Open(path string, opts Options) (*Stream, error) {
 		s.conn, err = openMemory()
 		created = true
 	} else {
-		s.conn, created, err = openFile(path, &cfg, opts)
+		s.conn, s.lockf, created, err = openFile(path, &cfg, opts)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if !s.memory {
+		watchWAL(s.conn, &s.walFrames)
 	}
 	// The stream is not shared yet, but a commit below may start its timer,
 	// whose calls take the lock: hold it until the stream is ready.
@@ -146,7 +156,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		if s.timer != nil && s.timer.Stop() {
 			s.timers.Done()
 		}
-		s.conn.Close()
+		s.closeConn()
 		s.mu.Unlock()
 		s.timers.Wait()
 		if created && !s.memory {
@@ -211,23 +221,26 @@ func openMemory() (*sqlite.Conn, error) {
 
 // openFile opens (and with opts.Create, creates) a stream file. Every check
 // that can be made without SQLite is made before SQLite opens the file
-// read-write.
-func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, created bool, err error) {
+// read-write, and the stream's lock is taken before it does.
+func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.File, created bool, err error) {
 	if opts.ArchivePath != "" {
 		if err := restoreIfNewer(path, opts.ArchivePath); err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 	}
-	version, wal, err := inspectFile(path)
+	// The header is read through the descriptor that holds the lock:
+	// closing another descriptor of the file would drop the POSIX locks
+	// other connections of this process hold on it.
+	lockf, err := lockFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !opts.Create {
-			return nil, false, ErrNotFound
+			return nil, nil, false, ErrNotFound
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		if err := createFile(path, cfg.Sync); err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		defer func() {
 			if err != nil { // not made ready: as if never created
@@ -235,21 +248,33 @@ func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, create
 			}
 		}()
 		created = true
-		version, wal, err = len(migrations), true, nil // the template's
+		lockf, err = lockFile(path)
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer func() {
+		if err != nil && lockf != nil {
+			lockf.Close()
+		}
+	}()
+	version, wal, err := len(migrations), true, error(nil) // the template's
+	if !created {
+		version, wal, err = inspectOpen(lockf, path)
 	}
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
 			err = fmt.Errorf("store: open %s: %w", path, err)
 		}
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	conn, err = sqlite.OpenConn(path, sqlite.OpenReadWrite)
+	conn, err := sqlite.OpenConn(streamURI(path), sqlite.OpenReadWrite|sqlite.OpenURI)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		return nil, nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 	}
-	// The connection holds the file exclusively, so only another program
-	// can make it wait; waiting forever, as the driver would, would hang
-	// the stream's requests.
+	// Another program can only make the connection wait where SQLite's own
+	// locks are used (see lockFile); waiting forever, as the driver would,
+	// would hang the stream's requests.
 	conn.SetBusyTimeout(lockTimeout)
 	defer func() {
 		if err != nil {
@@ -258,23 +283,44 @@ func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, create
 	}()
 	for _, p := range connPragmas {
 		if err := execScript(conn, p); err != nil {
-			return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 		}
 	}
 	// The header was checked already (application id, schema version);
 	// the tables are checked before anything may write to the file.
 	if err := checkTables(conn, version); err != nil {
-		return nil, false, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, nil, false, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	if !wal { // e.g. a copy restored from the archive
 		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
-			return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 		}
 	}
 	if err := migrate(conn, version); err != nil {
-		return nil, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
+		return nil, nil, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
 	}
-	return conn, created, nil
+	// Only a file found sound keeps its -wal: a connection that fails
+	// above closes as SQLite does by default, removing the -wal it made.
+	if err = persistWAL(conn); err == nil {
+		err = setCheckpointOnClose(conn, false)
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return conn, lockf, created, nil
+}
+
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// streamURI is the SQLite URI that opens path with the stream's file layer
+// (see lockFile). Stream file names contain %-escapes, which a URI would
+// decode, so '%' is escaped, as are '?' and '#'.
+func streamURI(path string) string {
+	path = uriEscaper.Replace(path)
+	if strings.HasPrefix(path, "//") { // would read as file://authority
+		path = "/" + strings.TrimLeft(path, "/")
+	}
+	return "file:" + path + "?vfs=" + streamVFS
 }
 
 // load reads the meta row into memory. It runs once per open, so its
@@ -353,6 +399,22 @@ func removeSidecars(path string) error {
 		}
 	}
 	return first
+}
+
+// closeConn closes the connection and then lets go of the file's lock.
+func (s *Stream) closeConn() error {
+	if !s.memory {
+		unwatchWAL(s.conn)
+	}
+	var err error
+	if cerr := s.conn.Close(); cerr != nil {
+		err = fmt.Errorf("store: close %s: %w", s.path, cerr)
+	}
+	if s.lockf != nil {
+		s.lockf.Close()
+		s.lockf = nil
+	}
+	return err
 }
 
 // nowMs is the stream clock in Unix milliseconds.
@@ -600,13 +662,19 @@ func (s *Stream) Config() Config {
 }
 
 // Trim gives back the memory an idle stream does not need: SQLite's page
-// cache and whatever else it can free. The next request rebuilds what it
-// uses. It is safe to call at any time.
+// cache and whatever else it can free. A WAL of 256 frames or more is
+// checkpointed, as Close would. The next request rebuilds what it uses. It
+// is safe to call at any time.
 func (s *Stream) Trim() error {
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
+	if !s.memory && s.walFrames >= closeCheckpointFrames {
+		if err := s.checkpoint(true); err != nil {
+			return err
+		}
+	}
 	return dbErr(execScript(s.conn, "PRAGMA shrink_memory"))
 }
 
@@ -780,9 +848,10 @@ func (s *Stream) closeLocked(archive bool) error {
 	if s.opts.BackupPath != "" && s.m.revision > 0 {
 		keep(snapshot(s.conn, s.opts.BackupPath))
 	}
-	if err := s.conn.Close(); err != nil {
-		keep(fmt.Errorf("store: close %s: %w", s.path, err))
+	if s.walFrames >= closeCheckpointFrames {
+		keep(s.checkpoint(true))
 	}
+	keep(s.closeConn())
 	s.opts.Quota.Release(s.held)
 	s.held = 0
 	return first

@@ -957,6 +957,16 @@ func TestOpen_Corrupt(t *testing.T) {
 		for i := 0; i < 200; i++ {
 			ts.put(t, Write{Data: bytes.Repeat([]byte{byte(i)}, 500)})
 		}
+		// Checkpointed, so that the damage below hits the only copy of
+		// each page (with commits pending in a -wal, a truncated file is
+		// legitimate after a crash in a checkpoint, and only a read of a
+		// missing page finds the damage).
+		ts.mu.Lock()
+		err := ts.checkpoint(true)
+		ts.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := ts.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -1040,6 +1050,9 @@ func TestOpen_Corrupt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A closed stream keeps its -wal: it is part of the file and
+			// must stay as it is too.
+			walBefore, walErr := os.ReadFile(p + "-wal")
 			for _, create := range []bool{false, true} {
 				if s, err := Open(p, Options{Create: create}); !errors.Is(err, ErrCorrupt) {
 					if s != nil {
@@ -1052,8 +1065,12 @@ func TestOpen_Corrupt(t *testing.T) {
 			if !bytes.Equal(before, after) {
 				t.Fatal("the damaged file was changed")
 			}
+			walAfter, walErrAfter := os.ReadFile(p + "-wal")
+			if !bytes.Equal(walBefore, walAfter) || (walErr == nil) != (walErrAfter == nil) {
+				t.Fatal("the damaged file's -wal was changed")
+			}
 			entries, _ := os.ReadDir(filepath.Dir(p))
-			if len(entries) != 1 {
+			if want := 1 + btoi(walErr == nil); len(entries) != want {
 				t.Fatalf("files beside the damaged file: %v", entries)
 			}
 		})
@@ -1242,4 +1259,11 @@ func TestStream_Concurrent(t *testing.T) {
 	if got := ts.inventory(t).Count; got != 100 {
 		t.Fatalf("count = %d, want 100", got)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

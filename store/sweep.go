@@ -124,6 +124,9 @@ func (s *Stream) arm() {
 	if !s.opts.NoSweep && s.deadline != 0 {
 		next = time.Now().Add(time.Duration(max(s.deadline-s.nowMs(), 0)) * time.Millisecond)
 	}
+	if s.ckptDue {
+		next = time.Now()
+	}
 	if s.opts.ArchivePath != "" && s.archive.dirty {
 		if due := s.archive.last.Add(s.archive.interval); next.IsZero() || due.Before(next) {
 			next = due
@@ -160,6 +163,11 @@ func (s *Stream) fire() {
 			s.deadline = s.nowMs() + 1000 // retry, but not in a tight loop
 		}
 	}
+	if s.ckptDue {
+		if err := s.checkpoint(false); err != nil {
+			s.opts.Logger.Error("store: checkpoint", "stream", s.path, "err", err)
+		}
+	}
 	if s.opts.ArchivePath != "" && s.archive.dirty && time.Since(s.archive.last) >= s.archive.interval {
 		if err := snapshot(s.conn, s.opts.ArchivePath); err != nil {
 			s.opts.Logger.Error("store: archive snapshot", "stream", s.path, "err", err)
@@ -169,4 +177,43 @@ func (s *Stream) fire() {
 		s.archive.last = time.Now()
 	}
 	s.arm()
+}
+
+// The WAL is checkpointed by size, never after every commit and never
+// inline in a request: SQLite's automatic checkpoint is replaced by a hook
+// that counts the WAL's frames (see watchWAL), and once a commit leaves
+// checkpointFrames or more, the stream's timer checkpoints soon after, in
+// its own goroutine. Close (and Trim) checkpoint only a WAL of
+// closeCheckpointFrames or more; a smaller one stays beside the database
+// for the next open, which reads it back (at most about 256 KiB of 1 KiB
+// pages), so a stream opened, written once and closed costs no checkpoint
+// and no fsync with sync off. Durability does not depend on the
+// checkpoint: a commit is in the WAL, and with sync on fsynced, before
+// it is acknowledged.
+const (
+	checkpointFrames      = 1000 // about 1 MiB of WAL
+	closeCheckpointFrames = 256
+)
+
+// checkpoint copies the WAL into the database. With truncate it also
+// truncates the WAL to nothing, so that a closed stream leaves an empty
+// -wal and the next open has nothing to read back; otherwise the next
+// commit starts the WAL over from its beginning. Called with the lock held.
+func (s *Stream) checkpoint(truncate bool) error {
+	s.ckptDue = false
+	mode := "PASSIVE"
+	if truncate {
+		mode = "TRUNCATE"
+	}
+	var busy int64
+	if err := execOnce(s.conn, "PRAGMA wal_checkpoint("+mode+")", func(st *sqlite.Stmt) error {
+		busy = st.ColumnInt64(0)
+		return nil
+	}); err != nil {
+		return dbErr(err)
+	}
+	if busy == 0 {
+		s.walFrames = 0
+	}
+	return nil
 }

@@ -27,8 +27,10 @@ var (
 // many streams are open at once. The broker divides its memory budget by
 // OpenStreamBytes and its descriptor budget by FilesPerStream.
 const (
-	// FilesPerStream is the file descriptors an open file stream holds.
-	FilesPerStream = 2
+	// FilesPerStream is the file descriptors an open file stream holds:
+	// the database and its -wal, which SQLite opens, and the descriptor
+	// that holds the stream's lock.
+	FilesPerStream = 3
 	// OpenStreamBytes is the memory an open, idle file stream holds after
 	// [Stream.Trim], measured by BenchmarkOpenStreamMemory.
 	OpenStreamBytes = 140 << 10

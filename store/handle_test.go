@@ -1,0 +1,98 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"modernc.org/libc"
+	lib "modernc.org/sqlite/lib"
+	"zombiezen.com/go/sqlite"
+)
+
+// TestRawConn checks that rawConn finds the connection's own handles in the
+// driver's Conn: SQLite names the file the connection opened and sees the
+// transaction the driver began.
+func TestRawConn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raw.db")
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tls, db := rawConn(conn)
+	if tls == nil || db == 0 {
+		t.Fatalf("rawConn() = %p, %#x", tls, db)
+	}
+	main, err := libc.CString("main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer libc.Xfree(tls, main)
+	if got := libc.GoString(lib.Xsqlite3_db_filename(tls, db, main)); got != path {
+		t.Fatalf("sqlite3_db_filename() = %q, want %q", got, path)
+	}
+	if err := execScript(conn, "BEGIN; CREATE TABLE t (x)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lib.Xsqlite3_get_autocommit(tls, db); got != 0 || conn.AutocommitEnabled() {
+		t.Fatalf("sqlite3_get_autocommit() in a transaction = %d, want 0", got)
+	}
+	if err := execScript(conn, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lib.Xsqlite3_get_autocommit(tls, db); got == 0 || !conn.AutocommitEnabled() {
+		t.Fatalf("sqlite3_get_autocommit() after commit = %d, want 1", got)
+	}
+}
+
+// TestStream_WALPolicy checks when the WAL is checkpointed: a close after a
+// few commits leaves them in the -wal and the next open reads them back; a
+// close after many truncates the -wal; enough commits while open ask the
+// timer for a checkpoint, which empties the WAL.
+func TestStream_WALPolicy(t *testing.T) {
+	ts := openTest(t, nil)
+	walSize := func() int64 {
+		st, err := os.Stat(ts.path + "-wal")
+		if err != nil {
+			t.Fatalf("-wal: %v", err)
+		}
+		return st.Size()
+	}
+	ts.put(t, data("a"))
+	ts.put(t, data("b"))
+	ts.reopen(t)
+	if walSize() == 0 {
+		t.Fatal("closing after two commits checkpointed the WAL")
+	}
+	if got := ts.seqs(t); len(got) != 2 {
+		t.Fatalf("seqs after reopen = %v, want 2", got)
+	}
+	for i := 0; ts.walFrames < closeCheckpointFrames; i++ {
+		ts.put(t, data("m"+strconv.Itoa(i)))
+	}
+	ts.reopen(t)
+	if got := walSize(); got != 0 {
+		t.Fatalf("-wal after closing a large WAL = %d bytes, want 0", got)
+	}
+	for ts.walFrames < checkpointFrames {
+		if ts.ckptDue {
+			t.Fatalf("checkpoint asked for at %d frames", ts.walFrames)
+		}
+		ts.put(t, data("more"))
+	}
+	ts.mu.Lock()
+	due := ts.ckptDue
+	err := ts.checkpoint(false) // what the timer runs
+	frames := ts.walFrames
+	ts.mu.Unlock()
+	if !due || err != nil || frames != 0 {
+		t.Fatalf("at %d frames: due %v; checkpoint() = %v, frames after %d", checkpointFrames, due, err, frames)
+	}
+	n := len(ts.seqs(t))
+	ts.reopen(t)
+	if got := len(ts.seqs(t)); got != n {
+		t.Fatalf("messages after checkpoint and reopen = %d, want %d", got, n)
+	}
+}
