@@ -90,5 +90,8 @@
 // With thousands of streams open, each connection's fixed costs matter: the
 // package turns off SQLite's lookaside allocator and page-cache
 // preallocation process-wide, uses 1 KiB pages and a 64 KiB page cache, and
-// keeps only frequently used statements prepared.
+// keeps only frequently used statements prepared, in a cache of its own
+// and only once they are used. [Stream.Trim] finalizes all of them and
+// gives the page cache back; [OpenStreamBytes] is what an open stream
+// holds after it.
 package store

@@ -36,12 +36,12 @@ type txn struct {
 // nothing of it remains, not even quota reservations.
 func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate}
-	if err := exec(s.conn, "BEGIN IMMEDIATE", nil); err != nil {
+	if err := s.exec("BEGIN IMMEDIATE", nil); err != nil {
 		return dbErr(err)
 	}
 	err = fn(tx)
 	if err == nil && tx.m != s.m {
-		err = exec(s.conn, "UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1", nil,
+		err = s.exec("UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1", nil,
 			tx.m.lastSeq, tx.m.lastTime, tx.m.revision, tx.m.count, tx.m.bytes)
 	}
 	if err == nil && tx.cfgDirty {
@@ -51,11 +51,11 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		}
 	}
 	if err == nil {
-		err = exec(s.conn, "COMMIT", nil)
+		err = s.exec("COMMIT", nil)
 	}
 	if err != nil {
 		if !s.conn.AutocommitEnabled() {
-			if rerr := exec(s.conn, "ROLLBACK", nil); rerr != nil {
+			if rerr := s.exec("ROLLBACK", nil); rerr != nil {
 				s.opts.Logger.Error("store: rollback failed", "stream", s.path, "err", rerr)
 			}
 		}
@@ -151,7 +151,7 @@ type rowInfo struct {
 func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
 	var last uint64
 	var removed bool
-	err := exec(tx.conn, "SELECT seq, size, time FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
+	err := tx.s.exec("SELECT seq, size, time FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
 		r := rowInfo{uint64(st.ColumnInt64(0)), st.ColumnInt64(1), st.ColumnInt64(2)}
 		rs := pick(r)
 		if rs == nil {
@@ -169,7 +169,7 @@ func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
 	if !removed {
 		return nil
 	}
-	return exec(tx.conn, "DELETE FROM msgs WHERE seq <= ?", nil, last)
+	return tx.s.exec("DELETE FROM msgs WHERE seq <= ?", nil, last)
 }
 
 // errStop ends a row loop early; it never leaves the package.
@@ -183,7 +183,7 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 		if seq == 0 || seq > math.MaxInt64 {
 			continue
 		}
-		err := exec(tx.conn, "DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
+		err := tx.s.exec("DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
 			rs.add(seq)
 			tx.m.count--
 			tx.m.bytes -= st.ColumnInt64(0)
@@ -197,7 +197,7 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 }
 
 func (tx *txn) deleteKey(key string, rs *rangeSet) error {
-	return exec(tx.conn, "DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
+	return tx.s.exec("DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
 		rs.add(uint64(st.ColumnInt64(0)))
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
@@ -337,7 +337,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	dedup := w.MsgID != "" && cfg.DuplicateWindow > 0
 	if dedup {
 		var dup *WriteResult
-		err := exec(tx.conn, "SELECT seq, time FROM msg_ids WHERE id = ? AND time > ?", func(st *sqlite.Stmt) error {
+		err := tx.s.exec("SELECT seq, time FROM msg_ids WHERE id = ? AND time > ?", func(st *sqlite.Stmt) error {
 			dup = &WriteResult{Seq: uint64(st.ColumnInt64(0)), Time: st.ColumnInt64(1), Duplicate: true}
 			return nil
 		}, w.MsgID, tx.now-cfg.DuplicateWindow)
@@ -353,7 +353,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	var oldSeq uint64
 	var oldSize int64
 	if w.Key != "" {
-		err := exec(tx.conn, "SELECT seq, size FROM msgs WHERE key = ?", func(st *sqlite.Stmt) error {
+		err := tx.s.exec("SELECT seq, size FROM msgs WHERE key = ?", func(st *sqlite.Stmt) error {
 			oldSeq, oldSize = uint64(st.ColumnInt64(0)), st.ColumnInt64(1)
 			return nil
 		}, w.Key)
@@ -389,7 +389,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	// here on fails the whole call.
 	quota := tx.s.memory && tx.s.opts.Quota != nil
 	if quota {
-		if err := exec(tx.conn, "SAVEPOINT item", nil); err != nil {
+		if err := tx.s.exec("SAVEPOINT item", nil); err != nil {
 			return WriteResult{}, err
 		}
 	}
@@ -402,10 +402,10 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	if need := tx.m.bytes - tx.s.held; quota && need > 0 {
 		if !tx.s.opts.Quota.Reserve(need) {
 			tx.m = saved
-			if err := exec(tx.conn, "ROLLBACK TO item", nil); err != nil {
+			if err := tx.s.exec("ROLLBACK TO item", nil); err != nil {
 				return WriteResult{}, err
 			}
-			if err := exec(tx.conn, "RELEASE item", nil); err != nil {
+			if err := tx.s.exec("RELEASE item", nil); err != nil {
 				return WriteResult{}, err
 			}
 			return WriteResult{}, fmt.Errorf("%w: memory quota is full", ErrLimitReached)
@@ -413,7 +413,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 		tx.s.held += need
 	}
 	if quota {
-		if err := exec(tx.conn, "RELEASE item", nil); err != nil {
+		if err := tx.s.exec("RELEASE item", nil); err != nil {
 			return WriteResult{}, err
 		}
 	}
@@ -444,7 +444,7 @@ func deref(r *WriteResult) WriteResult {
 // inserts the row, remembers the message id and evicts what no longer fits.
 func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, byBytes *rangeSet) (*Message, error) {
 	if oldSeq != 0 {
-		if err := exec(tx.conn, "DELETE FROM msgs WHERE seq = ?", nil, oldSeq); err != nil {
+		if err := tx.s.exec("DELETE FROM msgs WHERE seq = ?", nil, oldSeq); err != nil {
 			return nil, err
 		}
 		tx.m.count--
@@ -477,7 +477,7 @@ func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, b
 		expires = msg.Expires
 	}
 	data, flags := encodeData(msg.Data, tx.cfg)
-	if err := exec(tx.conn, "INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", nil,
+	if err := tx.s.exec("INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", nil,
 		msg.Seq, msg.Time, key, expires, size, flags, encodeHeader(msg.Header), data); err != nil {
 		return nil, err
 	}
@@ -485,7 +485,7 @@ func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, b
 	tx.m.count++
 	tx.m.bytes += size
 	if w.MsgID != "" && tx.cfg.DuplicateWindow > 0 {
-		if err := exec(tx.conn, "INSERT OR REPLACE INTO msg_ids (id, seq, time) VALUES (?, ?, ?)", nil, w.MsgID, msg.Seq, msg.Time); err != nil {
+		if err := tx.s.exec("INSERT OR REPLACE INTO msg_ids (id, seq, time) VALUES (?, ?, ?)", nil, w.MsgID, msg.Seq, msg.Time); err != nil {
 			return nil, err
 		}
 	}

@@ -406,19 +406,40 @@ func dbErr(err error) error {
 	return fmt.Errorf("store: %w", err)
 }
 
-// exec runs one statement, cached on the connection, calling fn per row.
-// Unlike conn.Prep it returns preparation errors instead of panicking: a
-// damaged file can fail there.
-func exec(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
-	st, err := conn.Prepare(query)
-	if err != nil {
-		return err
+// exec runs one statement, calling fn per row. The statement stays
+// prepared in the stream's own cache (not the driver's), so that Trim can
+// finalize every one of them: an idle stream then holds none, and the next
+// use prepares again. Unlike conn.Prep it returns preparation errors
+// instead of panicking: a damaged file can fail there.
+func (s *Stream) exec(query string, fn func(*sqlite.Stmt) error, args ...any) error {
+	st := s.stmts[query]
+	if st == nil {
+		var err error
+		if st, _, err = s.conn.PrepareTransient(query); err != nil {
+			return err
+		}
+		if s.stmts == nil {
+			s.stmts = make(map[string]*sqlite.Stmt)
+		}
+		s.stmts[query] = st
 	}
 	bind(st, args)
 	return step(st, fn)
 }
 
-// execOnce is exec for statements that run rarely: they are not kept
+// finalizeStmts finalizes every statement in the stream's cache.
+func (s *Stream) finalizeStmts() error {
+	var first error
+	for q, st := range s.stmts {
+		if err := st.Finalize(); err != nil && first == nil {
+			first = err
+		}
+		delete(s.stmts, q)
+	}
+	return first
+}
+
+// execOnce is [Stream.exec] for statements that run rarely: they are not kept
 // prepared, since every cached statement costs memory on every open stream.
 func execOnce(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
 	st, _, err := conn.PrepareTransient(query)

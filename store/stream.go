@@ -61,7 +61,8 @@ type Options struct {
 type Stream struct {
 	mu     sync.Mutex
 	conn   *sqlite.Conn
-	lockf  *os.File // holds the stream's lock on its file (nil: memory)
+	lockf  *os.File                // holds the stream's lock on its file (nil: memory)
+	stmts  map[string]*sqlite.Stmt // see exec
 	path   string
 	opts   Options
 	memory bool
@@ -406,8 +407,8 @@ func (s *Stream) closeConn() error {
 	if !s.memory {
 		unwatchWAL(s.conn)
 	}
-	var err error
-	if cerr := s.conn.Close(); cerr != nil {
+	err := s.finalizeStmts()
+	if cerr := s.conn.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("store: close %s: %w", s.path, cerr)
 	}
 	if s.lockf != nil {
@@ -480,7 +481,7 @@ func (s *Stream) GetKey(key string) (*Message, error) {
 
 func (s *Stream) getOne(query string, args ...any) (*Message, error) {
 	var m *Message
-	err := exec(s.conn, query, func(st *sqlite.Stmt) (err error) {
+	err := s.exec(query, func(st *sqlite.Stmt) (err error) {
 		m, err = scanMsg(st)
 		return err
 	}, args...)
@@ -514,11 +515,11 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 		end = int64(min(q.EndSeq, math.MaxInt64))
 	}
 	now := s.nowMs()
-	if err := exec(s.conn, "BEGIN", nil); err != nil {
+	if err := s.exec("BEGIN", nil); err != nil {
 		return res, dbErr(err)
 	}
 	defer func() {
-		if cerr := exec(s.conn, "COMMIT", nil); err == nil && cerr != nil {
+		if cerr := s.exec("COMMIT", nil); err == nil && cerr != nil {
 			err = dbErr(cerr)
 		}
 	}()
@@ -526,7 +527,7 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 	var bytes int64
 	var next uint64
 	var fnErr error
-	err = exec(s.conn, "SELECT "+msgColumns+", size FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired+" ORDER BY seq", func(st *sqlite.Stmt) error {
+	err = s.exec("SELECT "+msgColumns+", size FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired+" ORDER BY seq", func(st *sqlite.Stmt) error {
 		size := st.ColumnInt64(7)
 		if sent > 0 && (q.MaxMsgs > 0 && sent >= q.MaxMsgs || q.MaxBytes > 0 && bytes+size > q.MaxBytes) {
 			next = uint64(st.ColumnInt64(0))
@@ -574,21 +575,21 @@ func (s *Stream) countRange(first, last, now int64) (int64, error) {
 	const rows = "SELECT count(*) FROM msgs WHERE seq >= ? AND seq <= ?"
 	fb, lb := first>>blockShift, last>>blockShift
 	if fb == lb {
-		if err := exec(s.conn, rows, add, first, last); err != nil {
+		if err := s.exec(rows, add, first, last); err != nil {
 			return 0, err
 		}
 	} else {
-		if err := exec(s.conn, rows, add, first, (fb+1)<<blockShift-1); err != nil {
+		if err := s.exec(rows, add, first, (fb+1)<<blockShift-1); err != nil {
 			return 0, err
 		}
-		if err := exec(s.conn, "SELECT coalesce(sum(n), 0) FROM blocks WHERE block > ? AND block < ?", add, fb, lb); err != nil {
+		if err := s.exec("SELECT coalesce(sum(n), 0) FROM blocks WHERE block > ? AND block < ?", add, fb, lb); err != nil {
 			return 0, err
 		}
-		if err := exec(s.conn, rows, add, lb<<blockShift, last); err != nil {
+		if err := s.exec(rows, add, lb<<blockShift, last); err != nil {
 			return 0, err
 		}
 	}
-	err := exec(s.conn, "SELECT count(*) FROM msgs INDEXED BY msgs_expires WHERE expires <= ? AND +seq >= ? AND +seq <= ?", func(st *sqlite.Stmt) error {
+	err := s.exec("SELECT count(*) FROM msgs INDEXED BY msgs_expires WHERE expires <= ? AND +seq >= ? AND +seq <= ?", func(st *sqlite.Stmt) error {
 		n -= st.ColumnInt64(0)
 		return nil
 	}, now, first, last)
@@ -608,7 +609,7 @@ func (s *Stream) Keys(after string, limit int) ([]string, bool, error) {
 	defer s.mu.Unlock()
 	keys := []string{}
 	more := false
-	err := exec(s.conn, "SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
+	err := s.exec("SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
 		if len(keys) == limit {
 			more = true
 			return nil
@@ -639,7 +640,7 @@ func (s *Stream) Inventory() (Inventory, error) {
 		Revision: s.m.revision,
 		Limits:   s.cfg.NonDefault(),
 	}
-	err := exec(s.conn, "SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
+	err := s.exec("SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
 		inv.FirstSeq = uint64(st.ColumnInt64(0))
 		return nil
 	}, s.nowMs())
@@ -661,8 +662,8 @@ func (s *Stream) Config() Config {
 	return c
 }
 
-// Trim gives back the memory an idle stream does not need: SQLite's page
-// cache and whatever else it can free. A WAL of 256 frames or more is
+// Trim gives back the memory an idle stream does not need: its prepared
+// statements, SQLite's page cache and whatever else SQLite can free. A WAL of 256 frames or more is
 // checkpointed, as Close would. The next request rebuilds what it uses. It
 // is safe to call at any time.
 func (s *Stream) Trim() error {
@@ -674,6 +675,9 @@ func (s *Stream) Trim() error {
 		if err := s.checkpoint(true); err != nil {
 			return err
 		}
+	}
+	if err := s.finalizeStmts(); err != nil {
+		return dbErr(err)
 	}
 	return dbErr(execScript(s.conn, "PRAGMA shrink_memory"))
 }

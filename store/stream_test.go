@@ -368,7 +368,7 @@ func TestStream_Dedup(t *testing.T) {
 			t.Fatal(err)
 		}
 		var n int
-		exec(ts.conn, "SELECT count(*) FROM msg_ids WHERE id = 'm1'", func(st *sqlite.Stmt) error { n = st.ColumnInt(0); return nil })
+		ts.exec("SELECT count(*) FROM msg_ids WHERE id = 'm1'", func(st *sqlite.Stmt) error { n = st.ColumnInt(0); return nil })
 		if n != 0 {
 			t.Fatalf("expired message id still stored")
 		}
@@ -689,7 +689,7 @@ func TestStream_Compression(t *testing.T) {
 	ts := openTest(t, &cfg)
 	big := bytes.Repeat([]byte("abc"), 1000)
 	flags := func(seq uint64) (flags, stored int64) {
-		exec(ts.conn, "SELECT flags, length(data) FROM msgs WHERE seq = ?", func(st *sqlite.Stmt) error {
+		ts.exec("SELECT flags, length(data) FROM msgs WHERE seq = ?", func(st *sqlite.Stmt) error {
 			flags, stored = st.ColumnInt64(0), st.ColumnInt64(1)
 			return nil
 		}, seq)
@@ -877,7 +877,7 @@ func TestStream_SetConfig(t *testing.T) {
 	t.Run("Sync", func(t *testing.T) {
 		mode := func() int {
 			var m int
-			exec(ts.conn, "PRAGMA synchronous", func(st *sqlite.Stmt) error { m = st.ColumnInt(0); return nil })
+			ts.exec("PRAGMA synchronous", func(st *sqlite.Stmt) error { m = st.ColumnInt(0); return nil })
 			return m
 		}
 		if got := mode(); got != 1 {

@@ -43,7 +43,7 @@ func (tx *txn) sweepIfDue() error {
 func (tx *txn) sweep() error {
 	tx.swept = true
 	var byTTL rangeSet
-	err := exec(tx.conn, "SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
+	err := tx.s.exec("SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
 		byTTL.add(uint64(st.ColumnInt64(0)))
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
@@ -53,7 +53,7 @@ func (tx *txn) sweep() error {
 		return err
 	}
 	if byTTL.n > 0 {
-		if err := exec(tx.conn, "DELETE FROM msgs WHERE expires <= ?", nil, tx.now); err != nil {
+		if err := tx.s.exec("DELETE FROM msgs WHERE expires <= ?", nil, tx.now); err != nil {
 			return err
 		}
 		tx.emitDelete(ReasonTTL, &byTTL)
@@ -73,7 +73,7 @@ func (tx *txn) sweep() error {
 		}
 		tx.emitDelete(ReasonMaxAge, &byAge)
 	}
-	return exec(tx.conn, "DELETE FROM msg_ids WHERE time <= ?", nil, tx.now-tx.cfg.DuplicateWindow)
+	return tx.s.exec("DELETE FROM msg_ids WHERE time <= ?", nil, tx.now-tx.cfg.DuplicateWindow)
 }
 
 // recomputeDeadline finds the earliest expiry from the data.
