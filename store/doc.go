@@ -21,7 +21,10 @@
 // last seq and revision are kept in a meta row updated in the same
 // transaction as the messages. The messages left in a range after a page
 // (getall's Num-Pending) are counted from a table of counts per block of
-// 1024 seqs, kept by triggers, so paging through a large stream is linear.
+// 1024 seqs, so paging through a large stream is linear. A write
+// transaction counts its inserts and deletes per block as it makes them
+// and applies them with one upsert per block it touched before it commits
+// (no trigger per row).
 //
 // # Events
 //

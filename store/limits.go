@@ -23,8 +23,9 @@ type txn struct {
 	cfgDirty bool
 	rate     rateWindow
 	events   []Event
-	deadline int64 // earliest new expiry this transaction created (0: none)
-	swept    bool  // the deadline must be recomputed from the data
+	deadline int64        // earliest new expiry this transaction created (0: none)
+	swept    bool         // the deadline must be recomputed from the data
+	blocks   []blockDelta // changes to the blocks table, applied before commit
 
 	// Removals made to keep limits while appending, published after the
 	// set events as one delete event per reason.
@@ -35,11 +36,15 @@ type txn struct {
 // counters, publishes its events and re-arms the timer. If anything fails
 // nothing of it remains, not even quota reservations.
 func (s *Stream) update(fn func(tx *txn) error) (err error) {
-	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate}
+	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate, blocks: s.blockBuf[:0]}
+	defer func() { s.blockBuf = tx.blocks[:0] }() // reused by the next transaction
 	if err := s.exec("BEGIN IMMEDIATE", nil); err != nil {
 		return dbErr(err)
 	}
 	err = fn(tx)
+	if err == nil {
+		err = tx.flushBlocks()
+	}
 	if err == nil && tx.m != s.m {
 		err = s.exec("UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1", nil,
 			tx.m.lastSeq, tx.m.lastTime, tx.m.revision, tx.m.count, tx.m.bytes)
@@ -83,6 +88,38 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		s.ckptDue = true
 	}
 	s.arm()
+	return nil
+}
+
+// blockDelta is the change of one block's count in a transaction.
+type blockDelta struct{ block, n int64 }
+
+// countBlock records that a row with seq was inserted (d = 1) or deleted
+// (d = -1). Rows come mostly in seq order, so the last block touched is
+// looked at first.
+func (tx *txn) countBlock(seq uint64, d int64) {
+	b := int64(seq >> blockShift)
+	for i := len(tx.blocks) - 1; i >= 0; i-- {
+		if tx.blocks[i].block == b {
+			tx.blocks[i].n += d
+			return
+		}
+	}
+	tx.blocks = append(tx.blocks, blockDelta{b, d})
+}
+
+// flushBlocks applies the block counts of the transaction, one statement
+// per block touched.
+func (tx *txn) flushBlocks() error {
+	for _, bd := range tx.blocks {
+		if bd.n == 0 {
+			continue
+		}
+		if err := tx.s.exec("INSERT INTO blocks (block, n) VALUES (?, ?) ON CONFLICT (block) DO UPDATE SET n = n + excluded.n", nil, bd.block, bd.n); err != nil {
+			return err
+		}
+	}
+	tx.blocks = tx.blocks[:0]
 	return nil
 }
 
@@ -158,6 +195,7 @@ func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
 			return errStop
 		}
 		rs.add(r.seq)
+		tx.countBlock(r.seq, -1)
 		tx.m.count--
 		tx.m.bytes -= r.size
 		last, removed = r.seq, true
@@ -185,6 +223,7 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 		}
 		err := tx.s.exec("DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
 			rs.add(seq)
+			tx.countBlock(seq, -1)
 			tx.m.count--
 			tx.m.bytes -= st.ColumnInt64(0)
 			return nil
@@ -199,6 +238,7 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 func (tx *txn) deleteKey(key string, rs *rangeSet) error {
 	return tx.s.exec("DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
 		rs.add(uint64(st.ColumnInt64(0)))
+		tx.countBlock(uint64(st.ColumnInt64(0)), -1)
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
 		return nil
@@ -394,6 +434,10 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 		}
 	}
 	saved := tx.m
+	var savedBlocks []blockDelta
+	if quota {
+		savedBlocks = slices.Clone(tx.blocks)
+	}
 	var byMsgs, byBytes rangeSet
 	msg, err := tx.writeItem(w, oldSeq, oldSize, size, &byMsgs, &byBytes)
 	if err != nil {
@@ -401,7 +445,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	}
 	if need := tx.m.bytes - tx.s.held; quota && need > 0 {
 		if !tx.s.opts.Quota.Reserve(need) {
-			tx.m = saved
+			tx.m, tx.blocks = saved, savedBlocks
 			if err := tx.s.exec("ROLLBACK TO item", nil); err != nil {
 				return WriteResult{}, err
 			}
@@ -447,6 +491,7 @@ func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, b
 		if err := tx.s.exec("DELETE FROM msgs WHERE seq = ?", nil, oldSeq); err != nil {
 			return nil, err
 		}
+		tx.countBlock(oldSeq, -1)
 		tx.m.count--
 		tx.m.bytes -= oldSize
 	}
@@ -481,6 +526,7 @@ func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, b
 		msg.Seq, msg.Time, key, expires, size, flags, encodeHeader(msg.Header), data); err != nil {
 		return nil, err
 	}
+	tx.countBlock(msg.Seq, 1)
 	tx.m.lastSeq, tx.m.lastTime = msg.Seq, msg.Time
 	tx.m.count++
 	tx.m.bytes += size

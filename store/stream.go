@@ -59,14 +59,15 @@ type Options struct {
 // Stream is one open stream. Its methods are safe for concurrent use; one
 // lock guards the SQLite connection.
 type Stream struct {
-	mu     sync.Mutex
-	conn   *sqlite.Conn
-	lockf  *os.File                // holds the stream's lock on its file (nil: memory)
-	stmts  map[string]*sqlite.Stmt // see exec
-	path   string
-	opts   Options
-	memory bool
-	closed bool
+	mu       sync.Mutex
+	conn     *sqlite.Conn
+	lockf    *os.File                // holds the stream's lock on its file (nil: memory)
+	stmts    map[string]*sqlite.Stmt // see exec
+	blockBuf []blockDelta            // see txn.countBlock
+	path     string
+	opts     Options
+	memory   bool
+	closed   bool
 
 	m       meta
 	cfg     Config

@@ -45,6 +45,7 @@ func (tx *txn) sweep() error {
 	var byTTL rangeSet
 	err := tx.s.exec("SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
 		byTTL.add(uint64(st.ColumnInt64(0)))
+		tx.countBlock(uint64(st.ColumnInt64(0)), -1)
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
 		return nil
