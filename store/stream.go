@@ -664,7 +664,8 @@ func (s *Stream) Config() Config {
 }
 
 // Trim gives back the memory an idle stream does not need: its prepared
-// statements, SQLite's page cache and whatever else SQLite can free. A WAL of 256 frames or more is
+// statements, SQLite's page cache, the C stack of its connection and
+// whatever else SQLite can free. A WAL of 256 frames or more is
 // checkpointed, as Close would. The next request rebuilds what it uses. It
 // is safe to call at any time.
 func (s *Stream) Trim() error {
@@ -680,7 +681,11 @@ func (s *Stream) Trim() error {
 	if err := s.finalizeStmts(); err != nil {
 		return dbErr(err)
 	}
-	return dbErr(execScript(s.conn, "PRAGMA shrink_memory"))
+	if err := execScript(s.conn, "PRAGMA shrink_memory"); err != nil {
+		return dbErr(err)
+	}
+	releaseCStack(s.conn)
+	return nil
 }
 
 // Revision returns the stream's revision: the number of events so far.

@@ -32,12 +32,12 @@ const (
 	// that holds the stream's lock.
 	FilesPerStream = 3
 	// OpenStreamBytes is the memory an open, idle file stream holds after
-	// [Stream.Trim], measured by BenchmarkOpenStreamMemory (94 KB, rounded
-	// up): SQLite's WAL index (32 KiB, kept in private memory while the
-	// stream is open), its connection and parsed schema, the C stack of
-	// the connection's thread state, and a few KB of Go structures. A warm
-	// stream, before Trim, holds about 140 KB.
-	OpenStreamBytes = 96 << 10
+	// [Stream.Trim], measured by BenchmarkOpenStreamMemory (65.3 KB in a
+	// fresh process, rounded up): mostly SQLite's WAL index (32 KiB, kept
+	// in private memory while the stream is open), its connection and
+	// parsed schema, and a few KB of Go structures. A warm stream, before
+	// Trim, holds about 117 KB.
+	OpenStreamBytes = 64 << 10
 )
 
 // Storage kinds for [Config.Storage].
