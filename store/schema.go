@@ -336,6 +336,15 @@ func checkHeader(path string, h [100]byte, size int64) error {
 	return nil
 }
 
+// columnInt64 is column i of the row, or nil when it is NULL.
+func columnInt64(st *sqlite.Stmt, i int) *int64 {
+	if st.ColumnIsNull(i) {
+		return nil
+	}
+	v := st.ColumnInt64(i)
+	return &v
+}
+
 // checkSchema verifies, through an open connection, that the database is a
 // stream file this code understands.
 func checkSchema(conn *sqlite.Conn) (version int, err error) {

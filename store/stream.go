@@ -88,6 +88,7 @@ type Stream struct {
 	// WAL hook reports it; ckptDue asks the timer for a checkpoint.
 	walFrames int32
 	ckptDue   bool
+	newWAL    bool // the -wal did not exist before this open
 }
 
 // meta mirrors the meta row: the counters that make inventory O(1).
@@ -142,7 +143,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		s.conn, err = openMemory()
 		created = true
 	} else {
-		s.conn, s.lockf, created, err = openFile(path, &cfg, opts)
+		s.conn, s.lockf, s.newWAL, created, err = openFile(path, &cfg, opts)
 	}
 	if err != nil {
 		return nil, err
@@ -167,6 +168,10 @@ func Open(path string, opts Options) (*Stream, error) {
 			if rerr := Remove(path); rerr != nil {
 				s.opts.Logger.Error("store: remove unfinished stream", "stream", path, "err", rerr)
 			}
+		} else if s.newWAL {
+			// A file found damaged is left as it was: without the -wal
+			// this open made.
+			os.Remove(path + "-wal")
 		}
 		return nil, err
 	}
@@ -188,11 +193,6 @@ func Open(path string, opts Options) (*Stream, error) {
 	}
 	if err := s.applySync(); err != nil {
 		return fail(dbErr(err))
-	}
-	if s.m.count > 0 || !created {
-		if err := s.recomputeDeadline(); err != nil {
-			return fail(err)
-		}
 	}
 	s.arm()
 	s.mu.Unlock()
@@ -224,10 +224,10 @@ func openMemory() (*sqlite.Conn, error) {
 // openFile opens (and with opts.Create, creates) a stream file. Every check
 // that can be made without SQLite is made before SQLite opens the file
 // read-write, and the stream's lock is taken before it does.
-func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.File, created bool, err error) {
+func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.File, newWAL, created bool, err error) {
 	if opts.ArchivePath != "" {
 		if err := restoreIfNewer(path, opts.ArchivePath); err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, false, err
 		}
 	}
 	// The header is read through the descriptor that holds the lock:
@@ -236,13 +236,13 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	lockf, err := lockFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !opts.Create {
-			return nil, nil, false, ErrNotFound
+			return nil, nil, false, false, ErrNotFound
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, false, err
 		}
 		if err := createFile(path, cfg.Sync); err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, false, err
 		}
 		defer func() {
 			if err != nil { // not made ready: as if never created
@@ -253,7 +253,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		lockf, err = lockFile(path)
 	}
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, false, err
 	}
 	defer func() {
 		if err != nil && lockf != nil {
@@ -268,11 +268,13 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		if !errors.Is(err, ErrCorrupt) {
 			err = fmt.Errorf("store: open %s: %w", path, err)
 		}
-		return nil, nil, false, err
+		return nil, nil, false, false, err
 	}
+	_, werr := os.Stat(path + "-wal")
+	newWAL = errors.Is(werr, fs.ErrNotExist)
 	conn, err := sqlite.OpenConn(streamURI(path), sqlite.OpenReadWrite|sqlite.OpenURI)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 	}
 	// Another program can only make the connection wait where SQLite's own
 	// locks are used (see lockFile); waiting forever, as the driver would,
@@ -281,35 +283,42 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	defer func() {
 		if err != nil {
 			conn.Close()
+			if newWAL && !created {
+				os.Remove(path + "-wal") // see Open's fail
+			}
 		}
 	}()
-	for _, p := range connPragmas {
-		if err := execScript(conn, p); err != nil {
-			return nil, nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
-		}
-	}
-	// The header was checked already (application id, schema version);
-	// the tables are checked before anything may write to the file.
-	if err := checkTables(conn, version); err != nil {
-		return nil, nil, false, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if !wal { // e.g. a copy restored from the archive
-		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
-			return nil, nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
-		}
-	}
-	if err := migrate(conn, version); err != nil {
-		return nil, nil, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
-	}
-	// Only a file found sound keeps its -wal: a connection that fails
-	// above closes as SQLite does by default, removing the -wal it made.
+	// From here on, closing never checkpoints nor removes the -wal: a file
+	// found damaged below keeps its -wal and its bytes as they were.
 	if err = persistWAL(conn); err == nil {
 		err = setCheckpointOnClose(conn, false)
 	}
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	return conn, lockf, created, nil
+	for _, p := range connPragmas {
+		if err := execScript(conn, p); err != nil {
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		}
+	}
+	// The header was checked already (application id, schema version).
+	// A file that needs a write before it is used has its tables checked
+	// first; a current one has them checked by the query that loads it
+	// (see load), before anything writes to it.
+	if version != len(migrations) || !wal {
+		if err := checkTables(conn, version); err != nil {
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
+		}
+	}
+	if !wal { // e.g. a copy restored from the archive
+		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		}
+	}
+	if err := migrate(conn, version); err != nil {
+		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
+	}
+	return conn, lockf, newWAL, created, nil
 }
 
 var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
@@ -325,13 +334,27 @@ func streamURI(path string) string {
 	return "file:" + path + "?vfs=" + streamVFS
 }
 
-// load reads the meta row into memory. It runs once per open, so its
-// statement is not kept prepared: a cached statement of six result columns
-// costs every open stream about 6 KB.
+// loadQuery is everything an open needs from the file, in one statement
+// (preparing is most of what a query costs here): the meta row, the number
+// of the stream's tables that exist (a missing one fails the prepare or
+// the count), and the three candidates of the expiry deadline (see
+// recomputeDeadline).
+const loadQuery = `SELECT last_seq, last_time, revision, count, bytes, config,
+	(SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids', 'blocks')),
+	(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
+	(SELECT time FROM msgs ORDER BY seq LIMIT 1),
+	(SELECT min(time) FROM msg_ids)
+	FROM meta WHERE id = 1`
+
+// load reads the meta row, the config and the expiry deadline into
+// memory, checking that the file has the tables of the current schema. It
+// runs once per open, so its statement is not kept prepared.
 func (s *Stream) load() error {
 	var found bool
 	var cfgJSON string
-	err := execOnce(s.conn, "SELECT last_seq, last_time, revision, count, bytes, config FROM meta WHERE id = 1", func(st *sqlite.Stmt) error {
+	var tables int
+	var expires, first, firstID *int64
+	err := execOnce(s.conn, loadQuery, func(st *sqlite.Stmt) error {
 		found = true
 		s.m = meta{
 			lastSeq:  uint64(st.ColumnInt64(0)),
@@ -341,15 +364,25 @@ func (s *Stream) load() error {
 			bytes:    st.ColumnInt64(4),
 		}
 		cfgJSON = st.ColumnText(5)
+		tables = st.ColumnInt(6)
+		expires, first, firstID = columnInt64(st, 7), columnInt64(st, 8), columnInt64(st, 9)
 		return nil
 	})
+	if sqlite.ErrCode(err) == sqlite.ResultError {
+		// Only a missing table or column makes this query fail to
+		// prepare on a file whose header was found sound.
+		return fmt.Errorf("%w: %s: missing tables: %v", ErrCorrupt, s.path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
 	}
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
 	}
-	cfg, err := ParseConfigPatch(DefaultConfig(), []byte(cfgJSON))
+	if tables != len(tablesByVersion[len(migrations)]) {
+		return fmt.Errorf("%w: %s: missing tables", ErrCorrupt, s.path)
+	}
+	cfg, err := parseStoredConfig(cfgJSON)
 	if err != nil {
 		return fmt.Errorf("%w: %s: stored config: %v", ErrCorrupt, s.path, err)
 	}
@@ -357,7 +390,26 @@ func (s *Stream) load() error {
 		cfg.Storage = StorageMemory
 	}
 	s.cfg = cfg
+	s.deadline = deadlineOf(cfg, expires, first, firstID)
 	return nil
+}
+
+// defaultConfigJSON is the config a stream created with the defaults
+// stores; most streams have it, and it needs no parsing.
+var defaultConfigJSON = func() string {
+	b, err := json.Marshal(DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
+// parseStoredConfig parses the config JSON of the meta row.
+func parseStoredConfig(s string) (Config, error) {
+	if s == defaultConfigJSON {
+		return DefaultConfig(), nil
+	}
+	return ParseConfigPatch(DefaultConfig(), []byte(s))
 }
 
 // applySync sets the durability of the following commits from the config.

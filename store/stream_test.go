@@ -1032,6 +1032,22 @@ func TestOpen_Corrupt(t *testing.T) {
 			}
 			return p
 		}},
+		{"MissingTableCurrent", func(t *testing.T) string {
+			// A file of the current version in WAL mode, found damaged
+			// only by the query that loads it.
+			p := streamFile(t)
+			conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := execScript(conn, "DROP TABLE msg_ids"); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
 		{"NewerSchema", func(t *testing.T) string {
 			p := streamFile(t)
 			setUint32(t, p, 60, uint32(len(migrations)+1))

@@ -79,34 +79,43 @@ func (tx *txn) sweep() error {
 
 // recomputeDeadline finds the earliest expiry from the data.
 func (s *Stream) recomputeDeadline() error {
+	var expires, first, firstID *int64
+	// One statement for the three candidates: preparing is most of its
+	// cost. Open reads the same three in loadQuery.
+	err := execOnce(s.conn, `SELECT
+		(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
+		(SELECT time FROM msgs ORDER BY seq LIMIT 1),
+		(SELECT min(time) FROM msg_ids)`, func(st *sqlite.Stmt) error {
+		expires, first, firstID = columnInt64(st, 0), columnInt64(st, 1), columnInt64(st, 2)
+		return nil
+	})
+	if err != nil {
+		return dbErr(err)
+	}
+	s.deadline = deadlineOf(s.cfg, expires, first, firstID)
+	return nil
+}
+
+// deadlineOf is the earliest expiry (0: none) given the earliest message
+// TTL, the time of the oldest message and that of the oldest message id
+// (nil: none).
+func deadlineOf(cfg Config, expires, first, firstID *int64) int64 {
 	var d int64
 	lower := func(ms int64) {
 		if ms > 0 && (d == 0 || ms < d) {
 			d = ms
 		}
 	}
-	// One statement for the three candidates: this runs on every open, and
-	// preparing is most of its cost.
-	err := execOnce(s.conn, `SELECT
-		(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
-		(SELECT time FROM msgs ORDER BY seq LIMIT 1),
-		(SELECT min(time) FROM msg_ids)`, func(st *sqlite.Stmt) error {
-		if !st.ColumnIsNull(0) {
-			lower(st.ColumnInt64(0))
-		}
-		if !st.ColumnIsNull(1) && s.cfg.MaxAge > 0 {
-			lower(st.ColumnInt64(1) + s.cfg.MaxAge + 1)
-		}
-		if !st.ColumnIsNull(2) {
-			lower(max(st.ColumnInt64(2)+s.cfg.DuplicateWindow, 1))
-		}
-		return nil
-	})
-	if err != nil {
-		return dbErr(err)
+	if expires != nil {
+		lower(*expires)
 	}
-	s.deadline = d
-	return nil
+	if first != nil && cfg.MaxAge > 0 {
+		lower(*first + cfg.MaxAge + 1)
+	}
+	if firstID != nil {
+		lower(max(*firstID+cfg.DuplicateWindow, 1))
+	}
+	return d
 }
 
 func (s *Stream) lowerDeadline(ms int64) {
