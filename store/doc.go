@@ -24,7 +24,10 @@
 // 1024 seqs, so paging through a large stream is linear. A write
 // transaction counts its inserts and deletes per block as it makes them
 // and applies them with one upsert per block it touched before it commits
-// (no trigger per row).
+// (no trigger per row). The block of the last seq is never read (it is
+// counted row by row), so it is not kept: an append to it writes nothing
+// to the table, and a block is counted from its rows once, when the
+// stream moves past it.
 //
 // # Events
 //

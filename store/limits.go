@@ -96,9 +96,13 @@ type blockDelta struct{ block, n int64 }
 
 // countBlock records that a row with seq was inserted (d = 1) or deleted
 // (d = -1). Rows come mostly in seq order, so the last block touched is
-// looked at first.
+// looked at first; rows of the last block, the one flushBlocks does not
+// keep, are not recorded.
 func (tx *txn) countBlock(seq uint64, d int64) {
-	b := int64(seq >> blockShift)
+	b := int64(seq >> tx.s.blockShift)
+	if b >= int64(tx.s.m.lastSeq>>tx.s.blockShift) {
+		return
+	}
 	for i := len(tx.blocks) - 1; i >= 0; i-- {
 		if tx.blocks[i].block == b {
 			tx.blocks[i].n += d
@@ -108,11 +112,23 @@ func (tx *txn) countBlock(seq uint64, d int64) {
 	tx.blocks = append(tx.blocks, blockDelta{b, d})
 }
 
-// flushBlocks applies the block counts of the transaction, one statement
-// per block touched.
+// flushBlocks brings the blocks table up to date before the commit. Only
+// the blocks before the one of the last seq are ever read (countRange
+// counts that one, a partial block, row by row), so only they are kept:
+// appending to the last block writes nothing to the table, one WAL page
+// less per commit. A block this transaction moved past is counted afresh
+// from its rows (at most 1024, once per block); the older blocks it
+// touched get its changes with one upsert each.
 func (tx *txn) flushBlocks() error {
+	shift := tx.s.blockShift
+	was, now := int64(tx.s.m.lastSeq>>shift), int64(tx.m.lastSeq>>shift)
+	for b := was; b < now; b++ {
+		if err := tx.s.exec("INSERT OR REPLACE INTO blocks (block, n) VALUES (?, (SELECT count(*) FROM msgs WHERE seq >= ? AND seq < ?))", nil, b, b<<shift, (b+1)<<shift); err != nil {
+			return err
+		}
+	}
 	for _, bd := range tx.blocks {
-		if bd.n == 0 {
+		if bd.block >= was || bd.n == 0 {
 			continue
 		}
 		if err := tx.s.exec("INSERT INTO blocks (block, n) VALUES (?, ?) ON CONFLICT (block) DO UPDATE SET n = n + excluded.n", nil, bd.block, bd.n); err != nil {

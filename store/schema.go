@@ -79,7 +79,10 @@ var migrations = []string{
 	DROP TRIGGER msgs_delete_block;`,
 }
 
-// blockShift is the log2 of the seqs per row of the blocks table.
+// blockShift is the log2 of the seqs per row of the blocks table. It is
+// part of the file format: a stream's blocks are always this size, except
+// in tests of fresh streams, which may set Options.blockShift to get many
+// small blocks from few messages.
 const blockShift = 10
 
 // The package's init turns off SQLite's per-connection lookaside allocator

@@ -54,20 +54,23 @@ type Options struct {
 	// Logger receives what cannot be returned to a caller (nil:
 	// slog.Default()).
 	Logger *slog.Logger
+
+	blockShift uint // tests only: see blockShift (0: blockShift)
 }
 
 // Stream is one open stream. Its methods are safe for concurrent use; one
 // lock guards the SQLite connection.
 type Stream struct {
-	mu       sync.Mutex
-	conn     *sqlite.Conn
-	lockf    *os.File                // holds the stream's lock on its file (nil: memory)
-	stmts    map[string]*sqlite.Stmt // see exec
-	blockBuf []blockDelta            // see txn.countBlock
-	path     string
-	opts     Options
-	memory   bool
-	closed   bool
+	mu         sync.Mutex
+	conn       *sqlite.Conn
+	lockf      *os.File                // holds the stream's lock on its file (nil: memory)
+	stmts      map[string]*sqlite.Stmt // see exec
+	blockBuf   []blockDelta            // see txn.countBlock
+	blockShift uint
+	path       string
+	opts       Options
+	memory     bool
+	closed     bool
 
 	m       meta
 	cfg     Config
@@ -124,7 +127,10 @@ func Open(path string, opts Options) (*Stream, error) {
 		cfg = *opts.Config
 		cfg.Desc = compactJSON(cfg.Desc)
 	}
-	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == StorageMemory}
+	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == StorageMemory, blockShift: blockShift}
+	if opts.blockShift != 0 {
+		s.blockShift = opts.blockShift
+	}
 	s.archive.interval = opts.ArchiveInterval
 	s.archive.last = time.Now()
 	if s.memory {
@@ -626,19 +632,20 @@ func (s *Stream) countRange(first, last, now int64) (int64, error) {
 	var n int64
 	add := func(st *sqlite.Stmt) error { n += st.ColumnInt64(0); return nil }
 	const rows = "SELECT count(*) FROM msgs WHERE seq >= ? AND seq <= ?"
-	fb, lb := first>>blockShift, last>>blockShift
+	shift := s.blockShift
+	fb, lb := first>>shift, last>>shift
 	if fb == lb {
 		if err := s.exec(rows, add, first, last); err != nil {
 			return 0, err
 		}
 	} else {
-		if err := s.exec(rows, add, first, (fb+1)<<blockShift-1); err != nil {
+		if err := s.exec(rows, add, first, (fb+1)<<shift-1); err != nil {
 			return 0, err
 		}
 		if err := s.exec("SELECT coalesce(sum(n), 0) FROM blocks WHERE block > ? AND block < ?", add, fb, lb); err != nil {
 			return 0, err
 		}
-		if err := s.exec(rows, add, lb<<blockShift, last); err != nil {
+		if err := s.exec(rows, add, lb<<shift, last); err != nil {
 			return 0, err
 		}
 	}
