@@ -30,6 +30,9 @@ type txn struct {
 	// Removals made to keep limits while appending, published after the
 	// set events as one delete event per reason.
 	byMaxMsgs, byMaxBytes rangeSet
+	// The removals of the item being written (see appendOne), kept here
+	// so that they need no allocation of their own.
+	itemMsgs, itemBytes rangeSet
 }
 
 // update runs fn in one write transaction and, once it committed, takes its
@@ -46,8 +49,7 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		err = tx.flushBlocks()
 	}
 	if err == nil && tx.m != s.m {
-		err = s.exec("UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1", nil,
-			tx.m.lastSeq, tx.m.lastTime, tx.m.revision, tx.m.count, tx.m.bytes)
+		err = tx.writeMeta()
 	}
 	if err == nil && tx.cfgDirty {
 		var b []byte
@@ -89,6 +91,20 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	}
 	s.arm()
 	return nil
+}
+
+// writeMeta stores the transaction's counters in the meta row.
+func (tx *txn) writeMeta() error {
+	st, err := tx.s.prep("UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1")
+	if err != nil {
+		return err
+	}
+	st.BindInt64(1, int64(tx.m.lastSeq))
+	st.BindInt64(2, tx.m.lastTime)
+	st.BindInt64(3, int64(tx.m.revision))
+	st.BindInt64(4, tx.m.count)
+	st.BindInt64(5, tx.m.bytes)
+	return step(st, nil)
 }
 
 // blockDelta is the change of one block's count in a transaction.
@@ -454,8 +470,9 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	if quota {
 		savedBlocks = slices.Clone(tx.blocks)
 	}
-	var byMsgs, byBytes rangeSet
-	msg, err := tx.writeItem(w, oldSeq, oldSize, size, &byMsgs, &byBytes)
+	byMsgs, byBytes := &tx.itemMsgs, &tx.itemBytes
+	*byMsgs, *byBytes = rangeSet{}, rangeSet{}
+	msg, err := tx.writeItem(w, oldSeq, oldSize, size, byMsgs, byBytes)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -479,8 +496,8 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	}
 	tx.rate = rate
 	tx.emit(Event{Op: OpSet, Msg: msg})
-	tx.byMaxMsgs.merge(&byMsgs)
-	tx.byMaxBytes.merge(&byBytes)
+	tx.byMaxMsgs.merge(byMsgs)
+	tx.byMaxBytes.merge(byBytes)
 	if msg.Expires != 0 {
 		tx.lowerDeadline(msg.Expires)
 	}
@@ -530,16 +547,28 @@ func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, b
 		ms := (w.TTL.Nanoseconds() + 999_999) / 1_000_000 // round up: never expire early
 		msg.Expires = msg.Time + ms
 	}
-	var key, expires any
+	data, flags := encodeData(msg.Data, tx.cfg)
+	st, err := tx.s.prep("INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return nil, err
+	}
+	st.BindInt64(1, int64(msg.Seq))
+	st.BindInt64(2, msg.Time)
 	if msg.Key != "" {
-		key = msg.Key
+		st.BindText(3, msg.Key)
+	} else {
+		st.BindNull(3)
 	}
 	if msg.Expires != 0 {
-		expires = msg.Expires
+		st.BindInt64(4, msg.Expires)
+	} else {
+		st.BindNull(4)
 	}
-	data, flags := encodeData(msg.Data, tx.cfg)
-	if err := tx.s.exec("INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", nil,
-		msg.Seq, msg.Time, key, expires, size, flags, encodeHeader(msg.Header), data); err != nil {
+	st.BindInt64(5, size)
+	st.BindInt64(6, flags)
+	bindBytes(st, 7, encodeHeader(msg.Header))
+	bindBytes(st, 8, data)
+	if err := step(st, nil); err != nil {
 		return nil, err
 	}
 	tx.countBlock(msg.Seq, 1)

@@ -431,19 +431,31 @@ func dbErr(err error) error {
 // use prepares again. Unlike conn.Prep it returns preparation errors
 // instead of panicking: a damaged file can fail there.
 func (s *Stream) exec(query string, fn func(*sqlite.Stmt) error, args ...any) error {
-	st := s.stmts[query]
-	if st == nil {
-		var err error
-		if st, _, err = s.conn.PrepareTransient(query); err != nil {
-			return err
-		}
-		if s.stmts == nil {
-			s.stmts = make(map[string]*sqlite.Stmt)
-		}
-		s.stmts[query] = st
+	st, err := s.prep(query)
+	if err != nil {
+		return err
 	}
 	bind(st, args)
 	return step(st, fn)
+}
+
+// prep returns the statement of query from the stream's cache, preparing
+// it on first use. The hottest statements bind their arguments themselves
+// instead of through exec: an int64 passed as an interface value costs an
+// allocation.
+func (s *Stream) prep(query string) (*sqlite.Stmt, error) {
+	if st := s.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, _, err := s.conn.PrepareTransient(query)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = make(map[string]*sqlite.Stmt)
+	}
+	s.stmts[query] = st
+	return st, nil
 }
 
 // finalizeStmts finalizes every statement in the stream's cache.
@@ -484,14 +496,19 @@ func bind(st *sqlite.Stmt, args []any) {
 		case string:
 			st.BindText(i+1, v)
 		case []byte:
-			if v == nil {
-				st.BindNull(i + 1)
-			} else {
-				st.BindBytes(i+1, v)
-			}
+			bindBytes(st, i+1, v)
 		default:
 			panic(fmt.Sprintf("store: cannot bind %T", a))
 		}
+	}
+}
+
+// bindBytes binds b to parameter i, nil as NULL.
+func bindBytes(st *sqlite.Stmt, i int, b []byte) {
+	if b == nil {
+		st.BindNull(i)
+	} else {
+		st.BindBytes(i, b)
 	}
 }
 
