@@ -74,7 +74,10 @@
 // locks, which conflicts with every other SQLite program's locks, so a
 // file another worker or a sqlite3 shell holds fails Open with ErrLocked
 // after a second, and such a program cannot open a stream's file while it
-// is open.
+// is open. (On systems other than Linux, SQLite's own locking is kept.)
+// The driver has no API for the persistent WAL, the checkpoint on close or
+// the WAL hook; handle.go makes those calls on the C library directly,
+// guarded by a test that the handles it uses are the connection's.
 //
 // With sync off, commits use synchronous=NORMAL: an acknowledged write
 // survives a crash of the process, whether it is in the -wal or already
@@ -89,7 +92,8 @@
 // timer per stream (no goroutine per stream), armed for the earliest
 // deadline and re-armed after commits, or by [Stream.Sweep]. The same timer
 // writes archive snapshots for tiered storage at most once per
-// [Options.ArchiveInterval].
+// [Options.ArchiveInterval], and runs the WAL checkpoint a commit asked for
+// (see Files), so that neither runs inside a request.
 //
 // # Memory
 //
