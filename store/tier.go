@@ -63,11 +63,22 @@ func fileRevision(path string, check bool) (uint64, error) {
 	if err := checkFile(path); err != nil {
 		return 0, err
 	}
+	// A closed stream keeps its -wal (see the package doc), and reading it
+	// in normal locking mode makes SQLite create a -shm, which it leaves
+	// behind; stream connections never use one (exclusive locking), so a
+	// -shm this look created is removed again.
+	_, serr := os.Stat(path + "-shm")
+	newShm := errors.Is(serr, fs.ErrNotExist)
 	conn, err := sqlite.OpenConn(path, sqlite.OpenReadOnly)
 	if err != nil {
 		return 0, dbErr(err)
 	}
-	defer conn.Close()
+	defer func() {
+		conn.Close()
+		if newShm {
+			os.Remove(path + "-shm")
+		}
+	}()
 	// A file held by an open stream stays locked; waiting for it forever
 	// (the driver's default) would hang Open instead of failing it.
 	conn.SetBusyTimeout(time.Second)

@@ -251,6 +251,9 @@ func TestRestoreIfNewer(t *testing.T) {
 		if err := restoreIfNewer(local, older); err != nil {
 			t.Fatalf("restoreIfNewer(older) = %v", err)
 		}
+		if _, err := os.Stat(local + "-shm"); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("reading the local revision left a -shm: %v", err)
+		}
 		if got, want := len(tierMessages(t, local)), 2; got != want {
 			t.Fatalf("messages = %d, want the local %d", got, want)
 		}
