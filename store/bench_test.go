@@ -208,15 +208,87 @@ func BenchmarkOpenGet(b *testing.B) {
 	benchRate(b, n, "opens/s")
 }
 
-// BenchmarkOpenRSS measures what an open, warm stream costs in resident
-// memory: 1000 streams are opened, written and read, and the growth of the
-// process's RSS is divided among them. It also reports the RSS growth that
-// remains once they are all closed, which should be close to nothing.
-func BenchmarkOpenRSS(b *testing.B) {
-	const streams = 1000
-	paths := benchClosedStreams(b, streams, Write{Data: benchPayload}, Write{Key: "k", Data: bytes.Repeat(benchPayload, 20)})
+// BenchmarkOpenCloseCycle opens a closed stream, writes one message and
+// closes it again: what a write costs on a stream that is not open. Run it
+// under strace -c -f to count the fsyncs of a cycle.
+func BenchmarkOpenCloseCycle(b *testing.B) {
+	const streams = 100
+	paths := benchClosedStreams(b, streams, Write{Data: benchPayload})
+	ws := []Write{{Data: benchPayload}}
 	b.ReportAllocs()
-	var perStream, heapPerStream, afterClose float64
+	n := 0
+	for b.Loop() {
+		s, err := Open(paths[n%streams], Options{NoSweep: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Append(ws); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	benchRate(b, n, "cycles/s")
+}
+
+// BenchmarkOpenManyOpen measures opening (and closing) one more stream
+// while many others are open: the cost of an open must not grow with the
+// streams already open.
+func BenchmarkOpenManyOpen(b *testing.B) {
+	for _, open := range []int{0, 1000, 4000} {
+		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
+			const cycled = 100
+			paths := benchClosedStreams(b, open+cycled, Write{Data: benchPayload})
+			for _, p := range paths[:open] {
+				s, err := Open(p, Options{NoSweep: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { s.Close() })
+			}
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				s, err := Open(paths[open+n%cycled], Options{NoSweep: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			benchRate(b, n, "opens/s")
+		})
+	}
+}
+
+// BenchmarkOpenStreamMemory measures what an open stream costs in resident
+// memory, as [OpenStreamBytes] states it: 2000 streams are opened one after
+// another, each written, read and trimmed before the next is opened (as a
+// worker trims idle streams, so that what one gives back serves the next),
+// and the growth of the process's RSS is divided among them. Then each is
+// used again without Trim, for the cost of a warm stream. It also reports
+// the growth that remains once they are all closed: memory SQLite's
+// allocator keeps for reuse.
+func BenchmarkOpenStreamMemory(b *testing.B) {
+	const streams = 2000
+	paths := benchClosedStreams(b, streams, Write{Data: benchPayload}, Write{Key: "k", Data: bytes.Repeat(benchPayload, 20)})
+	use := func(s *Stream) {
+		if _, err := s.Append([]Write{{Data: benchPayload}}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Read(ReadQuery{}, func(*Message) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.GetKey("k"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	var warm, trimmed, heapTrimmed, afterClose float64
 	var ms runtime.MemStats
 	for b.Loop() {
 		base := benchRSS(b)
@@ -229,19 +301,18 @@ func BenchmarkOpenRSS(b *testing.B) {
 				b.Fatal(err)
 			}
 			open[i] = s
-			if _, err := s.Append([]Write{{Data: benchPayload}}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.Read(ReadQuery{}, func(*Message) error { return nil }); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.GetKey("k"); err != nil {
+			use(s)
+			if err := s.Trim(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		perStream = float64(benchRSS(b)-base) / streams
+		trimmed = float64(benchRSS(b)-base) / streams
 		runtime.ReadMemStats(&ms)
-		heapPerStream = (float64(ms.HeapInuse) - float64(heapBase)) / streams
+		heapTrimmed = (float64(ms.HeapInuse) - float64(heapBase)) / streams
+		for _, s := range open {
+			use(s)
+		}
+		warm = float64(benchRSS(b)-base) / streams
 		for _, s := range open {
 			if err := s.Close(); err != nil {
 				b.Fatal(err)
@@ -249,8 +320,9 @@ func BenchmarkOpenRSS(b *testing.B) {
 		}
 		afterClose = float64(benchRSS(b) - base)
 	}
-	b.ReportMetric(perStream, "bytes/stream")
-	b.ReportMetric(heapPerStream, "go-heap-bytes/stream") // the rest is SQLite's C heap
+	b.ReportMetric(trimmed, "bytes/stream")
+	b.ReportMetric(warm, "warm-bytes/stream")
+	b.ReportMetric(heapTrimmed, "go-heap-bytes/stream") // the rest is SQLite's C heap
 	b.ReportMetric(afterClose, "bytes-after-close")
 }
 

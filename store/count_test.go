@@ -135,6 +135,60 @@ func TestOpen_MigratesVersion1(t *testing.T) {
 	}
 }
 
+// TestOpen_MigratesVersion2 opens a file of schema version 2, whose block
+// counts were kept by triggers, and checks that the triggers are gone and
+// the store keeps the counts from there on.
+func TestOpen_MigratesVersion2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := migrations[0] + ";" + migrations[1] + fmt.Sprintf(`;
+		PRAGMA application_id=%d; PRAGMA user_version=2;
+		INSERT INTO meta VALUES (1, 3000, 0, 3000, 3000, 3000, '{}');
+		WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM s WHERE n < 3000)
+		INSERT INTO msgs (seq, time, size, flags, data) SELECT n, 0, 1, 0, x'61' FROM s;
+		PRAGMA journal_mode=WAL`, applicationID)
+	if err := execScript(conn, script); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(path, Options{NoSweep: true})
+	if err != nil {
+		t.Fatalf("Open(v2 file) = %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Append([]Write{data("new")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteSeqs(5, 2000); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Read(ReadQuery{MaxMsgs: 1}, func(*Message) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res, (ReadResult{LastSeq: 3001, Revision: 3002, NumPending: 2998, NextSeq: 2}); got != want {
+		t.Fatalf("Read() = %+v, want %+v", got, want)
+	}
+	var triggers int
+	var blocks string
+	if err := execOnce(s.conn, "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'), (SELECT group_concat(block || ':' || n) FROM blocks WHERE block < 2)", func(st *sqlite.Stmt) error {
+		triggers, blocks = st.ColumnInt(0), st.ColumnText(1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The last block (2) is not kept any more (see flushBlocks).
+	if triggers != 0 || blocks != "0:1022,1:1023" {
+		t.Fatalf("after migration: %d triggers, blocks %s; want none and 0:1022,1:1023", triggers, blocks)
+	}
+}
+
 // TestOpen_Locked opens a stream whose file another connection holds
 // locked: Open fails with ErrLocked after its wait instead of hanging, and
 // works once the lock is gone.

@@ -73,6 +73,18 @@ func crashChild(mode string) {
 		for j := range ws {
 			ws[j] = crashWrite(i + j)
 		}
+		if mode == "reopen" && i%40 == 0 && i > 0 {
+			// Close leaves a small WAL beside the file, unless it is
+			// large: then it checkpoints. Both are crashed into below.
+			if err := s.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "close:", err)
+				os.Exit(2)
+			}
+			if s, err = Open(os.Getenv(crashEnvPath), Options{NoSweep: true}); err != nil {
+				fmt.Fprintln(os.Stderr, "reopen:", err)
+				os.Exit(2)
+			}
+		}
 		res, err := s.Append(ws)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "append:", err)
@@ -102,6 +114,7 @@ func TestCrash(t *testing.T) {
 		created uint64 // events of the creation: a config other than the default is one
 	}{
 		{"nosync", 3000, 0},
+		{"reopen", 3000, 0},
 		{"sync", 600, 1},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {

@@ -21,7 +21,13 @@
 // last seq and revision are kept in a meta row updated in the same
 // transaction as the messages. The messages left in a range after a page
 // (getall's Num-Pending) are counted from a table of counts per block of
-// 1024 seqs, kept by triggers, so paging through a large stream is linear.
+// 1024 seqs, so paging through a large stream is linear. A write
+// transaction counts its inserts and deletes per block as it makes them
+// and applies them with one upsert per block it touched before it commits
+// (no trigger per row). The block of the last seq is never read (it is
+// counted row by row), so it is not kept: an append to it writes nothing
+// to the table, and a block is counted from its rows once, when the
+// stream moves past it.
 //
 // # Events
 //
@@ -50,9 +56,33 @@
 // reported as [ErrCorrupt] and left byte for byte as it is. Damage found
 // later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
 //
+// The -wal file is persistent: a stream keeps it when it closes, so that
+// opening, writing once and closing a stream creates and deletes no file
+// and, with sync off, makes no fsync. Checkpoints go by the WAL's size, not
+// by commits or closes: a hook counts the WAL's frames, the stream's timer
+// checkpoints once a commit left 1000 or more (about 1 MiB), and Close and
+// [Stream.Trim] checkpoint (truncating the -wal) only a WAL of 256 frames
+// or more; a smaller one is read back by the next open. A closed stream is
+// therefore its database and its -wal: copy both. The tier code restores
+// from such a pair as well as from a snapshot.
+//
+// The stream's connection uses SQLite's "unix-none" file layer, which
+// takes no locks and keeps no process-wide list of open files (the default
+// one walks that list on every open, so opens got slower the more streams
+// were open). The stream locks its file itself, on a descriptor of its
+// own ([FilesPerStream] counts it): an OFD write lock on the bytes SQLite
+// locks, which conflicts with every other SQLite program's locks, so a
+// file another worker or a sqlite3 shell holds fails Open with ErrLocked
+// after a second, and such a program cannot open a stream's file while it
+// is open. (On systems other than Linux, SQLite's own locking is kept.)
+// The driver has no API for the persistent WAL, the checkpoint on close or
+// the WAL hook; handle.go makes those calls on the C library directly,
+// guarded by a test that the handles it uses are the connection's.
+//
 // With sync off, commits use synchronous=NORMAL: an acknowledged write
-// survives a crash of the process. With sync on, synchronous=FULL: it also
-// survives losing power.
+// survives a crash of the process, whether it is in the -wal or already
+// checkpointed. With sync on, synchronous=FULL: it also survives losing
+// power.
 //
 // # Time
 //
@@ -62,12 +92,17 @@
 // timer per stream (no goroutine per stream), armed for the earliest
 // deadline and re-armed after commits, or by [Stream.Sweep]. The same timer
 // writes archive snapshots for tiered storage at most once per
-// [Options.ArchiveInterval].
+// [Options.ArchiveInterval], and runs the WAL checkpoint a commit asked for
+// (see Files), so that neither runs inside a request.
 //
 // # Memory
 //
 // With thousands of streams open, each connection's fixed costs matter: the
 // package turns off SQLite's lookaside allocator and page-cache
 // preallocation process-wide, uses 1 KiB pages and a 64 KiB page cache, and
-// keeps only frequently used statements prepared.
+// keeps only frequently used statements prepared, in a cache of its own
+// and only once they are used. [Stream.Trim] finalizes all of them, gives
+// the page cache back and frees the connection's emulated C stack (about
+// 24 KB that the C library would otherwise keep until the connection
+// closes); [OpenStreamBytes] is what an open stream holds after it.
 package store

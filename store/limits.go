@@ -23,26 +23,33 @@ type txn struct {
 	cfgDirty bool
 	rate     rateWindow
 	events   []Event
-	deadline int64 // earliest new expiry this transaction created (0: none)
-	swept    bool  // the deadline must be recomputed from the data
+	deadline int64        // earliest new expiry this transaction created (0: none)
+	swept    bool         // the deadline must be recomputed from the data
+	blocks   []blockDelta // changes to the blocks table, applied before commit
 
 	// Removals made to keep limits while appending, published after the
 	// set events as one delete event per reason.
 	byMaxMsgs, byMaxBytes rangeSet
+	// The removals of the item being written (see appendOne), kept here
+	// so that they need no allocation of their own.
+	itemMsgs, itemBytes rangeSet
 }
 
 // update runs fn in one write transaction and, once it committed, takes its
 // counters, publishes its events and re-arms the timer. If anything fails
 // nothing of it remains, not even quota reservations.
 func (s *Stream) update(fn func(tx *txn) error) (err error) {
-	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate}
-	if err := exec(s.conn, "BEGIN IMMEDIATE", nil); err != nil {
+	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate, blocks: s.blockBuf[:0]}
+	defer func() { s.blockBuf = tx.blocks[:0] }() // reused by the next transaction
+	if err := s.exec("BEGIN IMMEDIATE", nil); err != nil {
 		return dbErr(err)
 	}
 	err = fn(tx)
+	if err == nil {
+		err = tx.flushBlocks()
+	}
 	if err == nil && tx.m != s.m {
-		err = exec(s.conn, "UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1", nil,
-			tx.m.lastSeq, tx.m.lastTime, tx.m.revision, tx.m.count, tx.m.bytes)
+		err = tx.writeMeta()
 	}
 	if err == nil && tx.cfgDirty {
 		var b []byte
@@ -51,11 +58,11 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		}
 	}
 	if err == nil {
-		err = exec(s.conn, "COMMIT", nil)
+		err = s.exec("COMMIT", nil)
 	}
 	if err != nil {
 		if !s.conn.AutocommitEnabled() {
-			if rerr := exec(s.conn, "ROLLBACK", nil); rerr != nil {
+			if rerr := s.exec("ROLLBACK", nil); rerr != nil {
 				s.opts.Logger.Error("store: rollback failed", "stream", s.path, "err", rerr)
 			}
 		}
@@ -79,7 +86,72 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	} else {
 		s.lowerDeadline(tx.deadline)
 	}
+	if s.walFrames >= checkpointFrames {
+		s.ckptDue = true
+	}
 	s.arm()
+	return nil
+}
+
+// writeMeta stores the transaction's counters in the meta row.
+func (tx *txn) writeMeta() error {
+	st, err := tx.s.prep("UPDATE meta SET last_seq = ?, last_time = ?, revision = ?, count = ?, bytes = ? WHERE id = 1")
+	if err != nil {
+		return err
+	}
+	st.BindInt64(1, int64(tx.m.lastSeq))
+	st.BindInt64(2, tx.m.lastTime)
+	st.BindInt64(3, int64(tx.m.revision))
+	st.BindInt64(4, tx.m.count)
+	st.BindInt64(5, tx.m.bytes)
+	return step(st, nil)
+}
+
+// blockDelta is the change of one block's count in a transaction.
+type blockDelta struct{ block, n int64 }
+
+// countBlock records that a row with seq was inserted (d = 1) or deleted
+// (d = -1). Rows come mostly in seq order, so the last block touched is
+// looked at first; rows of the last block, the one flushBlocks does not
+// keep, are not recorded.
+func (tx *txn) countBlock(seq uint64, d int64) {
+	b := int64(seq >> tx.s.blockShift)
+	if b >= int64(tx.s.m.lastSeq>>tx.s.blockShift) {
+		return
+	}
+	for i := len(tx.blocks) - 1; i >= 0; i-- {
+		if tx.blocks[i].block == b {
+			tx.blocks[i].n += d
+			return
+		}
+	}
+	tx.blocks = append(tx.blocks, blockDelta{b, d})
+}
+
+// flushBlocks brings the blocks table up to date before the commit. Only
+// the blocks before the one of the last seq are ever read (countRange
+// counts that one, a partial block, row by row), so only they are kept:
+// appending to the last block writes nothing to the table, one WAL page
+// less per commit. A block this transaction moved past is counted afresh
+// from its rows (at most 1024, once per block); the older blocks it
+// touched get its changes with one upsert each.
+func (tx *txn) flushBlocks() error {
+	shift := tx.s.blockShift
+	was, now := int64(tx.s.m.lastSeq>>shift), int64(tx.m.lastSeq>>shift)
+	for b := was; b < now; b++ {
+		if err := tx.s.exec("INSERT OR REPLACE INTO blocks (block, n) VALUES (?, (SELECT count(*) FROM msgs WHERE seq >= ? AND seq < ?))", nil, b, b<<shift, (b+1)<<shift); err != nil {
+			return err
+		}
+	}
+	for _, bd := range tx.blocks {
+		if bd.block >= was || bd.n == 0 {
+			continue
+		}
+		if err := tx.s.exec("INSERT INTO blocks (block, n) VALUES (?, ?) ON CONFLICT (block) DO UPDATE SET n = n + excluded.n", nil, bd.block, bd.n); err != nil {
+			return err
+		}
+	}
+	tx.blocks = tx.blocks[:0]
 	return nil
 }
 
@@ -148,13 +220,14 @@ type rowInfo struct {
 func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
 	var last uint64
 	var removed bool
-	err := exec(tx.conn, "SELECT seq, size, time FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
+	err := tx.s.exec("SELECT seq, size, time FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
 		r := rowInfo{uint64(st.ColumnInt64(0)), st.ColumnInt64(1), st.ColumnInt64(2)}
 		rs := pick(r)
 		if rs == nil {
 			return errStop
 		}
 		rs.add(r.seq)
+		tx.countBlock(r.seq, -1)
 		tx.m.count--
 		tx.m.bytes -= r.size
 		last, removed = r.seq, true
@@ -166,7 +239,7 @@ func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
 	if !removed {
 		return nil
 	}
-	return exec(tx.conn, "DELETE FROM msgs WHERE seq <= ?", nil, last)
+	return tx.s.exec("DELETE FROM msgs WHERE seq <= ?", nil, last)
 }
 
 // errStop ends a row loop early; it never leaves the package.
@@ -180,8 +253,9 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 		if seq == 0 || seq > math.MaxInt64 {
 			continue
 		}
-		err := exec(tx.conn, "DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
+		err := tx.s.exec("DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
 			rs.add(seq)
+			tx.countBlock(seq, -1)
 			tx.m.count--
 			tx.m.bytes -= st.ColumnInt64(0)
 			return nil
@@ -194,8 +268,9 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 }
 
 func (tx *txn) deleteKey(key string, rs *rangeSet) error {
-	return exec(tx.conn, "DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
+	return tx.s.exec("DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
 		rs.add(uint64(st.ColumnInt64(0)))
+		tx.countBlock(uint64(st.ColumnInt64(0)), -1)
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
 		return nil
@@ -334,7 +409,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	dedup := w.MsgID != "" && cfg.DuplicateWindow > 0
 	if dedup {
 		var dup *WriteResult
-		err := exec(tx.conn, "SELECT seq, time FROM msg_ids WHERE id = ? AND time > ?", func(st *sqlite.Stmt) error {
+		err := tx.s.exec("SELECT seq, time FROM msg_ids WHERE id = ? AND time > ?", func(st *sqlite.Stmt) error {
 			dup = &WriteResult{Seq: uint64(st.ColumnInt64(0)), Time: st.ColumnInt64(1), Duplicate: true}
 			return nil
 		}, w.MsgID, tx.now-cfg.DuplicateWindow)
@@ -350,7 +425,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	var oldSeq uint64
 	var oldSize int64
 	if w.Key != "" {
-		err := exec(tx.conn, "SELECT seq, size FROM msgs WHERE key = ?", func(st *sqlite.Stmt) error {
+		err := tx.s.exec("SELECT seq, size FROM msgs WHERE key = ?", func(st *sqlite.Stmt) error {
 			oldSeq, oldSize = uint64(st.ColumnInt64(0)), st.ColumnInt64(1)
 			return nil
 		}, w.Key)
@@ -386,23 +461,28 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	// here on fails the whole call.
 	quota := tx.s.memory && tx.s.opts.Quota != nil
 	if quota {
-		if err := exec(tx.conn, "SAVEPOINT item", nil); err != nil {
+		if err := tx.s.exec("SAVEPOINT item", nil); err != nil {
 			return WriteResult{}, err
 		}
 	}
 	saved := tx.m
-	var byMsgs, byBytes rangeSet
-	msg, err := tx.writeItem(w, oldSeq, oldSize, size, &byMsgs, &byBytes)
+	var savedBlocks []blockDelta
+	if quota {
+		savedBlocks = slices.Clone(tx.blocks)
+	}
+	byMsgs, byBytes := &tx.itemMsgs, &tx.itemBytes
+	*byMsgs, *byBytes = rangeSet{}, rangeSet{}
+	msg, err := tx.writeItem(w, oldSeq, oldSize, size, byMsgs, byBytes)
 	if err != nil {
 		return WriteResult{}, err
 	}
 	if need := tx.m.bytes - tx.s.held; quota && need > 0 {
 		if !tx.s.opts.Quota.Reserve(need) {
-			tx.m = saved
-			if err := exec(tx.conn, "ROLLBACK TO item", nil); err != nil {
+			tx.m, tx.blocks = saved, savedBlocks
+			if err := tx.s.exec("ROLLBACK TO item", nil); err != nil {
 				return WriteResult{}, err
 			}
-			if err := exec(tx.conn, "RELEASE item", nil); err != nil {
+			if err := tx.s.exec("RELEASE item", nil); err != nil {
 				return WriteResult{}, err
 			}
 			return WriteResult{}, fmt.Errorf("%w: memory quota is full", ErrLimitReached)
@@ -410,14 +490,14 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 		tx.s.held += need
 	}
 	if quota {
-		if err := exec(tx.conn, "RELEASE item", nil); err != nil {
+		if err := tx.s.exec("RELEASE item", nil); err != nil {
 			return WriteResult{}, err
 		}
 	}
 	tx.rate = rate
 	tx.emit(Event{Op: OpSet, Msg: msg})
-	tx.byMaxMsgs.merge(&byMsgs)
-	tx.byMaxBytes.merge(&byBytes)
+	tx.byMaxMsgs.merge(byMsgs)
+	tx.byMaxBytes.merge(byBytes)
 	if msg.Expires != 0 {
 		tx.lowerDeadline(msg.Expires)
 	}
@@ -441,9 +521,10 @@ func deref(r *WriteResult) WriteResult {
 // inserts the row, remembers the message id and evicts what no longer fits.
 func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, byBytes *rangeSet) (*Message, error) {
 	if oldSeq != 0 {
-		if err := exec(tx.conn, "DELETE FROM msgs WHERE seq = ?", nil, oldSeq); err != nil {
+		if err := tx.s.exec("DELETE FROM msgs WHERE seq = ?", nil, oldSeq); err != nil {
 			return nil, err
 		}
+		tx.countBlock(oldSeq, -1)
 		tx.m.count--
 		tx.m.bytes -= oldSize
 	}
@@ -466,23 +547,36 @@ func (tx *txn) writeItem(w *Write, oldSeq uint64, oldSize, size int64, byMsgs, b
 		ms := (w.TTL.Nanoseconds() + 999_999) / 1_000_000 // round up: never expire early
 		msg.Expires = msg.Time + ms
 	}
-	var key, expires any
-	if msg.Key != "" {
-		key = msg.Key
-	}
-	if msg.Expires != 0 {
-		expires = msg.Expires
-	}
 	data, flags := encodeData(msg.Data, tx.cfg)
-	if err := exec(tx.conn, "INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", nil,
-		msg.Seq, msg.Time, key, expires, size, flags, encodeHeader(msg.Header), data); err != nil {
+	st, err := tx.s.prep("INSERT INTO msgs (seq, time, key, expires, size, flags, header, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+	if err != nil {
 		return nil, err
 	}
+	st.BindInt64(1, int64(msg.Seq))
+	st.BindInt64(2, msg.Time)
+	if msg.Key != "" {
+		st.BindText(3, msg.Key)
+	} else {
+		st.BindNull(3)
+	}
+	if msg.Expires != 0 {
+		st.BindInt64(4, msg.Expires)
+	} else {
+		st.BindNull(4)
+	}
+	st.BindInt64(5, size)
+	st.BindInt64(6, flags)
+	bindBytes(st, 7, encodeHeader(msg.Header))
+	bindBytes(st, 8, data)
+	if err := step(st, nil); err != nil {
+		return nil, err
+	}
+	tx.countBlock(msg.Seq, 1)
 	tx.m.lastSeq, tx.m.lastTime = msg.Seq, msg.Time
 	tx.m.count++
 	tx.m.bytes += size
 	if w.MsgID != "" && tx.cfg.DuplicateWindow > 0 {
-		if err := exec(tx.conn, "INSERT OR REPLACE INTO msg_ids (id, seq, time) VALUES (?, ?, ?)", nil, w.MsgID, msg.Seq, msg.Time); err != nil {
+		if err := tx.s.exec("INSERT OR REPLACE INTO msg_ids (id, seq, time) VALUES (?, ?, ?)", nil, w.MsgID, msg.Seq, msg.Time); err != nil {
 			return nil, err
 		}
 	}

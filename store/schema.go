@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,9 +70,19 @@ var migrations = []string{
 	CREATE TRIGGER msgs_delete_block AFTER DELETE ON msgs BEGIN
 		UPDATE blocks SET n = n - 1 WHERE block = old.seq >> 10;
 	END;`,
+
+	// 3: the block counts are kept by the store in the same transaction
+	// (one upsert per block a commit touched, see txn.countBlock): a
+	// trigger per row made every insert and delete a statement of its own,
+	// with its own statement journal. The counts are unchanged.
+	`DROP TRIGGER msgs_insert_block;
+	DROP TRIGGER msgs_delete_block;`,
 }
 
-// blockShift is the log2 of the seqs per row of the blocks table.
+// blockShift is the log2 of the seqs per row of the blocks table. It is
+// part of the file format: a stream's blocks are always this size, except
+// in tests of fresh streams, which may set Options.blockShift to get many
+// small blocks from few messages.
 const blockShift = 10
 
 // The package's init turns off SQLite's per-connection lookaside allocator
@@ -104,12 +113,16 @@ func init() {
 }
 
 // connPragmas are set on every stream connection. Exclusive locking keeps the
-// WAL index in private memory (no -shm file and no shared mmap); the small
-// page cache bounds memory per open stream. (mmap_size is 0 by default in
-// this build, so database pages are never mapped either.)
+// WAL index in private memory (no -shm file and no shared mmap), and is what
+// lets the stream's file layer take no locks (see lockFile); the small page
+// cache bounds memory per open stream. A checkpoint that leaves the WAL
+// longer than journal_size_limit truncates it to that (see checkpoint for
+// when checkpoints run). (mmap_size is 0 by default in this build, so
+// database pages are never mapped either.)
 var connPragmas = []string{
 	"PRAGMA locking_mode=EXCLUSIVE",
 	"PRAGMA cache_size=-64",
+	"PRAGMA journal_size_limit=2097152",
 }
 
 // template is an empty stream file, built once per process and copied to
@@ -273,12 +286,17 @@ func inspectFile(path string) (version int, wal bool, err error) {
 		return 0, false, err
 	}
 	defer f.Close()
+	return inspectOpen(f, path)
+}
+
+// inspectOpen is [inspectFile] on f, the file at path, already open.
+func inspectOpen(f *os.File, path string) (version int, wal bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, false, err
 	}
 	var h [100]byte
-	if _, err := io.ReadFull(f, h[:]); err != nil {
+	if _, err := f.ReadAt(h[:], 0); err != nil {
 		return 0, false, fmt.Errorf("%w: %s: short header", ErrCorrupt, path)
 	}
 	version, wal = int(binary.BigEndian.Uint32(h[60:])), h[18] == 2 && h[19] == 2
@@ -321,6 +339,15 @@ func checkHeader(path string, h [100]byte, size int64) error {
 	return nil
 }
 
+// columnInt64 is column i of the row, or nil when it is NULL.
+func columnInt64(st *sqlite.Stmt, i int) *int64 {
+	if st.ColumnIsNull(i) {
+		return nil
+	}
+	v := st.ColumnInt64(i)
+	return &v
+}
+
 // checkSchema verifies, through an open connection, that the database is a
 // stream file this code understands.
 func checkSchema(conn *sqlite.Conn) (version int, err error) {
@@ -347,7 +374,7 @@ func checkSchema(conn *sqlite.Conn) (version int, err error) {
 }
 
 // tablesByVersion lists the tables a file of each schema version has.
-var tablesByVersion = [][]string{1: {"meta", "msgs", "msg_ids"}, 2: {"meta", "msgs", "msg_ids", "blocks"}}
+var tablesByVersion = [][]string{1: {"meta", "msgs", "msg_ids"}, 2: {"meta", "msgs", "msg_ids", "blocks"}, 3: {"meta", "msgs", "msg_ids", "blocks"}}
 
 // checkTables verifies that the tables of schema version exist.
 func checkTables(conn *sqlite.Conn, version int) error {
@@ -398,11 +425,13 @@ func dbErr(err error) error {
 	return fmt.Errorf("store: %w", err)
 }
 
-// exec runs one statement, cached on the connection, calling fn per row.
-// Unlike conn.Prep it returns preparation errors instead of panicking: a
-// damaged file can fail there.
-func exec(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
-	st, err := conn.Prepare(query)
+// exec runs one statement, calling fn per row. The statement stays
+// prepared in the stream's own cache (not the driver's), so that Trim can
+// finalize every one of them: an idle stream then holds none, and the next
+// use prepares again. Unlike conn.Prep it returns preparation errors
+// instead of panicking: a damaged file can fail there.
+func (s *Stream) exec(query string, fn func(*sqlite.Stmt) error, args ...any) error {
+	st, err := s.prep(query)
 	if err != nil {
 		return err
 	}
@@ -410,7 +439,38 @@ func exec(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...
 	return step(st, fn)
 }
 
-// execOnce is exec for statements that run rarely: they are not kept
+// prep returns the statement of query from the stream's cache, preparing
+// it on first use. The hottest statements bind their arguments themselves
+// instead of through exec: an int64 passed as an interface value costs an
+// allocation.
+func (s *Stream) prep(query string) (*sqlite.Stmt, error) {
+	if st := s.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, _, err := s.conn.PrepareTransient(query)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = make(map[string]*sqlite.Stmt)
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
+// finalizeStmts finalizes every statement in the stream's cache.
+func (s *Stream) finalizeStmts() error {
+	var first error
+	for q, st := range s.stmts {
+		if err := st.Finalize(); err != nil && first == nil {
+			first = err
+		}
+		delete(s.stmts, q)
+	}
+	return first
+}
+
+// execOnce is [Stream.exec] for statements that run rarely: they are not kept
 // prepared, since every cached statement costs memory on every open stream.
 func execOnce(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
 	st, _, err := conn.PrepareTransient(query)
@@ -436,14 +496,19 @@ func bind(st *sqlite.Stmt, args []any) {
 		case string:
 			st.BindText(i+1, v)
 		case []byte:
-			if v == nil {
-				st.BindNull(i + 1)
-			} else {
-				st.BindBytes(i+1, v)
-			}
+			bindBytes(st, i+1, v)
 		default:
 			panic(fmt.Sprintf("store: cannot bind %T", a))
 		}
+	}
+}
+
+// bindBytes binds b to parameter i, nil as NULL.
+func bindBytes(st *sqlite.Stmt, i int, b []byte) {
+	if b == nil {
+		st.BindNull(i)
+	} else {
+		st.BindBytes(i, b)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,17 +54,23 @@ type Options struct {
 	// Logger receives what cannot be returned to a caller (nil:
 	// slog.Default()).
 	Logger *slog.Logger
+
+	blockShift uint // tests only: see blockShift (0: blockShift)
 }
 
 // Stream is one open stream. Its methods are safe for concurrent use; one
 // lock guards the SQLite connection.
 type Stream struct {
-	mu     sync.Mutex
-	conn   *sqlite.Conn
-	path   string
-	opts   Options
-	memory bool
-	closed bool
+	mu         sync.Mutex
+	conn       *sqlite.Conn
+	lockf      *os.File                // holds the stream's lock on its file (nil: memory)
+	stmts      map[string]*sqlite.Stmt // see exec
+	blockBuf   []blockDelta            // see txn.countBlock
+	blockShift uint
+	path       string
+	opts       Options
+	memory     bool
+	closed     bool
 
 	m       meta
 	cfg     Config
@@ -79,6 +86,12 @@ type Stream struct {
 	timer    *time.Timer
 	timerAt  time.Time
 	timers   sync.WaitGroup // one count per scheduled timer call
+
+	// walFrames is the frames the WAL held after the last commit, as the
+	// WAL hook reports it; ckptDue asks the timer for a checkpoint.
+	walFrames int32
+	ckptDue   bool
+	newWAL    bool // the -wal did not exist before this open
 }
 
 // meta mirrors the meta row: the counters that make inventory O(1).
@@ -114,7 +127,10 @@ func Open(path string, opts Options) (*Stream, error) {
 		cfg = *opts.Config
 		cfg.Desc = compactJSON(cfg.Desc)
 	}
-	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == StorageMemory}
+	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == StorageMemory, blockShift: blockShift}
+	if opts.blockShift != 0 {
+		s.blockShift = opts.blockShift
+	}
 	s.archive.interval = opts.ArchiveInterval
 	s.archive.last = time.Now()
 	if s.memory {
@@ -133,10 +149,13 @@ func Open(path string, opts Options) (*Stream, error) {
 		s.conn, err = openMemory()
 		created = true
 	} else {
-		s.conn, created, err = openFile(path, &cfg, opts)
+		s.conn, s.lockf, s.newWAL, created, err = openFile(path, &cfg, opts)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if !s.memory {
+		watchWAL(s.conn, &s.walFrames)
 	}
 	// The stream is not shared yet, but a commit below may start its timer,
 	// whose calls take the lock: hold it until the stream is ready.
@@ -146,7 +165,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		if s.timer != nil && s.timer.Stop() {
 			s.timers.Done()
 		}
-		s.conn.Close()
+		s.closeConn()
 		s.mu.Unlock()
 		s.timers.Wait()
 		if created && !s.memory {
@@ -155,6 +174,10 @@ func Open(path string, opts Options) (*Stream, error) {
 			if rerr := Remove(path); rerr != nil {
 				s.opts.Logger.Error("store: remove unfinished stream", "stream", path, "err", rerr)
 			}
+		} else if s.newWAL {
+			// A file found damaged is left as it was: without the -wal
+			// this open made.
+			os.Remove(path + "-wal")
 		}
 		return nil, err
 	}
@@ -176,11 +199,6 @@ func Open(path string, opts Options) (*Stream, error) {
 	}
 	if err := s.applySync(); err != nil {
 		return fail(dbErr(err))
-	}
-	if s.m.count > 0 || !created {
-		if err := s.recomputeDeadline(); err != nil {
-			return fail(err)
-		}
 	}
 	s.arm()
 	s.mu.Unlock()
@@ -211,23 +229,26 @@ func openMemory() (*sqlite.Conn, error) {
 
 // openFile opens (and with opts.Create, creates) a stream file. Every check
 // that can be made without SQLite is made before SQLite opens the file
-// read-write.
-func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, created bool, err error) {
+// read-write, and the stream's lock is taken before it does.
+func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.File, newWAL, created bool, err error) {
 	if opts.ArchivePath != "" {
 		if err := restoreIfNewer(path, opts.ArchivePath); err != nil {
-			return nil, false, err
+			return nil, nil, false, false, err
 		}
 	}
-	version, wal, err := inspectFile(path)
+	// The header is read through the descriptor that holds the lock:
+	// closing another descriptor of the file would drop the POSIX locks
+	// other connections of this process hold on it.
+	lockf, err := lockFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !opts.Create {
-			return nil, false, ErrNotFound
+			return nil, nil, false, false, ErrNotFound
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, false, err
+			return nil, nil, false, false, err
 		}
 		if err := createFile(path, cfg.Sync); err != nil {
-			return nil, false, err
+			return nil, nil, false, false, err
 		}
 		defer func() {
 			if err != nil { // not made ready: as if never created
@@ -235,55 +256,111 @@ func openFile(path string, cfg *Config, opts Options) (conn *sqlite.Conn, create
 			}
 		}()
 		created = true
-		version, wal, err = len(migrations), true, nil // the template's
+		lockf, err = lockFile(path)
+	}
+	if err != nil {
+		return nil, nil, false, false, err
+	}
+	defer func() {
+		if err != nil && lockf != nil {
+			lockf.Close()
+		}
+	}()
+	version, wal, err := len(migrations), true, error(nil) // the template's
+	if !created {
+		version, wal, err = inspectOpen(lockf, path)
 	}
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
 			err = fmt.Errorf("store: open %s: %w", path, err)
 		}
-		return nil, false, err
+		return nil, nil, false, false, err
 	}
-	conn, err = sqlite.OpenConn(path, sqlite.OpenReadWrite)
+	_, werr := os.Stat(path + "-wal")
+	newWAL = errors.Is(werr, fs.ErrNotExist)
+	conn, err := sqlite.OpenConn(streamURI(path), sqlite.OpenReadWrite|sqlite.OpenURI)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 	}
-	// The connection holds the file exclusively, so only another program
-	// can make it wait; waiting forever, as the driver would, would hang
-	// the stream's requests.
+	// Another program can only make the connection wait where SQLite's own
+	// locks are used (see lockFile); waiting forever, as the driver would,
+	// would hang the stream's requests.
 	conn.SetBusyTimeout(lockTimeout)
 	defer func() {
 		if err != nil {
 			conn.Close()
+			if newWAL && !created {
+				os.Remove(path + "-wal") // see Open's fail
+			}
 		}
 	}()
+	// From here on, closing never checkpoints nor removes the -wal: a file
+	// found damaged below keeps its -wal and its bytes as they were.
+	if err = persistWAL(conn); err == nil {
+		err = setCheckpointOnClose(conn, false)
+	}
+	if err != nil {
+		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	for _, p := range connPragmas {
 		if err := execScript(conn, p); err != nil {
-			return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 		}
 	}
-	// The header was checked already (application id, schema version);
-	// the tables are checked before anything may write to the file.
-	if err := checkTables(conn, version); err != nil {
-		return nil, false, fmt.Errorf("store: open %s: %w", path, err)
+	// The header was checked already (application id, schema version).
+	// A file that needs a write before it is used has its tables checked
+	// first; a current one has them checked by the query that loads it
+	// (see load), before anything writes to it.
+	if version != len(migrations) || !wal {
+		if err := checkTables(conn, version); err != nil {
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
+		}
 	}
 	if !wal { // e.g. a copy restored from the archive
 		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
-			return nil, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
 		}
 	}
 	if err := migrate(conn, version); err != nil {
-		return nil, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
+		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
 	}
-	return conn, created, nil
+	return conn, lockf, newWAL, created, nil
 }
 
-// load reads the meta row into memory. It runs once per open, so its
-// statement is not kept prepared: a cached statement of six result columns
-// costs every open stream about 6 KB.
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// streamURI is the SQLite URI that opens path with the stream's file layer
+// (see lockFile). Stream file names contain %-escapes, which a URI would
+// decode, so '%' is escaped, as are '?' and '#'.
+func streamURI(path string) string {
+	path = uriEscaper.Replace(path)
+	if strings.HasPrefix(path, "//") { // would read as file://authority
+		path = "/" + strings.TrimLeft(path, "/")
+	}
+	return "file:" + path + "?vfs=" + streamVFS
+}
+
+// loadQuery is everything an open needs from the file, in one statement
+// (preparing is most of what a query costs here): the meta row, the number
+// of the stream's tables that exist (a missing one fails the prepare or
+// the count), and the three candidates of the expiry deadline (see
+// recomputeDeadline).
+const loadQuery = `SELECT last_seq, last_time, revision, count, bytes, config,
+	(SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids', 'blocks')),
+	(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
+	(SELECT time FROM msgs ORDER BY seq LIMIT 1),
+	(SELECT min(time) FROM msg_ids)
+	FROM meta WHERE id = 1`
+
+// load reads the meta row, the config and the expiry deadline into
+// memory, checking that the file has the tables of the current schema. It
+// runs once per open, so its statement is not kept prepared.
 func (s *Stream) load() error {
 	var found bool
 	var cfgJSON string
-	err := execOnce(s.conn, "SELECT last_seq, last_time, revision, count, bytes, config FROM meta WHERE id = 1", func(st *sqlite.Stmt) error {
+	var tables int
+	var expires, first, firstID *int64
+	err := execOnce(s.conn, loadQuery, func(st *sqlite.Stmt) error {
 		found = true
 		s.m = meta{
 			lastSeq:  uint64(st.ColumnInt64(0)),
@@ -293,15 +370,25 @@ func (s *Stream) load() error {
 			bytes:    st.ColumnInt64(4),
 		}
 		cfgJSON = st.ColumnText(5)
+		tables = st.ColumnInt(6)
+		expires, first, firstID = columnInt64(st, 7), columnInt64(st, 8), columnInt64(st, 9)
 		return nil
 	})
+	if sqlite.ErrCode(err) == sqlite.ResultError {
+		// Only a missing table or column makes this query fail to
+		// prepare on a file whose header was found sound.
+		return fmt.Errorf("%w: %s: missing tables: %v", ErrCorrupt, s.path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
 	}
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
 	}
-	cfg, err := ParseConfigPatch(DefaultConfig(), []byte(cfgJSON))
+	if tables != len(tablesByVersion[len(migrations)]) {
+		return fmt.Errorf("%w: %s: missing tables", ErrCorrupt, s.path)
+	}
+	cfg, err := parseStoredConfig(cfgJSON)
 	if err != nil {
 		return fmt.Errorf("%w: %s: stored config: %v", ErrCorrupt, s.path, err)
 	}
@@ -309,7 +396,26 @@ func (s *Stream) load() error {
 		cfg.Storage = StorageMemory
 	}
 	s.cfg = cfg
+	s.deadline = deadlineOf(cfg, expires, first, firstID)
 	return nil
+}
+
+// defaultConfigJSON is the config a stream created with the defaults
+// stores; most streams have it, and it needs no parsing.
+var defaultConfigJSON = func() string {
+	b, err := json.Marshal(DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
+// parseStoredConfig parses the config JSON of the meta row.
+func parseStoredConfig(s string) (Config, error) {
+	if s == defaultConfigJSON {
+		return DefaultConfig(), nil
+	}
+	return ParseConfigPatch(DefaultConfig(), []byte(s))
 }
 
 // applySync sets the durability of the following commits from the config.
@@ -353,6 +459,22 @@ func removeSidecars(path string) error {
 		}
 	}
 	return first
+}
+
+// closeConn closes the connection and then lets go of the file's lock.
+func (s *Stream) closeConn() error {
+	if !s.memory {
+		unwatchWAL(s.conn)
+	}
+	err := s.finalizeStmts()
+	if cerr := s.conn.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("store: close %s: %w", s.path, cerr)
+	}
+	if s.lockf != nil {
+		s.lockf.Close()
+		s.lockf = nil
+	}
+	return err
 }
 
 // nowMs is the stream clock in Unix milliseconds.
@@ -418,7 +540,7 @@ func (s *Stream) GetKey(key string) (*Message, error) {
 
 func (s *Stream) getOne(query string, args ...any) (*Message, error) {
 	var m *Message
-	err := exec(s.conn, query, func(st *sqlite.Stmt) (err error) {
+	err := s.exec(query, func(st *sqlite.Stmt) (err error) {
 		m, err = scanMsg(st)
 		return err
 	}, args...)
@@ -452,11 +574,11 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 		end = int64(min(q.EndSeq, math.MaxInt64))
 	}
 	now := s.nowMs()
-	if err := exec(s.conn, "BEGIN", nil); err != nil {
+	if err := s.exec("BEGIN", nil); err != nil {
 		return res, dbErr(err)
 	}
 	defer func() {
-		if cerr := exec(s.conn, "COMMIT", nil); err == nil && cerr != nil {
+		if cerr := s.exec("COMMIT", nil); err == nil && cerr != nil {
 			err = dbErr(cerr)
 		}
 	}()
@@ -464,7 +586,7 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 	var bytes int64
 	var next uint64
 	var fnErr error
-	err = exec(s.conn, "SELECT "+msgColumns+", size FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired+" ORDER BY seq", func(st *sqlite.Stmt) error {
+	err = s.exec("SELECT "+msgColumns+", size FROM msgs WHERE seq >= ? AND seq <= ? AND time >= ? AND "+notExpired+" ORDER BY seq", func(st *sqlite.Stmt) error {
 		size := st.ColumnInt64(7)
 		if sent > 0 && (q.MaxMsgs > 0 && sent >= q.MaxMsgs || q.MaxBytes > 0 && bytes+size > q.MaxBytes) {
 			next = uint64(st.ColumnInt64(0))
@@ -510,23 +632,24 @@ func (s *Stream) countRange(first, last, now int64) (int64, error) {
 	var n int64
 	add := func(st *sqlite.Stmt) error { n += st.ColumnInt64(0); return nil }
 	const rows = "SELECT count(*) FROM msgs WHERE seq >= ? AND seq <= ?"
-	fb, lb := first>>blockShift, last>>blockShift
+	shift := s.blockShift
+	fb, lb := first>>shift, last>>shift
 	if fb == lb {
-		if err := exec(s.conn, rows, add, first, last); err != nil {
+		if err := s.exec(rows, add, first, last); err != nil {
 			return 0, err
 		}
 	} else {
-		if err := exec(s.conn, rows, add, first, (fb+1)<<blockShift-1); err != nil {
+		if err := s.exec(rows, add, first, (fb+1)<<shift-1); err != nil {
 			return 0, err
 		}
-		if err := exec(s.conn, "SELECT coalesce(sum(n), 0) FROM blocks WHERE block > ? AND block < ?", add, fb, lb); err != nil {
+		if err := s.exec("SELECT coalesce(sum(n), 0) FROM blocks WHERE block > ? AND block < ?", add, fb, lb); err != nil {
 			return 0, err
 		}
-		if err := exec(s.conn, rows, add, lb<<blockShift, last); err != nil {
+		if err := s.exec(rows, add, lb<<shift, last); err != nil {
 			return 0, err
 		}
 	}
-	err := exec(s.conn, "SELECT count(*) FROM msgs INDEXED BY msgs_expires WHERE expires <= ? AND +seq >= ? AND +seq <= ?", func(st *sqlite.Stmt) error {
+	err := s.exec("SELECT count(*) FROM msgs INDEXED BY msgs_expires WHERE expires <= ? AND +seq >= ? AND +seq <= ?", func(st *sqlite.Stmt) error {
 		n -= st.ColumnInt64(0)
 		return nil
 	}, now, first, last)
@@ -546,7 +669,7 @@ func (s *Stream) Keys(after string, limit int) ([]string, bool, error) {
 	defer s.mu.Unlock()
 	keys := []string{}
 	more := false
-	err := exec(s.conn, "SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
+	err := s.exec("SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
 		if len(keys) == limit {
 			more = true
 			return nil
@@ -577,7 +700,7 @@ func (s *Stream) Inventory() (Inventory, error) {
 		Revision: s.m.revision,
 		Limits:   s.cfg.NonDefault(),
 	}
-	err := exec(s.conn, "SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
+	err := s.exec("SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
 		inv.FirstSeq = uint64(st.ColumnInt64(0))
 		return nil
 	}, s.nowMs())
@@ -599,15 +722,29 @@ func (s *Stream) Config() Config {
 	return c
 }
 
-// Trim gives back the memory an idle stream does not need: SQLite's page
-// cache and whatever else it can free. The next request rebuilds what it
-// uses. It is safe to call at any time.
+// Trim gives back the memory an idle stream does not need: its prepared
+// statements, SQLite's page cache, the C stack of its connection and
+// whatever else SQLite can free. A WAL of 256 frames or more is
+// checkpointed, as Close would. The next request rebuilds what it uses. It
+// is safe to call at any time.
 func (s *Stream) Trim() error {
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
-	return dbErr(execScript(s.conn, "PRAGMA shrink_memory"))
+	if !s.memory && s.walFrames >= closeCheckpointFrames {
+		if err := s.checkpoint(true); err != nil {
+			return err
+		}
+	}
+	if err := s.finalizeStmts(); err != nil {
+		return dbErr(err)
+	}
+	if err := execScript(s.conn, "PRAGMA shrink_memory"); err != nil {
+		return dbErr(err)
+	}
+	releaseCStack(s.conn)
+	return nil
 }
 
 // Revision returns the stream's revision: the number of events so far.
@@ -780,9 +917,10 @@ func (s *Stream) closeLocked(archive bool) error {
 	if s.opts.BackupPath != "" && s.m.revision > 0 {
 		keep(snapshot(s.conn, s.opts.BackupPath))
 	}
-	if err := s.conn.Close(); err != nil {
-		keep(fmt.Errorf("store: close %s: %w", s.path, err))
+	if s.walFrames >= closeCheckpointFrames {
+		keep(s.checkpoint(true))
 	}
+	keep(s.closeConn())
 	s.opts.Quota.Release(s.held)
 	s.held = 0
 	return first

@@ -368,7 +368,7 @@ func TestStream_Dedup(t *testing.T) {
 			t.Fatal(err)
 		}
 		var n int
-		exec(ts.conn, "SELECT count(*) FROM msg_ids WHERE id = 'm1'", func(st *sqlite.Stmt) error { n = st.ColumnInt(0); return nil })
+		ts.exec("SELECT count(*) FROM msg_ids WHERE id = 'm1'", func(st *sqlite.Stmt) error { n = st.ColumnInt(0); return nil })
 		if n != 0 {
 			t.Fatalf("expired message id still stored")
 		}
@@ -689,7 +689,7 @@ func TestStream_Compression(t *testing.T) {
 	ts := openTest(t, &cfg)
 	big := bytes.Repeat([]byte("abc"), 1000)
 	flags := func(seq uint64) (flags, stored int64) {
-		exec(ts.conn, "SELECT flags, length(data) FROM msgs WHERE seq = ?", func(st *sqlite.Stmt) error {
+		ts.exec("SELECT flags, length(data) FROM msgs WHERE seq = ?", func(st *sqlite.Stmt) error {
 			flags, stored = st.ColumnInt64(0), st.ColumnInt64(1)
 			return nil
 		}, seq)
@@ -877,7 +877,7 @@ func TestStream_SetConfig(t *testing.T) {
 	t.Run("Sync", func(t *testing.T) {
 		mode := func() int {
 			var m int
-			exec(ts.conn, "PRAGMA synchronous", func(st *sqlite.Stmt) error { m = st.ColumnInt(0); return nil })
+			ts.exec("PRAGMA synchronous", func(st *sqlite.Stmt) error { m = st.ColumnInt(0); return nil })
 			return m
 		}
 		if got := mode(); got != 1 {
@@ -957,6 +957,16 @@ func TestOpen_Corrupt(t *testing.T) {
 		for i := 0; i < 200; i++ {
 			ts.put(t, Write{Data: bytes.Repeat([]byte{byte(i)}, 500)})
 		}
+		// Checkpointed, so that the damage below hits the only copy of
+		// each page (with commits pending in a -wal, a truncated file is
+		// legitimate after a crash in a checkpoint, and only a read of a
+		// missing page finds the damage).
+		ts.mu.Lock()
+		err := ts.checkpoint(true)
+		ts.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := ts.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -1022,6 +1032,22 @@ func TestOpen_Corrupt(t *testing.T) {
 			}
 			return p
 		}},
+		{"MissingTableCurrent", func(t *testing.T) string {
+			// A file of the current version in WAL mode, found damaged
+			// only by the query that loads it.
+			p := streamFile(t)
+			conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := execScript(conn, "DROP TABLE msg_ids"); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
 		{"NewerSchema", func(t *testing.T) string {
 			p := streamFile(t)
 			setUint32(t, p, 60, uint32(len(migrations)+1))
@@ -1040,6 +1066,9 @@ func TestOpen_Corrupt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A closed stream keeps its -wal: it is part of the file and
+			// must stay as it is too.
+			walBefore, walErr := os.ReadFile(p + "-wal")
 			for _, create := range []bool{false, true} {
 				if s, err := Open(p, Options{Create: create}); !errors.Is(err, ErrCorrupt) {
 					if s != nil {
@@ -1052,8 +1081,12 @@ func TestOpen_Corrupt(t *testing.T) {
 			if !bytes.Equal(before, after) {
 				t.Fatal("the damaged file was changed")
 			}
+			walAfter, walErrAfter := os.ReadFile(p + "-wal")
+			if !bytes.Equal(walBefore, walAfter) || (walErr == nil) != (walErrAfter == nil) {
+				t.Fatal("the damaged file's -wal was changed")
+			}
 			entries, _ := os.ReadDir(filepath.Dir(p))
-			if len(entries) != 1 {
+			if want := 1 + btoi(walErr == nil); len(entries) != want {
 				t.Fatalf("files beside the damaged file: %v", entries)
 			}
 		})
@@ -1242,4 +1275,11 @@ func TestStream_Concurrent(t *testing.T) {
 	if got := ts.inventory(t).Count; got != 100 {
 		t.Fatalf("count = %d, want 100", got)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

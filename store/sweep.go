@@ -43,8 +43,9 @@ func (tx *txn) sweepIfDue() error {
 func (tx *txn) sweep() error {
 	tx.swept = true
 	var byTTL rangeSet
-	err := exec(tx.conn, "SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
+	err := tx.s.exec("SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
 		byTTL.add(uint64(st.ColumnInt64(0)))
+		tx.countBlock(uint64(st.ColumnInt64(0)), -1)
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
 		return nil
@@ -53,7 +54,7 @@ func (tx *txn) sweep() error {
 		return err
 	}
 	if byTTL.n > 0 {
-		if err := exec(tx.conn, "DELETE FROM msgs WHERE expires <= ?", nil, tx.now); err != nil {
+		if err := tx.s.exec("DELETE FROM msgs WHERE expires <= ?", nil, tx.now); err != nil {
 			return err
 		}
 		tx.emitDelete(ReasonTTL, &byTTL)
@@ -73,39 +74,48 @@ func (tx *txn) sweep() error {
 		}
 		tx.emitDelete(ReasonMaxAge, &byAge)
 	}
-	return exec(tx.conn, "DELETE FROM msg_ids WHERE time <= ?", nil, tx.now-tx.cfg.DuplicateWindow)
+	return tx.s.exec("DELETE FROM msg_ids WHERE time <= ?", nil, tx.now-tx.cfg.DuplicateWindow)
 }
 
 // recomputeDeadline finds the earliest expiry from the data.
 func (s *Stream) recomputeDeadline() error {
+	var expires, first, firstID *int64
+	// One statement for the three candidates: preparing is most of its
+	// cost. Open reads the same three in loadQuery.
+	err := execOnce(s.conn, `SELECT
+		(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
+		(SELECT time FROM msgs ORDER BY seq LIMIT 1),
+		(SELECT min(time) FROM msg_ids)`, func(st *sqlite.Stmt) error {
+		expires, first, firstID = columnInt64(st, 0), columnInt64(st, 1), columnInt64(st, 2)
+		return nil
+	})
+	if err != nil {
+		return dbErr(err)
+	}
+	s.deadline = deadlineOf(s.cfg, expires, first, firstID)
+	return nil
+}
+
+// deadlineOf is the earliest expiry (0: none) given the earliest message
+// TTL, the time of the oldest message and that of the oldest message id
+// (nil: none).
+func deadlineOf(cfg Config, expires, first, firstID *int64) int64 {
 	var d int64
 	lower := func(ms int64) {
 		if ms > 0 && (d == 0 || ms < d) {
 			d = ms
 		}
 	}
-	// One statement for the three candidates: this runs on every open, and
-	// preparing is most of its cost.
-	err := execOnce(s.conn, `SELECT
-		(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
-		(SELECT time FROM msgs ORDER BY seq LIMIT 1),
-		(SELECT min(time) FROM msg_ids)`, func(st *sqlite.Stmt) error {
-		if !st.ColumnIsNull(0) {
-			lower(st.ColumnInt64(0))
-		}
-		if !st.ColumnIsNull(1) && s.cfg.MaxAge > 0 {
-			lower(st.ColumnInt64(1) + s.cfg.MaxAge + 1)
-		}
-		if !st.ColumnIsNull(2) {
-			lower(max(st.ColumnInt64(2)+s.cfg.DuplicateWindow, 1))
-		}
-		return nil
-	})
-	if err != nil {
-		return dbErr(err)
+	if expires != nil {
+		lower(*expires)
 	}
-	s.deadline = d
-	return nil
+	if first != nil && cfg.MaxAge > 0 {
+		lower(*first + cfg.MaxAge + 1)
+	}
+	if firstID != nil {
+		lower(max(*firstID+cfg.DuplicateWindow, 1))
+	}
+	return d
 }
 
 func (s *Stream) lowerDeadline(ms int64) {
@@ -123,6 +133,9 @@ func (s *Stream) arm() {
 	var next time.Time
 	if !s.opts.NoSweep && s.deadline != 0 {
 		next = time.Now().Add(time.Duration(max(s.deadline-s.nowMs(), 0)) * time.Millisecond)
+	}
+	if s.ckptDue {
+		next = time.Now()
 	}
 	if s.opts.ArchivePath != "" && s.archive.dirty {
 		if due := s.archive.last.Add(s.archive.interval); next.IsZero() || due.Before(next) {
@@ -160,6 +173,11 @@ func (s *Stream) fire() {
 			s.deadline = s.nowMs() + 1000 // retry, but not in a tight loop
 		}
 	}
+	if s.ckptDue {
+		if err := s.checkpoint(false); err != nil {
+			s.opts.Logger.Error("store: checkpoint", "stream", s.path, "err", err)
+		}
+	}
 	if s.opts.ArchivePath != "" && s.archive.dirty && time.Since(s.archive.last) >= s.archive.interval {
 		if err := snapshot(s.conn, s.opts.ArchivePath); err != nil {
 			s.opts.Logger.Error("store: archive snapshot", "stream", s.path, "err", err)
@@ -169,4 +187,43 @@ func (s *Stream) fire() {
 		s.archive.last = time.Now()
 	}
 	s.arm()
+}
+
+// The WAL is checkpointed by size, never after every commit and never
+// inline in a request: SQLite's automatic checkpoint is replaced by a hook
+// that counts the WAL's frames (see watchWAL), and once a commit leaves
+// checkpointFrames or more, the stream's timer checkpoints soon after, in
+// its own goroutine. Close (and Trim) checkpoint only a WAL of
+// closeCheckpointFrames or more; a smaller one stays beside the database
+// for the next open, which reads it back (at most about 256 KiB of 1 KiB
+// pages), so a stream opened, written once and closed costs no checkpoint
+// and no fsync with sync off. Durability does not depend on the
+// checkpoint: a commit is in the WAL, and with sync on fsynced, before
+// it is acknowledged.
+const (
+	checkpointFrames      = 1000 // about 1 MiB of WAL
+	closeCheckpointFrames = 256
+)
+
+// checkpoint copies the WAL into the database. With truncate it also
+// truncates the WAL to nothing, so that a closed stream leaves an empty
+// -wal and the next open has nothing to read back; otherwise the next
+// commit starts the WAL over from its beginning. Called with the lock held.
+func (s *Stream) checkpoint(truncate bool) error {
+	s.ckptDue = false
+	mode := "PASSIVE"
+	if truncate {
+		mode = "TRUNCATE"
+	}
+	var busy int64
+	if err := execOnce(s.conn, "PRAGMA wal_checkpoint("+mode+")", func(st *sqlite.Stmt) error {
+		busy = st.ColumnInt64(0)
+		return nil
+	}); err != nil {
+		return dbErr(err)
+	}
+	if busy == 0 {
+		s.walFrames = 0
+	}
+	return nil
 }

@@ -63,11 +63,22 @@ func fileRevision(path string, check bool) (uint64, error) {
 	if err := checkFile(path); err != nil {
 		return 0, err
 	}
+	// A closed stream keeps its -wal (see the package doc), and reading it
+	// in normal locking mode makes SQLite create a -shm, which it leaves
+	// behind; stream connections never use one (exclusive locking), so a
+	// -shm this look created is removed again.
+	_, serr := os.Stat(path + "-shm")
+	newShm := errors.Is(serr, fs.ErrNotExist)
 	conn, err := sqlite.OpenConn(path, sqlite.OpenReadOnly)
 	if err != nil {
 		return 0, dbErr(err)
 	}
-	defer conn.Close()
+	defer func() {
+		conn.Close()
+		if newShm {
+			os.Remove(path + "-shm")
+		}
+	}()
 	// A file held by an open stream stays locked; waiting for it forever
 	// (the driver's default) would hang Open instead of failing it.
 	conn.SetBusyTimeout(time.Second)
@@ -124,6 +135,12 @@ func installCopy(src, dst string, want uint64) (err error) {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	// A stream file keeps its -wal when it closes; a copy of one (the
+	// archive is normally a snapshot, which has none) needs its -wal too.
+	var walCopied bool
+	if err == nil {
+		walCopied, err = copyIfPresent(src+"-wal", tmp.Name()+"-wal")
+	}
 	if err != nil {
 		return fmt.Errorf("store: restore %s: %w", dst, err)
 	}
@@ -131,6 +148,10 @@ func installCopy(src, dst string, want uint64) (err error) {
 	// copying it, and a damaged page may lie beyond what the revision read
 	// touched; judge all the bytes that are about to be installed.
 	got, err := fileRevision(tmp.Name(), true)
+	if err == nil && walCopied {
+		// The copy is installed as one file: its WAL goes into it.
+		err = foldWAL(tmp.Name())
+	}
 	// Reading a copy of a WAL-mode file creates an empty -wal and -shm
 	// beside it; they belong to the temporary name.
 	removeSidecars(tmp.Name())
@@ -147,6 +168,50 @@ func installCopy(src, dst string, want uint64) (err error) {
 		return fmt.Errorf("store: restore %s: %w", dst, err)
 	}
 	return syncDir(dir)
+}
+
+// copyIfPresent copies the file src to dst, made durable, and reports
+// whether there was one: a missing or empty src copies nothing.
+func copyIfPresent(src, dst string) (bool, error) {
+	in, err := os.Open(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	defer in.Close()
+	if st, err := in.Stat(); err != nil || st.Size() == 0 {
+		return false, err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return false, err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err == nil, err
+}
+
+// foldWAL checkpoints the -wal beside the (checked) stream file at path into
+// it and turns it into a rollback-journal file that needs no -wal, as
+// snapshots are; the next Open switches it back to WAL.
+func foldWAL(path string) (err error) {
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite)
+	if err != nil {
+		return dbErr(err)
+	}
+	defer func() {
+		if cerr := conn.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	// synchronous=FULL (the default) syncs the checkpointed file.
+	return dbErr(execScript(conn, "PRAGMA journal_mode=DELETE"))
 }
 
 // snapshot writes a consistent copy of conn's main database to dst with

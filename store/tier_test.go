@@ -33,6 +33,24 @@ func tierStream(tb testing.TB, path string, n int) uint64 {
 	return rev
 }
 
+// tierArchive writes at path an archive copy of a stream of n messages, as
+// the stream's own snapshots make them: one file, no -wal. It returns its
+// revision.
+func tierArchive(tb testing.TB, path string, n int) uint64 {
+	tb.Helper()
+	live := filepath.Join(tb.TempDir(), "live.db")
+	rev := tierStream(tb, live, n)
+	s, err := Open(live, Options{NoSweep: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	if err := snapshot(s.conn, path); err != nil {
+		tb.Fatal(err)
+	}
+	return rev
+}
+
 // tierMessages reads every message of the stream file at path.
 func tierMessages(tb testing.TB, path string) []*Message {
 	tb.Helper()
@@ -80,13 +98,19 @@ func tierCopy(tb testing.TB, src, dst string) {
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
 		tb.Fatal(err)
 	}
+	// A closed stream keeps its -wal; a copy of the stream has it too.
+	if b, err := os.ReadFile(src + "-wal"); err == nil {
+		if err := os.WriteFile(dst+"-wal", b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
 
 func TestRestoreIfNewer(t *testing.T) {
 	t.Run("LocalMissing", func(t *testing.T) {
 		dir := t.TempDir()
 		archive := filepath.Join(dir, "archive", "s.db")
-		rev := tierStream(t, archive, 3)
+		rev := tierArchive(t, archive, 3)
 		local := filepath.Join(dir, "data", "acme", "s.db")
 		if err := restoreIfNewer(local, archive); err != nil {
 			t.Fatalf("restoreIfNewer() = %v", err)
@@ -103,7 +127,7 @@ func TestRestoreIfNewer(t *testing.T) {
 		dir := t.TempDir()
 		local, archive := filepath.Join(dir, "local.db"), filepath.Join(dir, "archive.db")
 		tierStream(t, local, 1)
-		tierStream(t, archive, 4)
+		tierArchive(t, archive, 4)
 		if err := restoreIfNewer(local, archive); err != nil {
 			t.Fatalf("restoreIfNewer() = %v", err)
 		}
@@ -115,7 +139,7 @@ func TestRestoreIfNewer(t *testing.T) {
 		dir := t.TempDir()
 		local, archive := filepath.Join(dir, "local.db"), filepath.Join(dir, "archive.db")
 		tierStream(t, local, 5)
-		tierStream(t, archive, 2)
+		tierArchive(t, archive, 2)
 		if err := restoreIfNewer(local, archive); err != nil {
 			t.Fatalf("restoreIfNewer() = %v", err)
 		}
@@ -159,7 +183,7 @@ func TestRestoreIfNewer(t *testing.T) {
 				dir := t.TempDir()
 				local, archive := filepath.Join(dir, "local.db"), filepath.Join(dir, "archive.db")
 				tierStream(t, local, 1)
-				tierStream(t, archive, 50)
+				tierArchive(t, archive, 50)
 				damage(t, archive)
 				if err := restoreIfNewer(local, archive); err != nil {
 					t.Fatalf("restoreIfNewer() with a local file = %v", err)
@@ -184,7 +208,7 @@ func TestRestoreIfNewer(t *testing.T) {
 		if err := os.WriteFile(local, []byte("not a stream file"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		tierStream(t, archive, 2)
+		tierArchive(t, archive, 2)
 		if err := restoreIfNewer(local, archive); err != nil {
 			t.Fatalf("restoreIfNewer() = %v", err)
 		}
@@ -197,7 +221,7 @@ func TestRestoreIfNewer(t *testing.T) {
 		// they count when judging which copy is newer.
 		dir := t.TempDir()
 		local, archive := filepath.Join(dir, "local.db"), filepath.Join(dir, "archive.db")
-		tierStream(t, archive, 2)
+		tierArchive(t, archive, 2)
 		rev := tierCrashImage(t, local, 3)
 		if _, err := os.Stat(local + "-wal"); err != nil {
 			t.Fatalf("crash image has no -wal: %v", err)
@@ -212,13 +236,43 @@ func TestRestoreIfNewer(t *testing.T) {
 			t.Fatalf("messages = %d, want %d", got, want)
 		}
 	})
+	t.Run("ClosedWithWAL", func(t *testing.T) {
+		// A closed stream leaves its last commits in its -wal: they count
+		// for the local revision, and an archive that is a plain copy of
+		// such a stream (database and -wal) is restored as one whole file.
+		dir := t.TempDir()
+		local, archive := filepath.Join(dir, "local.db"), filepath.Join(dir, "archive.db")
+		tierStream(t, local, 2)
+		if st, err := os.Stat(local + "-wal"); err != nil || st.Size() == 0 {
+			t.Fatalf("closed stream's -wal = %v, %v; want one with commits", st, err)
+		}
+		older := filepath.Join(dir, "older.db")
+		tierArchive(t, older, 1)
+		if err := restoreIfNewer(local, older); err != nil {
+			t.Fatalf("restoreIfNewer(older) = %v", err)
+		}
+		if _, err := os.Stat(local + "-shm"); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("reading the local revision left a -shm: %v", err)
+		}
+		if got, want := len(tierMessages(t, local)), 2; got != want {
+			t.Fatalf("messages = %d, want the local %d", got, want)
+		}
+		tierStream(t, archive, 5)
+		if err := restoreIfNewer(local, archive); err != nil {
+			t.Fatalf("restoreIfNewer(newer) = %v", err)
+		}
+		if got, want := tierPayloads(tierMessages(t, local)), []string{"m1", "m2", "m3", "m4", "m5"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("messages = %q, want %q", got, want)
+		}
+		tierIntegrity(t, local)
+	})
 	t.Run("StaleWAL", func(t *testing.T) {
 		// An older crashed local file is replaced; its -wal must go too, or
 		// SQLite would replay it onto the restored file.
 		dir := t.TempDir()
 		local, archive := filepath.Join(dir, "local.db"), filepath.Join(dir, "archive.db")
 		tierCrashImage(t, local, 1)
-		tierStream(t, archive, 6)
+		tierArchive(t, archive, 6)
 		if err := restoreIfNewer(local, archive); err != nil {
 			t.Fatalf("restoreIfNewer() = %v", err)
 		}
