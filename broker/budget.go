@@ -21,7 +21,8 @@ var errAllBusy = fmt.Errorf("%w: every open stream is busy", store.ErrTooManyOpe
 type Budget struct {
 	MaxOpen       int    // the effective cap: the least of the three below
 	BoundBy       string // "memory", "descriptors" or "max-open"
-	MemoryCap     int    // Options.MemoryBudget / store.OpenStreamBytes
+	MemoryCap     int    // three quarters of Options.MemoryBudget / store.OpenStreamBytes
+	WarmCap       int    // idle streams not trimmed yet: a quarter of the budget / what Trim frees
 	DescriptorCap int    // (NoFile - reserve) / store.FilesPerStream
 	NoFile        uint64 // the soft RLIMIT_NOFILE when the broker started
 }
@@ -43,7 +44,14 @@ func newBudget(opts Options, nofile uint64) Budget {
 		}
 	}
 	bg := Budget{NoFile: nofile}
-	bg.MemoryCap = int(max(1, opts.MemoryBudget/store.OpenStreamBytes))
+	// A stream in use holds more than a trimmed one. Three quarters of the
+	// budget pay for the open streams at their trimmed size, a quarter for
+	// what the idle ones not trimmed yet hold above it; past WarmCap of
+	// those the least recently used is trimmed at once. The streams being
+	// worked on are warm too, at most a worker's or a closer's worth each.
+	warm := opts.MemoryBudget / 4
+	bg.MemoryCap = int(max(1, (opts.MemoryBudget-warm)/store.OpenStreamBytes))
+	bg.WarmCap = int(max(1, warm/(store.ActiveStreamBytes-store.OpenStreamBytes)))
 	if r := descriptorReserve(nofile); nofile > r {
 		bg.DescriptorCap = int(min((nofile-r)/store.FilesPerStream, 1<<30))
 	}

@@ -243,6 +243,27 @@ func (b *Broker) handBack(e *entry, trimmed bool) {
 	}
 	b.release(e, trimmed)
 	e.sh.mu.Unlock()
+	b.trimExcess()
+}
+
+// trimExcess hands the least recently used idle streams that are not
+// trimmed yet to the closer pool to be trimmed, while there are more of
+// them than the budget's WarmCap: an untrimmed stream holds about twice
+// the memory of a trimmed one. No shard lock is held.
+func (b *Broker) trimExcess() {
+	for {
+		e := b.takeIdle(func() *entry {
+			if b.reg.fresh.n <= b.budget.WarmCap {
+				return nil
+			}
+			return b.reg.fresh.tail
+		}, stateOpen)
+		if e == nil {
+			return
+		}
+		b.stats.earlyTrims.Add(1)
+		b.closeq.push(closeTask{e: e, trim: true})
+	}
 }
 
 // setState records e's new state for those who look without owning it.

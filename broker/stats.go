@@ -10,7 +10,7 @@ import (
 // counters are the broker's own statistics, served with micro's stats.
 type counters struct {
 	cacheHits, cacheMisses          atomic.Uint64
-	trims, evictions                atomic.Uint64
+	trims, earlyTrims, evictions    atomic.Uint64
 	eventsPublished, eventErrors    atomic.Uint64
 	commits, commitItems, commitReq atomic.Uint64
 	maxBatch                        atomic.Uint64
@@ -29,6 +29,7 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		CacheHits:         b.stats.cacheHits.Load(),
 		CacheMisses:       b.stats.cacheMisses.Load(),
 		Trims:             b.stats.trims.Load(),
+		EarlyTrims:        b.stats.earlyTrims.Load(),
 		Evictions:         b.stats.evictions.Load(),
 		EventsPublished:   b.stats.eventsPublished.Load(),
 		EventErrors:       b.stats.eventErrors.Load(),
@@ -51,8 +52,9 @@ type Stats struct {
 	MemoryBytes       int64  `json:"memory_bytes"`
 	CacheHits         uint64 `json:"cache_hits"`
 	CacheMisses       uint64 `json:"cache_misses"`
-	Trims             uint64 `json:"trims"`     // idle streams trimmed
-	Evictions         uint64 `json:"evictions"` // idle streams closed to free a slot
+	Trims             uint64 `json:"trims"`       // idle streams trimmed
+	EarlyTrims        uint64 `json:"early_trims"` // of them, trimmed before the trim delay to keep the memory budget
+	Evictions         uint64 `json:"evictions"`   // idle streams closed to free a slot
 	EventsPublished   uint64 `json:"events_published"`
 	EventErrors       uint64 `json:"event_errors"`
 	Commits           uint64 `json:"commits"`            // group commits

@@ -86,6 +86,7 @@ func (b *Broker) worker() {
 			return
 		}
 		b.run(e)
+		b.trimExcess()
 	}
 }
 

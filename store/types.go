@@ -35,9 +35,12 @@ const (
 	// [Stream.Trim], measured by BenchmarkOpenStreamMemory (65.3 KB in a
 	// fresh process, rounded up): mostly SQLite's WAL index (32 KiB, kept
 	// in private memory while the stream is open), its connection and
-	// parsed schema, and a few KB of Go structures. A warm stream, before
-	// Trim, holds about 117 KB.
+	// parsed schema, and a few KB of Go structures.
 	OpenStreamBytes = 64 << 10
+	// ActiveStreamBytes is the memory of an open file stream that was used
+	// since its last Trim: its prepared statements, page cache and C stack
+	// come back with use (112-117 KB in BenchmarkOpenStreamMemory).
+	ActiveStreamBytes = 128 << 10
 )
 
 // Storage kinds for [Config.Storage].
