@@ -87,7 +87,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.Archive, "archive", "", "`dir`ectory holding a second copy of every stream file, restored from when newer; empty: off")
 	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", 30*time.Second, "at most one archive snapshot of a changing stream per `interval`")
 	fs.StringVar(&cfg.Backup, "backup", "", "`dir`ectory receiving a copy of each stream file when it is closed; never read; empty: off")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", time.Minute, "close a stream file unused for this `duration`")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Second, "close a stream file unused for this `duration`")
 	fs.DurationVar(&cfg.MemoryIdleTimeout, "memory-idle-timeout", 0, "drop a memory stream unused for this `duration`; 0: keep it until destroyed or the worker stops")
 	fs.IntVar(&cfg.MaxOpen, "max-open", 0, "an extra cap on the stream files open at once; 0: only --memory-budget and the descriptor limit bound them (the least recently used idle stream is closed first)")
 	cfg.MemoryBudget = 256 << 20

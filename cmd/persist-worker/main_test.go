@@ -57,7 +57,7 @@ func TestParseConfig_Defaults(t *testing.T) {
 		{"Archive", cfg.Archive, ""},
 		{"ArchiveInterval", cfg.ArchiveInterval, 30 * time.Second},
 		{"Backup", cfg.Backup, ""},
-		{"IdleTimeout", cfg.IdleTimeout, time.Minute},
+		{"IdleTimeout", cfg.IdleTimeout, 5 * time.Second},
 		{"MemoryIdleTimeout", cfg.MemoryIdleTimeout, time.Duration(0)},
 		{"MaxOpen", cfg.MaxOpen, 0},
 		{"MemoryBudget", cfg.MemoryBudget, byteSize(256 << 20)},
