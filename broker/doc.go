@@ -53,7 +53,8 @@
 // # The open-stream budget
 //
 // File streams take one slot each, out of [Budget.MaxOpen]: the least of
-// [Options.MemoryBudget] / [store.OpenStreamBytes], the descriptors of
+// three quarters of [Options.MemoryBudget] / [store.OpenStreamBytes] (the
+// size of a trimmed stream), the descriptors of
 // RLIMIT_NOFILE less a reserve (max(256, 10 %)) / [store.FilesPerStream],
 // and [Options.MaxOpen] if set. Opening a file stream with every slot taken
 // evicts the least recently used idle stream through the closer pool and
@@ -62,6 +63,12 @@
 // stream is busy: the request is answered 429 overloaded, never 500. The
 // janitor trims the streams idle for TrimDelay and closes those idle for
 // [Options.IdleTimeout]; a small closer pool does the I/O, never a request.
+// A stream used since its last trim holds [store.ActiveStreamBytes]: the
+// last quarter of the budget pays for the idle ones among them
+// ([Budget.WarmCap]), and past that many on the fresh list its tail is
+// trimmed at once (trimExcess), so the open streams stay within the budget
+// whatever the trim delay; the ones being worked on are bounded by the
+// worker and closer pools.
 // Memory streams take no slot: they are bounded by [Options.MemoryQuota].
 // [Options.MaxStreamsPerNamespace] and [Options.MaxStreams] are counted
 // from disk the first time a stream is created under them, so that
