@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-persist/persist/cmd/internal/command"
 )
 
 // machine is where and with what a run was measured, printed above the
@@ -120,35 +122,12 @@ func filesystem(dir string) string {
 	return fs
 }
 
-// vcsMark precedes the revision in binaryVersion's answer.
-const vcsMark = "commit "
-
 // binaryVersion is the module version, VCS revision and Go version
-// stamped into a Go binary, as far as it has them.
+// stamped into the Go binary at path, as far as it has them.
 func binaryVersion(path string) string {
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		return "unknown"
 	}
-	v := bi.Main.Version
-	var rev, modified, when string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		case "vcs.time":
-			when = " (" + s.Value + ")"
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " " + vcsMark + rev + modified + when
-	}
-	return strings.TrimSpace(v + " " + bi.GoVersion)
+	return command.Version(bi)
 }

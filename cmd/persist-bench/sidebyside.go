@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-persist/persist/cmd/internal/command"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -96,7 +98,7 @@ func sideBySide(ctx context.Context, cfg config, stdout, stderr io.Writer) (err 
 		return err
 	}
 	r.machine = describeMachine(cfg.args, r.worker, cfg.Data)
-	if cfg.Worker == "" && !strings.Contains(r.machine.WorkerInfo, vcsMark) {
+	if cfg.Worker == "" && !strings.Contains(r.machine.WorkerInfo, command.VCSMark) {
 		// The build was not stamped (GOFLAGS=-buildvcs=false, say):
 		// name the checkout's commit instead.
 		r.machine.WorkerInfo = strings.TrimSpace(r.machine.WorkerInfo + " " + checkoutCommit(ctx))

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-persist/persist/cmd/internal/command"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -266,33 +268,6 @@ func redactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// version describes the build: module version, VCS revision and Go version.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " " + rev + modified
-	}
-	return v + " " + bi.GoVersion
-}
-
 // serverLogger sends the embedded server's log to slog. Its notices (a
 // banner of a dozen lines at start) go to debug; warnings and errors stay
 // visible. The first fatal message is kept to explain a failed start.
@@ -324,4 +299,10 @@ func (l *serverLogger) fatalMessage() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fatal
+}
+
+// version describes the worker's own build (see command.Version).
+func version() string {
+	bi, _ := debug.ReadBuildInfo()
+	return command.Version(bi)
 }
