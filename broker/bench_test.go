@@ -53,17 +53,28 @@ func BenchmarkEchoParallel64(b *testing.B) {
 
 // BenchmarkSetParallel64 measures set requests over 64 concurrent
 // requesters on 8 streams, with sync off (the default) and on; with sync on
-// every commit is fsynced before its replies, so group commit matters.
+// every commit is fsynced before its replies, so group commit matters. The
+// streams=1 case is the one-stream row of cmd/persist-bench.
 func BenchmarkSetParallel64(b *testing.B) {
-	for _, sync := range []bool{false, true} {
-		b.Run("sync="+strconv.FormatBool(sync), func(b *testing.B) {
+	for _, c := range []struct {
+		streams int
+		sync    bool
+	}{{8, false}, {8, true}, {1, false}, {1, true}} {
+		name := "sync=" + strconv.FormatBool(c.sync)
+		if c.streams != 8 {
+			name = "streams=" + strconv.Itoa(c.streams) + "/" + name
+		}
+		b.Run(name, func(b *testing.B) {
 			f := newFixture(b, Options{})
-			for i := range 8 {
-				f.call(b, subjects.OpConfig, fmt.Sprintf("bench.s%d", i), `{"sync":`+strconv.FormatBool(sync)+`,"desc":"bench"}`, nil)
+			subj := make([]string, c.streams)
+			for i := range subj {
+				name := fmt.Sprintf("bench.s%d", i)
+				f.call(b, subjects.OpConfig, name, `{"sync":`+strconv.FormatBool(c.sync)+`,"desc":"bench"}`, nil)
+				subj[i] = subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, name)
 			}
 			payload := []byte("0123456789abcdef")
 			runRequesters(b, func(i int) error {
-				m, err := f.nc.Request(subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, fmt.Sprintf("bench.s%d", i%8)), payload, 10*time.Second)
+				m, err := f.nc.Request(subj[i%len(subj)], payload, 10*time.Second)
 				if err != nil {
 					return err
 				}
@@ -80,30 +91,42 @@ func BenchmarkSetParallel64(b *testing.B) {
 }
 
 // BenchmarkGetParallel64 measures get requests by seq over 64 concurrent
-// requesters on one stream of 1000 messages.
+// requesters on one stream of 1000 messages, and of 100,000 read at random
+// (the get row of cmd/persist-bench, where most pages are not in SQLite's
+// cache).
 func BenchmarkGetParallel64(b *testing.B) {
-	f := newFixture(b, Options{})
-	items := make([]byte, 0, 64<<10)
-	items = append(items, '[')
-	for i := range 1000 {
-		if i > 0 {
-			items = append(items, ',')
-		}
-		items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg=="}`...)
+	for _, msgs := range []int{1000, 100_000} {
+		b.Run("msgs="+strconv.Itoa(msgs), func(b *testing.B) {
+			f := newFixture(b, Options{})
+			for range msgs / 1000 {
+				items := make([]byte, 0, 64<<10)
+				items = append(items, '[')
+				for i := range 1000 {
+					if i > 0 {
+						items = append(items, ',')
+					}
+					items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg=="}`...)
+				}
+				items = append(items, ']')
+				f.call(b, subjects.OpSetMany, "bench.g", string(items), nil)
+			}
+			subj := subjects.APISubject(subjects.DefaultPrefix, subjects.OpGet, "bench.g")
+			runRequesters(b, func(i int) error {
+				seq := i%msgs + 1
+				if msgs != 1000 {
+					seq = rand.IntN(msgs) + 1
+				}
+				m, err := f.nc.Request(subj, []byte(`{"seq":`+strconv.Itoa(seq)+`}`), 10*time.Second)
+				if err != nil {
+					return err
+				}
+				if werr := replyError(m); werr != nil {
+					return werr
+				}
+				return nil
+			})
+		})
 	}
-	items = append(items, ']')
-	f.call(b, subjects.OpSetMany, "bench.g", string(items), nil)
-	subj := subjects.APISubject(subjects.DefaultPrefix, subjects.OpGet, "bench.g")
-	runRequesters(b, func(i int) error {
-		m, err := f.nc.Request(subj, []byte(`{"seq":`+strconv.Itoa(i%1000+1)+`}`), 10*time.Second)
-		if err != nil {
-			return err
-		}
-		if werr := replyError(m); werr != nil {
-			return werr
-		}
-		return nil
-	})
 }
 
 // BenchmarkSetRandomStream measures set requests over 64 concurrent

@@ -464,11 +464,14 @@ func (b *Broker) handle(req micro.Request) {
 		b.list(reply, name, req.Data())
 		return
 	}
-	r := &request{op: op, reply: reply, data: req.Data(), hdr: nats.Header(req.Headers()), size: len(req.Data())}
-	if op == subjects.OpGet && b.inline(name, r) {
+	r := request{op: op, reply: reply, data: req.Data(), hdr: nats.Header(req.Headers()), size: len(req.Data())}
+	if op == subjects.OpGet && b.inline(name, &r) {
 		return
 	}
-	b.enqueue(name, r)
+	// Only a queued request needs memory of its own.
+	q := new(request)
+	*q = r
+	b.enqueue(name, q)
 }
 
 // overloaded is the answer to a request past a queue bound.
@@ -534,7 +537,7 @@ func (b *Broker) inline(name string, r *request) bool {
 		return false
 	}
 	if j := b.parse(r); j != nil {
-		b.apply(e, []*job{j})
+		b.applyDone(e, []*job{j})
 	}
 	b.handBack(e, false)
 	return true

@@ -16,7 +16,9 @@
 // together in one store transaction (group commit), and each request is
 // still answered with its own results only after that commit. A get on a
 // stream that is open, idle and has nothing queued is answered on the
-// handler's goroutine, without the hop to a worker.
+// handler's goroutine, without the hop to a worker, and without allocating
+// its request. Parsed requests (jobs) come from a pool and go back to it
+// once applied and answered: nothing keeps a job after its answer.
 //
 // # The registry
 //

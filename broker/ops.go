@@ -26,7 +26,11 @@ type itemError struct {
 // applyWrites commits the writes of a batch of set and setmany jobs in one
 // store call (group commit) and answers each job with its own results.
 func (b *Broker) applyWrites(e *entry, batch []*job) {
-	var ws []store.Write
+	n := 0
+	for _, j := range batch {
+		n += len(j.items)
+	}
+	ws := make([]store.Write, 0, n)
 	for _, j := range batch {
 		for _, it := range j.items {
 			if it.err == nil {

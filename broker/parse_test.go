@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -143,5 +144,29 @@ func TestWireError_Description(t *testing.T) {
 	}
 	if got := b.wireError(store.ErrNotFound); got.Description != "not found" {
 		t.Fatalf("wireError(ErrNotFound).Description = %q, want %q", got.Description, "not found")
+	}
+}
+
+// A job given back to the pool keeps nothing of its request: the next
+// request parsed into it starts from a zero job.
+func TestPutJob_Zeroes(t *testing.T) {
+	for _, tc := range []struct{ op, body string }{
+		{subjects.OpSet, "payload"},
+		{subjects.OpSetMany, `[{"data":"eA==","key":"k"}]`},
+		{subjects.OpGet, `{"seq":7}`},
+		{subjects.OpGet, `{"key":"k"}`},
+		{subjects.OpGetAll, `{"start_seq":3,"max_msgs":10}`},
+		{subjects.OpDelete, `{"seqs":[1,2]}`},
+		{subjects.OpConfig, `{"max_msgs":3}`},
+	} {
+		j, err := parseJob(tc.op, []byte(tc.body), nats.Header{"Persist-Key": {"k"}})
+		if err != nil {
+			t.Fatalf("parseJob(%s, %s) = %v", tc.op, tc.body, err)
+		}
+		j.reply, j.size, j.answered = "reply", len(tc.body), true
+		putJob(j)
+		if !reflect.ValueOf(*j).IsZero() {
+			t.Fatalf("after putJob, the job of %s %s = %+v, want a zero job", tc.op, tc.body, *j)
+		}
 	}
 }

@@ -154,14 +154,23 @@ func (b *Broker) applyRequests(e *entry, batch []*request) {
 			continue
 		}
 		if len(jobs) > 0 && items+len(j.items) > maxBatchItems {
-			b.apply(e, jobs)
-			jobs, items = jobs[:0:0], 0
+			b.applyDone(e, jobs)
+			jobs, items = jobs[:0], 0
 		}
 		jobs = append(jobs, j)
 		items += len(j.items)
 	}
 	if len(jobs) > 0 {
-		b.apply(e, jobs)
+		b.applyDone(e, jobs)
+	}
+}
+
+// applyDone applies batch, then gives its jobs back to the pool: apply
+// answered every one of them and nothing keeps them.
+func (b *Broker) applyDone(e *entry, batch []*job) {
+	b.apply(e, batch)
+	for _, j := range batch {
+		putJob(j)
 	}
 }
 
