@@ -1048,6 +1048,21 @@ func TestOpen_Corrupt(t *testing.T) {
 			}
 			return p
 		}},
+		{"MissingBlocksTable", func(t *testing.T) string {
+			// The one table the loading query does not read.
+			p := streamFile(t)
+			conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := execScript(conn, "DROP TABLE blocks"); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
 		{"NewerSchema", func(t *testing.T) string {
 			p := streamFile(t)
 			setUint32(t, p, 60, uint32(len(migrations)+1))
