@@ -720,7 +720,7 @@ func (s *Stream) Config() Config {
 
 // Trim gives back the memory an idle stream does not need: its prepared
 // statements, SQLite's page cache, the C stack of its connection and
-// whatever else SQLite can free. A WAL of 256 frames or more is
+// whatever else SQLite can free. A WAL of 64 frames or more is
 // checkpointed, as Close would. The next request rebuilds what it uses. It
 // is safe to call at any time.
 func (s *Stream) Trim() error {
