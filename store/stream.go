@@ -266,9 +266,9 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 			lockf.Close()
 		}
 	}()
-	version, wal, err := len(migrations), true, error(nil) // the template's
+	version, wal, hasWAL, err := len(migrations), true, false, error(nil) // the template's
 	if !created {
-		version, wal, err = inspectOpen(lockf, path)
+		version, wal, hasWAL, err = inspectOpen(lockf, path)
 	}
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
@@ -276,8 +276,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		}
 		return nil, nil, false, false, err
 	}
-	_, werr := os.Stat(path + "-wal")
-	newWAL = errors.Is(werr, fs.ErrNotExist)
+	newWAL = !hasWAL
 	conn, err := sqlite.OpenConn(streamURI(path), sqlite.OpenReadWrite|sqlite.OpenURI)
 	if err != nil {
 		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
