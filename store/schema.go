@@ -115,15 +115,17 @@ func init() {
 // connPragmas are set on every stream connection. Exclusive locking keeps the
 // WAL index in private memory (no -shm file and no shared mmap), and is what
 // lets the stream's file layer take no locks (see lockFile); the small page
-// cache bounds memory per open stream. A checkpoint that leaves the WAL
-// longer than journal_size_limit truncates it to that (see checkpoint for
-// when checkpoints run). (mmap_size is 0 by default in this build, so
-// database pages are never mapped either.)
+// cache bounds memory per open stream. (mmap_size is 0 by default in this
+// build, so database pages are never mapped either.) walLimitPragma is not
+// among them: see checkpoint.
 var connPragmas = []string{
 	"PRAGMA locking_mode=EXCLUSIVE",
 	"PRAGMA cache_size=-64",
-	"PRAGMA journal_size_limit=2097152",
 }
+
+// walLimitPragma makes the first commit after a checkpoint that leaves
+// the WAL longer than this truncate it to that.
+const walLimitPragma = "PRAGMA journal_size_limit=2097152"
 
 // template is an empty stream file, built once per process and copied to
 // create new streams: writing a few pages and renaming is much faster than

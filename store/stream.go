@@ -89,9 +89,10 @@ type Stream struct {
 
 	// walFrames is the frames the WAL held after the last commit, as the
 	// WAL hook reports it; ckptDue asks the timer for a checkpoint.
-	walFrames int32
-	ckptDue   bool
-	newWAL    bool // the -wal did not exist before this open
+	walFrames   int32
+	ckptDue     bool
+	walLimitSet bool // walLimitPragma was set on the connection
+	newWAL      bool // the -wal did not exist before this open
 }
 
 // meta mirrors the meta row: the counters that make inventory O(1).

@@ -211,12 +211,20 @@ const (
 // checkpoint copies the WAL into the database. With truncate it also
 // truncates the WAL to nothing, so that a closed stream leaves an empty
 // -wal and the next open has nothing to read back; otherwise the next
-// commit starts the WAL over from its beginning. Called with the lock held.
+// commit starts the WAL over from its beginning, and truncates it to
+// walLimitPragma's size. That pragma is set here, before the connection's
+// first such checkpoint, rather than at every open: only a stream that
+// reaches checkpointFrames while open needs it. Called with the lock held.
 func (s *Stream) checkpoint(truncate bool) error {
 	s.ckptDue = false
 	mode := "PASSIVE"
 	if truncate {
 		mode = "TRUNCATE"
+	} else if !s.walLimitSet {
+		if err := execScript(s.conn, walLimitPragma); err != nil {
+			return dbErr(err)
+		}
+		s.walLimitSet = true
 	}
 	var busy int64
 	if err := execOnce(s.conn, "PRAGMA wal_checkpoint("+mode+")", func(st *sqlite.Stmt) error {
