@@ -114,17 +114,18 @@
 // Opening a closed stream is, in order: one open(2), the OFD lock and a
 // read of the header (see Files); sqlite3_open_v2 (which also registers
 // the FTS5 and R*Tree modules the C library is built with); two PRAGMAs
-// (locking_mode, cache_size), the first of which makes SQLite read and
+// (locking_mode, cache_size), the second of which makes SQLite read and
 // parse the schema and, in its first read transaction, read back the
-// -wal a close left (at most 64 frames); the one query of load; and
-// PRAGMA synchronous. In BenchmarkOpenGet's profile nearly half of it is
-// SQLite opening the connection and reading its schema (the query on
+// -wal a close left (at most 64 frames); the query that loads the meta
+// row and the expiry deadline (two with max_age); and PRAGMA
+// synchronous. In BenchmarkOpenGet's profile nearly half of it is SQLite
+// opening the connection and reading its schema (the query on
 // sqlite_schema, parsing its seven CREATE statements, opening the -wal),
-// a fifth the load query (mostly preparing it: its three subqueries find
-// the expiry deadline); in BenchmarkOpenCloseCycle's, reading the -wal
-// back is about a tenth. The schema itself is a small part: a file with
-// the same tables and no indexes opens no faster, one with no schema at
-// all about a fifth faster. Close finalizes the statements and closes
-// the connection and the lock's descriptor: under a tenth of an
+// a fifth the load query (mostly preparing it: its subqueries find the
+// expiry deadline); in BenchmarkOpenCloseCycle's, reading the -wal back
+// is about a tenth. The schema itself is a small part: a file with the
+// same tables and no indexes opens no faster, one with no schema at all
+// about a fifth faster. Close finalizes the statements and closes the
+// connection and the lock's descriptor: under a tenth of an
 // open/write/close cycle.
 package store
