@@ -10,7 +10,9 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Benchmarks of the store alone (no NATS). Each reports its throughput as
@@ -58,6 +60,27 @@ func benchRate(b *testing.B, n int, unit string) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), unit)
 }
 
+// benchCPU returns a function that reports the CPU time (user and system,
+// all threads) the process used since benchCPU was called, per iteration:
+// on a shared machine it varies much less than the elapsed time. Call it
+// right before the loop and the function right after.
+func benchCPU(b *testing.B) func() {
+	b.Helper()
+	start := cpuTime(b)
+	return func() {
+		b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkAppendBatch100Sync appends 100 messages per call with sync on:
 // one transaction and one fsync per call.
 func BenchmarkAppendBatch100Sync(b *testing.B) {
@@ -84,6 +107,7 @@ func BenchmarkAppendSingle(b *testing.B) {
 	s := benchOpen(b, nil)
 	ws := []Write{{Data: benchPayload}}
 	b.ReportAllocs()
+	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
 		if _, err := s.Append(ws); err != nil {
@@ -91,6 +115,7 @@ func BenchmarkAppendSingle(b *testing.B) {
 		}
 		n++
 	}
+	cpu()
 	benchRate(b, n, "msgs/s")
 }
 
@@ -115,6 +140,7 @@ func BenchmarkGet(b *testing.B) {
 	benchFill(b, s, total)
 	r := rand.New(rand.NewPCG(3, 4))
 	b.ReportAllocs()
+	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
 		if _, err := s.Get(1 + r.Uint64N(total)); err != nil {
@@ -122,6 +148,7 @@ func BenchmarkGet(b *testing.B) {
 		}
 		n++
 	}
+	cpu()
 	benchRate(b, n, "msgs/s")
 }
 
@@ -167,11 +194,18 @@ func BenchmarkCreate(b *testing.B) {
 // holding ws, and closes them; it returns their paths.
 func benchClosedStreams(b *testing.B, n int, ws ...Write) []string {
 	b.Helper()
+	return benchClosedStreamsConfig(b, n, nil, ws...)
+}
+
+// benchClosedStreamsConfig is benchClosedStreams with streams created with
+// cfg (nil: the defaults).
+func benchClosedStreamsConfig(b *testing.B, n int, cfg *Config, ws ...Write) []string {
+	b.Helper()
 	dir := b.TempDir()
 	paths := make([]string, n)
 	for i := range paths {
 		paths[i] = filepath.Join(dir, strconv.Itoa(i%10), fmt.Sprintf("s%d.db", i))
-		s, err := Open(paths[i], Options{Create: true, NoSweep: true})
+		s, err := Open(paths[i], Options{Create: true, Config: cfg, NoSweep: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -191,6 +225,7 @@ func BenchmarkOpenGet(b *testing.B) {
 	const streams = 100
 	paths := benchClosedStreams(b, streams, Write{Data: benchPayload})
 	b.ReportAllocs()
+	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
 		s, err := Open(paths[n%streams], Options{NoSweep: true})
@@ -205,17 +240,34 @@ func BenchmarkOpenGet(b *testing.B) {
 		}
 		n++
 	}
+	cpu()
 	benchRate(b, n, "opens/s")
 }
 
 // BenchmarkOpenCloseCycle opens a closed stream, writes one message and
 // closes it again: what a write costs on a stream that is not open. Run it
-// under strace -c -f to count the fsyncs of a cycle.
+// under strace -c -f to count the fsyncs of a cycle. Each of its 100
+// streams gets one write per 100 iterations, so its WAL, and what an open
+// reads back, grows with the iterations until a close checkpoints it:
+// compare runs of the same -benchtime Nx.
 func BenchmarkOpenCloseCycle(b *testing.B) {
+	benchOpenCloseCycle(b, nil)
+}
+
+// BenchmarkOpenCloseCycleSync is BenchmarkOpenCloseCycle on streams with
+// sync on: every commit, and every checkpoint, is fsynced.
+func BenchmarkOpenCloseCycleSync(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Sync = true
+	benchOpenCloseCycle(b, &cfg)
+}
+
+func benchOpenCloseCycle(b *testing.B, cfg *Config) {
 	const streams = 100
-	paths := benchClosedStreams(b, streams, Write{Data: benchPayload})
+	paths := benchClosedStreamsConfig(b, streams, cfg, Write{Data: benchPayload})
 	ws := []Write{{Data: benchPayload}}
 	b.ReportAllocs()
+	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
 		s, err := Open(paths[n%streams], Options{NoSweep: true})
@@ -230,6 +282,7 @@ func BenchmarkOpenCloseCycle(b *testing.B) {
 		}
 		n++
 	}
+	cpu()
 	benchRate(b, n, "cycles/s")
 }
 
@@ -249,6 +302,7 @@ func BenchmarkOpenManyOpen(b *testing.B) {
 				b.Cleanup(func() { s.Close() })
 			}
 			b.ReportAllocs()
+			cpu := benchCPU(b)
 			n := 0
 			for b.Loop() {
 				s, err := Open(paths[open+n%cycled], Options{NoSweep: true})
@@ -260,6 +314,7 @@ func BenchmarkOpenManyOpen(b *testing.B) {
 				}
 				n++
 			}
+			cpu()
 			benchRate(b, n, "opens/s")
 		})
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -111,6 +112,46 @@ func TestStream_WALPolicy(t *testing.T) {
 	ts.reopen(t)
 	if got := len(ts.seqs(t)); got != n {
 		t.Fatalf("messages after checkpoint and reopen = %d, want %d", got, n)
+	}
+}
+
+// TestStream_WALLimit checks that a WAL grown past the limit of
+// walLimitPragma by one large commit is cut back to it by the first commit
+// after the timer's checkpoint (which sets the limit on the connection).
+func TestStream_WALLimit(t *testing.T) {
+	ts := openTest(t, nil)
+	r := rand.New(rand.NewPCG(7, 8))
+	ws := make([]Write, 3000)
+	for i := range ws {
+		b := make([]byte, 1000) // random: not compressed
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		ws[i] = Write{Data: b}
+	}
+	if _, err := ts.Append(ws); err != nil {
+		t.Fatal(err)
+	}
+	walSize := func() int64 {
+		st, err := os.Stat(ts.path + "-wal")
+		if err != nil {
+			t.Fatalf("-wal: %v", err)
+		}
+		return st.Size()
+	}
+	const limit = 2097152
+	if got := walSize(); got <= limit {
+		t.Fatalf("-wal after a 3 MB commit = %d bytes, want more than %d", got, limit)
+	}
+	ts.mu.Lock()
+	err := ts.checkpoint(false)
+	ts.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.put(t, data("after"))
+	if got := walSize(); got > limit {
+		t.Fatalf("-wal after a checkpoint and a commit = %d bytes, want at most %d", got, limit)
 	}
 }
 

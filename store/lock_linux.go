@@ -35,14 +35,21 @@ const (
 // lockFile opens path and takes the stream's lock on it, waiting up to
 // lockTimeout for another program to let go of the file. A missing file is
 // an error wrapping fs.ErrNotExist.
+//
+// The descriptor is opened with open(2) and wrapped by os.NewFile rather
+// than opened by os.OpenFile, which would try to add it to the runtime's
+// poller (a failing epoll_ctl for a regular file) and make it non-blocking,
+// and f.Fd below would make it blocking again: four system calls of the
+// dozen an open of a stream makes itself.
 func lockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	fd, err := openRW(path)
 	if err != nil {
 		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 			err = fmt.Errorf("%w: %v", ErrTooManyOpen, err)
 		}
 		return nil, err
 	}
+	f := os.NewFile(uintptr(fd), path)
 	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: sqlitePendingByte, Len: sqliteLockBytes}
 	deadline := time.Now().Add(lockTimeout)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
@@ -60,5 +67,19 @@ func lockFile(path string) (*os.File, error) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		time.Sleep(wait)
+	}
+}
+
+// openRW opens path read-write with close-on-exec, as os.OpenFile would.
+func openRW(path string) (int, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
 	}
 }

@@ -115,15 +115,17 @@ func init() {
 // connPragmas are set on every stream connection. Exclusive locking keeps the
 // WAL index in private memory (no -shm file and no shared mmap), and is what
 // lets the stream's file layer take no locks (see lockFile); the small page
-// cache bounds memory per open stream. A checkpoint that leaves the WAL
-// longer than journal_size_limit truncates it to that (see checkpoint for
-// when checkpoints run). (mmap_size is 0 by default in this build, so
-// database pages are never mapped either.)
+// cache bounds memory per open stream. (mmap_size is 0 by default in this
+// build, so database pages are never mapped either.) walLimitPragma is not
+// among them: see checkpoint.
 var connPragmas = []string{
 	"PRAGMA locking_mode=EXCLUSIVE",
 	"PRAGMA cache_size=-64",
-	"PRAGMA journal_size_limit=2097152",
 }
+
+// walLimitPragma makes the first commit after a checkpoint that leaves
+// the WAL longer than this truncate it to that.
+const walLimitPragma = "PRAGMA journal_size_limit=2097152"
 
 // template is an empty stream file, built once per process and copied to
 // create new streams: writing a few pages and renaming is much faster than
@@ -286,27 +288,36 @@ func inspectFile(path string) (version int, wal bool, err error) {
 		return 0, false, err
 	}
 	defer f.Close()
-	return inspectOpen(f, path)
+	version, wal, _, err = inspectOpen(f, path)
+	return version, wal, err
 }
 
-// inspectOpen is [inspectFile] on f, the file at path, already open.
-func inspectOpen(f *os.File, path string) (version int, wal bool, err error) {
+// inspectOpen is [inspectFile] on f, the file at path, already open; it
+// also reports whether the file has a -wal beside it.
+func inspectOpen(f *os.File, path string) (version int, wal, hasWAL bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	var h [100]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil {
-		return 0, false, fmt.Errorf("%w: %s: short header", ErrCorrupt, path)
+		return 0, false, false, fmt.Errorf("%w: %s: short header", ErrCorrupt, path)
 	}
 	version, wal = int(binary.BigEndian.Uint32(h[60:])), h[18] == 2 && h[19] == 2
-	if err := checkHeader(path, h, st.Size()); err != nil {
-		return 0, false, err
+	walSize := int64(-1)
+	ws, werr := os.Stat(path + "-wal")
+	if werr == nil {
+		walSize = ws.Size()
 	}
-	return version, wal, nil
+	if err := checkHeader(path, h, st.Size(), walSize); err != nil {
+		return 0, false, false, err
+	}
+	return version, wal, !errors.Is(werr, fs.ErrNotExist), nil
 }
 
-func checkHeader(path string, h [100]byte, size int64) error {
+// checkHeader checks the header h of the file at path, of size bytes,
+// beside a -wal of walSize bytes (-1: none).
+func checkHeader(path string, h [100]byte, size, walSize int64) error {
 	if string(h[:16]) != "SQLite format 3\x00" {
 		return fmt.Errorf("%w: %s: not a SQLite file", ErrCorrupt, path)
 	}
@@ -326,7 +337,7 @@ func checkHeader(path string, h [100]byte, size int64) error {
 	// The page count in the header is trustworthy when its validity counter
 	// matches; while a WAL is pending the file may legitimately be shorter
 	// than the last checkpoint claims, so only judge a checkpointed file.
-	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
+	if walSize > 0 {
 		return nil
 	}
 	pages := int64(binary.BigEndian.Uint32(h[28:]))

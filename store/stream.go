@@ -89,9 +89,10 @@ type Stream struct {
 
 	// walFrames is the frames the WAL held after the last commit, as the
 	// WAL hook reports it; ckptDue asks the timer for a checkpoint.
-	walFrames int32
-	ckptDue   bool
-	newWAL    bool // the -wal did not exist before this open
+	walFrames   int32
+	ckptDue     bool
+	walLimitSet bool // walLimitPragma was set on the connection
+	newWAL      bool // the -wal did not exist before this open
 }
 
 // meta mirrors the meta row: the counters that make inventory O(1).
@@ -266,9 +267,9 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 			lockf.Close()
 		}
 	}()
-	version, wal, err := len(migrations), true, error(nil) // the template's
+	version, wal, hasWAL, err := len(migrations), true, false, error(nil) // the template's
 	if !created {
-		version, wal, err = inspectOpen(lockf, path)
+		version, wal, hasWAL, err = inspectOpen(lockf, path)
 	}
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
@@ -276,8 +277,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		}
 		return nil, nil, false, false, err
 	}
-	_, werr := os.Stat(path + "-wal")
-	newWAL = errors.Is(werr, fs.ErrNotExist)
+	newWAL = !hasWAL
 	conn, err := sqlite.OpenConn(streamURI(path), sqlite.OpenReadWrite|sqlite.OpenURI)
 	if err != nil {
 		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
@@ -341,24 +341,28 @@ func streamURI(path string) string {
 }
 
 // loadQuery is everything an open needs from the file, in one statement
-// (preparing is most of what a query costs here): the meta row, the number
-// of the stream's tables that exist (a missing one fails the prepare or
-// the count), and the three candidates of the expiry deadline (see
-// recomputeDeadline).
+// (preparing is most of what a query costs here): the meta row and two of
+// the three candidates of the expiry deadline (see recomputeDeadline); the
+// third, the time of the first message, only matters with max_age, which
+// few streams have, and is read by firstTimeQuery only for them (a fourth
+// subquery would cost every open a fifth more to prepare). The query names
+// every table of the current schema, so that a missing one fails the
+// prepare; the blocks table, which it does not read, is named by a join
+// on a block that never exists, which costs less to prepare than a count
+// of sqlite_schema or a subquery.
 const loadQuery = `SELECT last_seq, last_time, revision, count, bytes, config,
-	(SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids', 'blocks')),
 	(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
-	(SELECT time FROM msgs ORDER BY seq LIMIT 1),
 	(SELECT min(time) FROM msg_ids)
-	FROM meta WHERE id = 1`
+	FROM meta LEFT JOIN blocks ON blocks.block = -1 WHERE meta.id = 1`
+
+const firstTimeQuery = "SELECT time FROM msgs ORDER BY seq LIMIT 1"
 
 // load reads the meta row, the config and the expiry deadline into
 // memory, checking that the file has the tables of the current schema. It
-// runs once per open, so its statement is not kept prepared.
+// runs once per open, so its statements are not kept prepared.
 func (s *Stream) load() error {
 	var found bool
 	var cfgJSON string
-	var tables int
 	var expires, first, firstID *int64
 	err := execOnce(s.conn, loadQuery, func(st *sqlite.Stmt) error {
 		found = true
@@ -370,8 +374,7 @@ func (s *Stream) load() error {
 			bytes:    st.ColumnInt64(4),
 		}
 		cfgJSON = st.ColumnText(5)
-		tables = st.ColumnInt(6)
-		expires, first, firstID = columnInt64(st, 7), columnInt64(st, 8), columnInt64(st, 9)
+		expires, firstID = columnInt64(st, 6), columnInt64(st, 7)
 		return nil
 	})
 	if sqlite.ErrCode(err) == sqlite.ResultError {
@@ -385,12 +388,18 @@ func (s *Stream) load() error {
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
 	}
-	if tables != len(tablesByVersion[len(migrations)]) {
-		return fmt.Errorf("%w: %s: missing tables", ErrCorrupt, s.path)
-	}
 	cfg, err := parseStoredConfig(cfgJSON)
 	if err != nil {
 		return fmt.Errorf("%w: %s: stored config: %v", ErrCorrupt, s.path, err)
+	}
+	if cfg.MaxAge > 0 {
+		err := execOnce(s.conn, firstTimeQuery, func(st *sqlite.Stmt) error {
+			first = columnInt64(st, 0)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
+		}
 	}
 	if s.memory {
 		cfg.Storage = StorageMemory
@@ -724,7 +733,7 @@ func (s *Stream) Config() Config {
 
 // Trim gives back the memory an idle stream does not need: its prepared
 // statements, SQLite's page cache, the C stack of its connection and
-// whatever else SQLite can free. A WAL of 256 frames or more is
+// whatever else SQLite can free. A WAL of 64 frames or more is
 // checkpointed, as Close would. The next request rebuilds what it uses. It
 // is safe to call at any time.
 func (s *Stream) Trim() error {

@@ -475,6 +475,26 @@ func TestStream_MaxAge(t *testing.T) {
 	}
 }
 
+// TestOpen_MaxAgeDeadline checks that an open finds the expiry deadline
+// that max_age gives the first message, which the open reads only for
+// streams with max_age.
+func TestOpen_MaxAgeDeadline(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxAge = 1000
+	ts := openTest(t, &cfg)
+	ts.put(t, data("a"))
+	first := ts.nowMs()
+	ts.clock.Add(300 * time.Millisecond)
+	ts.put(t, data("b"))
+	ts.reopen(t)
+	ts.mu.Lock()
+	got := ts.deadline
+	ts.mu.Unlock()
+	if want := first + cfg.MaxAge + 1; got != want {
+		t.Fatalf("deadline after reopen = %d, want %d (the first message's time + max_age + 1)", got, want)
+	}
+}
+
 func TestStream_Limits(t *testing.T) {
 	type step struct {
 		w       Write
@@ -1041,6 +1061,21 @@ func TestOpen_Corrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := execScript(conn, "DROP TABLE msg_ids"); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"MissingBlocksTable", func(t *testing.T) string {
+			// The one table the loading query does not read.
+			p := streamFile(t)
+			conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := execScript(conn, "DROP TABLE blocks"); err != nil {
 				t.Fatal(err)
 			}
 			if err := conn.Close(); err != nil {
