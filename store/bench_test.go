@@ -222,17 +222,26 @@ func benchClosedStreamsConfig(b *testing.B, n int, cfg *Config, ws ...Write) []s
 // BenchmarkOpenGet opens an existing, closed stream, reads one message and
 // closes it again: what a request costs on a stream that is not open.
 func BenchmarkOpenGet(b *testing.B) {
-	const streams = 100
-	paths := benchClosedStreams(b, streams, Write{Data: benchPayload})
+	paths := benchClosedStreams(b, 100, Write{Data: benchPayload})
+	benchOpenCycles(b, paths, "opens/s", func(s *Stream) error {
+		_, err := s.Get(1)
+		return err
+	})
+}
+
+// benchOpenCycles opens each of paths in turn, runs use on it and closes
+// it again, and reports the cycles per second and their CPU time.
+func benchOpenCycles(b *testing.B, paths []string, unit string, use func(*Stream) error) {
+	b.Helper()
 	b.ReportAllocs()
 	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
-		s, err := Open(paths[n%streams], Options{NoSweep: true})
+		s, err := Open(paths[n%len(paths)], Options{NoSweep: true})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.Get(1); err != nil {
+		if err := use(s); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.Close(); err != nil {
@@ -241,7 +250,7 @@ func BenchmarkOpenGet(b *testing.B) {
 		n++
 	}
 	cpu()
-	benchRate(b, n, "opens/s")
+	benchRate(b, n, unit)
 }
 
 // BenchmarkOpenCloseCycle opens a closed stream, writes one message and
@@ -263,27 +272,12 @@ func BenchmarkOpenCloseCycleSync(b *testing.B) {
 }
 
 func benchOpenCloseCycle(b *testing.B, cfg *Config) {
-	const streams = 100
-	paths := benchClosedStreamsConfig(b, streams, cfg, Write{Data: benchPayload})
+	paths := benchClosedStreamsConfig(b, 100, cfg, Write{Data: benchPayload})
 	ws := []Write{{Data: benchPayload}}
-	b.ReportAllocs()
-	cpu := benchCPU(b)
-	n := 0
-	for b.Loop() {
-		s, err := Open(paths[n%streams], Options{NoSweep: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.Append(ws); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	cpu()
-	benchRate(b, n, "cycles/s")
+	benchOpenCycles(b, paths, "cycles/s", func(s *Stream) error {
+		_, err := s.Append(ws)
+		return err
+	})
 }
 
 // BenchmarkOpenManyOpen measures opening (and closing) one more stream
@@ -301,21 +295,7 @@ func BenchmarkOpenManyOpen(b *testing.B) {
 				}
 				b.Cleanup(func() { s.Close() })
 			}
-			b.ReportAllocs()
-			cpu := benchCPU(b)
-			n := 0
-			for b.Loop() {
-				s, err := Open(paths[open+n%cycled], Options{NoSweep: true})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.Close(); err != nil {
-					b.Fatal(err)
-				}
-				n++
-			}
-			cpu()
-			benchRate(b, n, "opens/s")
+			benchOpenCycles(b, paths[open:], "opens/s", func(*Stream) error { return nil })
 		})
 	}
 }
