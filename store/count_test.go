@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,23 +93,11 @@ func TestStream_ReadPendingAcrossBlocks(t *testing.T) {
 // TestOpen_MigratesVersion1 opens a file of schema version 1 (no blocks
 // table) and checks that it is upgraded in place with its messages counted.
 func TestOpen_MigratesVersion1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
-	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := migrations[0] + fmt.Sprintf(`;
-		PRAGMA application_id=%d; PRAGMA user_version=1;
+	path := oldStreamFile(t, 1, `
 		INSERT INTO meta VALUES (1, 3000, 0, 3000, 2999, 2999, '{}');
 		WITH RECURSIVE s(n) AS (SELECT 2 UNION ALL SELECT n+1 FROM s WHERE n < 3000)
 		INSERT INTO msgs (seq, time, size, flags, data) SELECT n, 0, 1, 0, x'61' FROM s;
-		PRAGMA journal_mode=WAL`, applicationID)
-	if err := execScript(conn, script); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Close(); err != nil {
-		t.Fatal(err)
-	}
+`)
 
 	s, err := Open(path, Options{NoSweep: true})
 	if err != nil {
@@ -139,23 +128,11 @@ func TestOpen_MigratesVersion1(t *testing.T) {
 // counts were kept by triggers, and checks that the triggers are gone and
 // the store keeps the counts from there on.
 func TestOpen_MigratesVersion2(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
-	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := migrations[0] + ";" + migrations[1] + fmt.Sprintf(`;
-		PRAGMA application_id=%d; PRAGMA user_version=2;
+	path := oldStreamFile(t, 2, `
 		INSERT INTO meta VALUES (1, 3000, 0, 3000, 3000, 3000, '{}');
 		WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM s WHERE n < 3000)
 		INSERT INTO msgs (seq, time, size, flags, data) SELECT n, 0, 1, 0, x'61' FROM s;
-		PRAGMA journal_mode=WAL`, applicationID)
-	if err := execScript(conn, script); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Close(); err != nil {
-		t.Fatal(err)
-	}
+`)
 
 	s, err := Open(path, Options{NoSweep: true})
 	if err != nil {
@@ -222,4 +199,23 @@ func TestOpen_Locked(t *testing.T) {
 	if got := ts.seqs(t); len(got) != 1 {
 		t.Fatalf("seqs after the lock = %v, want one message", got)
 	}
+}
+
+// oldStreamFile writes a stream file of an earlier schema version: the
+// first version migrations, marked as such, then fill (SQL), in WAL mode.
+func oldStreamFile(tb testing.TB, version int, fill string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "old.db")
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	script := strings.Join(migrations[:version], ";") + fmt.Sprintf(";\nPRAGMA application_id=%d; PRAGMA user_version=%d;\n", applicationID, version) + fill + ";\nPRAGMA journal_mode=WAL"
+	if err := execScript(conn, script); err != nil {
+		tb.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
