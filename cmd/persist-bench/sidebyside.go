@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,12 +339,7 @@ func (r *runner) connect(url string) ([]*nats.Conn, []jetstream.JetStream, error
 
 // jsFor is the JetStream context of the connection that loop client uses.
 func (e *env) jsFor(nc *nats.Conn) jetstream.JetStream {
-	for i, c := range e.conns {
-		if c == nc {
-			return e.jss[i]
-		}
-	}
-	return e.jss[0]
+	return e.jss[max(0, slices.Index(e.conns, nc))]
 }
 
 // request sends one request and reports a timeout, a missing responder or
@@ -364,8 +360,7 @@ func (r *runner) loops(ctx context.Context, label string, conns []*nats.Conn, d 
 }
 
 func (r *runner) logPhase(label string, res result) {
-	rate := float64(res.items) / max(res.elapsed.Seconds(), 1e-9)
-	line := fmt.Sprintf("%s: %.0f/s, %d in %.2fs, p99 %s, %d errors", label, rate, res.items, res.elapsed.Seconds(), fmtLatency(res.hist.quantile(0.99)), res.errors)
+	line := fmt.Sprintf("%s: %.0f/s, %d in %.2fs, p99 %s, %d errors", label, rate(res), res.items, res.elapsed.Seconds(), fmtLatency(res.hist.quantile(0.99)), res.errors)
 	if res.firstErr != nil {
 		line += fmt.Sprintf(" (first: %v)", res.firstErr)
 	}
@@ -733,13 +728,12 @@ func (r *runner) setSync(ctx context.Context, e *env) error {
 		}
 		measure(srv.pid(), row.Peer, func() result {
 			return r.loops(ctx, r.label("js sync publish, sync always", rep), conns, r.cfg.Duration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-				for i, c := range conns {
-					if c == nc {
-						_, err := jss[i].Publish(ctx, "js.sync", r.payload)
-						return 1, err
-					}
+				i := slices.Index(conns, nc)
+				if i < 0 {
+					return 0, errors.New("no JetStream context")
 				}
-				return 0, errors.New("no JetStream context")
+				_, err := jss[i].Publish(ctx, "js.sync", r.payload)
+				return 1, err
 			})
 		})
 	}
@@ -753,19 +747,18 @@ func (r *runner) asyncPublish(ctx context.Context, label string, e *env, pubs []
 	start := time.Now()
 	res := runLoops(ctx, loopSpec{op: label, conns: e.conns, clients: r.cfg.Clients, duration: r.cfg.Duration, progress: r.progressTo(),
 		do: func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-			for i, c := range e.conns {
-				if c == nc {
-					_, err := pubs[i].js.PublishAsync(subj, r.payload)
-					if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-						// The publisher has asyncPending in flight and
-						// stayed full for its stall wait: back-pressure,
-						// not a failed publish; the loop tries again.
-						return 0, nil
-					}
-					return 0, err
-				}
+			i := slices.Index(e.conns, nc)
+			if i < 0 {
+				return 0, errors.New("no publisher")
 			}
-			return 0, errors.New("no publisher")
+			_, err := pubs[i].js.PublishAsync(subj, r.payload)
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// The publisher has asyncPending in flight and stayed
+				// full for its stall wait: back-pressure, not a failed
+				// publish; the loop tries again.
+				return 0, nil
+			}
+			return 0, err
 		}})
 	var acked, failed uint64
 	for _, p := range pubs {
