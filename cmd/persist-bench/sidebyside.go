@@ -373,10 +373,15 @@ func (r *runner) logPhase(label string, res result) {
 func measure(pid int, s *side, f func() result) result {
 	smp := sampleRSS(pid)
 	res := f()
-	peak, end := smp.stop()
-	s.RSSMaxMB, s.RSSEndMB = max(s.RSSMaxMB, mb(peak)), mb(end)
+	s.addRSS(smp.stop())
 	s.add(rate(res), res)
 	return res
+}
+
+// addRSS records the RSS sampled during one repetition: the largest of
+// every repetition, and the last one's value at its end.
+func (s *side) addRSS(peak, end int64) {
+	s.RSSMaxMB, s.RSSEndMB = max(s.RSSMaxMB, mb(peak)), mb(end)
 }
 
 // rate is a result's items per second.
@@ -1054,8 +1059,8 @@ func (r *runner) idleRSS(ctx context.Context, e *env, label func(string) string)
 	smax, send := ss.stop()
 	row.Persist.add(mb(wend), result{})
 	row.Peer.add(mb(send), result{})
-	row.Persist.RSSMaxMB, row.Persist.RSSEndMB = max(row.Persist.RSSMaxMB, mb(wmax)), mb(wend)
-	row.Peer.RSSMaxMB, row.Peer.RSSEndMB = max(row.Peer.RSSMaxMB, mb(smax)), mb(send)
+	row.Persist.addRSS(wmax, wend)
+	row.Peer.addRSS(smax, send)
 	r.logf("%s: worker %.0f MB (max %.0f), JetStream server %.0f MB (max %.0f)", label("rss"), mb(wend), mb(wmax), mb(send), mb(smax))
 	return ctx.Err()
 }
