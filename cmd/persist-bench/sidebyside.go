@@ -320,19 +320,23 @@ func (e *env) close() error {
 func (r *runner) connect(url string) ([]*nats.Conn, []jetstream.JetStream, error) {
 	var conns []*nats.Conn
 	var jss []jetstream.JetStream
+	fail := func(err error) ([]*nats.Conn, []jetstream.JetStream, error) {
+		for _, c := range conns {
+			c.Close()
+		}
+		return nil, nil, err
+	}
 	for range (r.cfg.Clients + clientsPerConn - 1) / clientsPerConn {
 		nc, err := nats.Connect(url, nats.Name("persist-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(reconnectDelay))
 		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
+			return fail(fmt.Errorf("connect to %s: %w", url, err))
 		}
+		conns = append(conns, nc)
 		js, err := jetstream.New(nc)
 		if err != nil {
-			return nil, nil, err
+			return fail(err)
 		}
-		conns, jss = append(conns, nc), append(jss, js)
+		jss = append(jss, js)
 	}
 	return conns, jss, nil
 }
