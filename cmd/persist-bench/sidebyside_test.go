@@ -25,7 +25,11 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == serveNATSMode {
 		command.Main("persist-bench", run)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if workerPath != "" {
+		os.RemoveAll(filepath.Dir(workerPath))
+	}
+	os.Exit(code)
 }
 
 var (
