@@ -107,7 +107,7 @@ func checkNoChildren(tb testing.TB) {
 	}
 }
 
-// sideByName indexes the rows of a JSON report.
+// rowsByName indexes the rows of a JSON report.
 func rowsByName(tb testing.TB, out []byte) (report, map[string]*row) {
 	tb.Helper()
 	var rep report
