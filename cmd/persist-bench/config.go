@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -229,17 +230,11 @@ func splitList(list string, known []string, flagName string) ([]string, error) {
 	var out []string
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)
-		ok := false
-		for _, k := range known {
-			ok = ok || n == k
-		}
-		if !ok {
+		if !slices.Contains(known, n) {
 			return nil, command.Usagef("invalid %s %q: unknown name %q (%s)", flagName, list, n, strings.Join(known, ", "))
 		}
-		for _, seen := range out {
-			if seen == n {
-				return nil, command.Usagef("invalid %s %q: %s given twice", flagName, list, n)
-			}
+		if slices.Contains(out, n) {
+			return nil, command.Usagef("invalid %s %q: %s given twice", flagName, list, n)
 		}
 		out = append(out, n)
 	}

@@ -29,10 +29,10 @@
 // every --worker-arg, so it starts no server of its own. The clients, the
 // echo responder and the JetStream publishers and consumers run in the
 // bench process: --clients request loops, every 16 sharing one NATS
-// connection. Children run in their own process group (a Ctrl-C reaches
-// the bench, which stops them in order) and, on Linux, get SIGKILL from
-// the kernel when the bench dies (Pdeathsig); every exit path of the bench
-// stops them (SIGTERM, then SIGKILL after stopTimeout). Their logs are in
+// connection. On Linux children run in their own process group (a Ctrl-C
+// reaches the bench, which stops them in order) and get SIGKILL from the
+// kernel when the bench dies (Pdeathsig); on every system, every exit path
+// of the bench stops them (SIGTERM, then SIGKILL after stopTimeout). Their logs are in
 // <data>/logs.
 //
 // The data directory (default ./persist-bench-data; put it on the disk you

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-persist/persist/cmd/internal/command"
 )
 
-// env is a fake environment for parseConfig.
+// fakeEnv is a fake environment for parseConfig.
 type fakeEnv map[string]string
 
 func (e fakeEnv) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
@@ -61,7 +61,7 @@ func startWorker(tb testing.TB) (string, *nats.Conn) {
 	return s.ClientURL(), nc
 }
 
-// row is one line of the result table.
+// tableRow is one line of the result table of the external mode.
 type tableRow struct {
 	clients, ops, errors int
 	p50, p99             string

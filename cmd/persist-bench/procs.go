@@ -33,9 +33,9 @@ type child struct {
 // startChild starts path with args. If readyLine is set, it waits (up to
 // timeout) for the child to print a line starting with it on stdout and
 // returns the rest of that line; else stdout goes to the log as well.
-// The child is killed when the bench dies (see setDeathSignal) and runs
-// in its own process group, so a Ctrl-C reaches only the bench, which then
-// stops its children in order.
+// On Linux the child is killed when the bench dies and runs in its own
+// process group, so a Ctrl-C reaches only the bench, which then stops its
+// children in order (see setDeathSignal).
 func startChild(name, logPath, path string, args []string, readyLine string, timeout time.Duration) (*child, string, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -319,31 +320,30 @@ func (e *env) close() error {
 func (r *runner) connect(url string) ([]*nats.Conn, []jetstream.JetStream, error) {
 	var conns []*nats.Conn
 	var jss []jetstream.JetStream
+	fail := func(err error) ([]*nats.Conn, []jetstream.JetStream, error) {
+		for _, c := range conns {
+			c.Close()
+		}
+		return nil, nil, err
+	}
 	for range (r.cfg.Clients + clientsPerConn - 1) / clientsPerConn {
 		nc, err := nats.Connect(url, nats.Name("persist-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(reconnectDelay))
 		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
+			return fail(fmt.Errorf("connect to %s: %w", url, err))
 		}
+		conns = append(conns, nc)
 		js, err := jetstream.New(nc)
 		if err != nil {
-			return nil, nil, err
+			return fail(err)
 		}
-		conns, jss = append(conns, nc), append(jss, js)
+		jss = append(jss, js)
 	}
 	return conns, jss, nil
 }
 
 // jsFor is the JetStream context of the connection that loop client uses.
 func (e *env) jsFor(nc *nats.Conn) jetstream.JetStream {
-	for i, c := range e.conns {
-		if c == nc {
-			return e.jss[i]
-		}
-	}
-	return e.jss[0]
+	return e.jss[max(0, slices.Index(e.conns, nc))]
 }
 
 // request sends one request and reports a timeout, a missing responder or
@@ -364,8 +364,7 @@ func (r *runner) loops(ctx context.Context, label string, conns []*nats.Conn, d 
 }
 
 func (r *runner) logPhase(label string, res result) {
-	rate := float64(res.items) / max(res.elapsed.Seconds(), 1e-9)
-	line := fmt.Sprintf("%s: %.0f/s, %d in %.2fs, p99 %s, %d errors", label, rate, res.items, res.elapsed.Seconds(), fmtLatency(res.hist.quantile(0.99)), res.errors)
+	line := fmt.Sprintf("%s: %.0f/s, %d in %.2fs, p99 %s, %d errors", label, rate(res), res.items, res.elapsed.Seconds(), fmtLatency(res.hist.quantile(0.99)), res.errors)
 	if res.firstErr != nil {
 		line += fmt.Sprintf(" (first: %v)", res.firstErr)
 	}
@@ -378,10 +377,15 @@ func (r *runner) logPhase(label string, res result) {
 func measure(pid int, s *side, f func() result) result {
 	smp := sampleRSS(pid)
 	res := f()
-	peak, end := smp.stop()
-	s.RSSMaxMB, s.RSSEndMB = max(s.RSSMaxMB, mb(peak)), mb(end)
+	s.addRSS(smp.stop())
 	s.add(rate(res), res)
 	return res
+}
+
+// addRSS records the RSS sampled during one repetition: the largest of
+// every repetition, and the last one's value at its end.
+func (s *side) addRSS(peak, end int64) {
+	s.RSSMaxMB, s.RSSEndMB = max(s.RSSMaxMB, mb(peak)), mb(end)
 }
 
 // rate is a result's items per second.
@@ -733,13 +737,12 @@ func (r *runner) setSync(ctx context.Context, e *env) error {
 		}
 		measure(srv.pid(), row.Peer, func() result {
 			return r.loops(ctx, r.label("js sync publish, sync always", rep), conns, r.cfg.Duration, func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-				for i, c := range conns {
-					if c == nc {
-						_, err := jss[i].Publish(ctx, "js.sync", r.payload)
-						return 1, err
-					}
+				i := slices.Index(conns, nc)
+				if i < 0 {
+					return 0, errors.New("no JetStream context")
 				}
-				return 0, errors.New("no JetStream context")
+				_, err := jss[i].Publish(ctx, "js.sync", r.payload)
+				return 1, err
 			})
 		})
 	}
@@ -753,19 +756,18 @@ func (r *runner) asyncPublish(ctx context.Context, label string, e *env, pubs []
 	start := time.Now()
 	res := runLoops(ctx, loopSpec{op: label, conns: e.conns, clients: r.cfg.Clients, duration: r.cfg.Duration, progress: r.progressTo(),
 		do: func(nc *nats.Conn, _ int, _ *rand.Rand) (int, error) {
-			for i, c := range e.conns {
-				if c == nc {
-					_, err := pubs[i].js.PublishAsync(subj, r.payload)
-					if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-						// The publisher has asyncPending in flight and
-						// stayed full for its stall wait: back-pressure,
-						// not a failed publish; the loop tries again.
-						return 0, nil
-					}
-					return 0, err
-				}
+			i := slices.Index(e.conns, nc)
+			if i < 0 {
+				return 0, errors.New("no publisher")
 			}
-			return 0, errors.New("no publisher")
+			_, err := pubs[i].js.PublishAsync(subj, r.payload)
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// The publisher has asyncPending in flight and stayed
+				// full for its stall wait: back-pressure, not a failed
+				// publish; the loop tries again.
+				return 0, nil
+			}
+			return 0, err
 		}})
 	var acked, failed uint64
 	for _, p := range pubs {
@@ -1061,8 +1063,8 @@ func (r *runner) idleRSS(ctx context.Context, e *env, label func(string) string)
 	smax, send := ss.stop()
 	row.Persist.add(mb(wend), result{})
 	row.Peer.add(mb(send), result{})
-	row.Persist.RSSMaxMB, row.Persist.RSSEndMB = max(row.Persist.RSSMaxMB, mb(wmax)), mb(wend)
-	row.Peer.RSSMaxMB, row.Peer.RSSEndMB = max(row.Peer.RSSMaxMB, mb(smax)), mb(send)
+	row.Persist.addRSS(wmax, wend)
+	row.Peer.addRSS(smax, send)
 	r.logf("%s: worker %.0f MB (max %.0f), JetStream server %.0f MB (max %.0f)", label("rss"), mb(wend), mb(wmax), mb(send), mb(smax))
 	return ctx.Err()
 }

@@ -25,7 +25,11 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == serveNATSMode {
 		command.Main("persist-bench", run)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if workerPath != "" {
+		os.RemoveAll(filepath.Dir(workerPath))
+	}
+	os.Exit(code)
 }
 
 var (
@@ -103,7 +107,7 @@ func checkNoChildren(tb testing.TB) {
 	}
 }
 
-// sideByName indexes the rows of a JSON report.
+// rowsByName indexes the rows of a JSON report.
 func rowsByName(tb testing.TB, out []byte) (report, map[string]*row) {
 	tb.Helper()
 	var rep report

@@ -46,7 +46,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		}
 	}
 
-	raiseNoFile(logger)
+	logNoFile(logger)
 
 	var srv *server.Server
 	natsURL := cfg.NATSURL

@@ -11,4 +11,7 @@
 // it. A bad flag, value or variable is a [UsageError], made with [Usagef],
 // which [ExitCode] maps to status 2 and [Main] follows with a pointer to
 // --help.
+//
+// [Version] describes a binary's build, the same way for the worker's start
+// line (its own build) and the bench's report (the worker it measures).
 package command
