@@ -90,6 +90,24 @@ func BenchmarkSetParallel64(b *testing.B) {
 	}
 }
 
+// fillBench writes n 16-byte messages (a multiple of 1000) to stream, in
+// setmany requests of 1000.
+func (f *fixture) fillBench(tb testing.TB, stream string, n int) {
+	tb.Helper()
+	items := make([]byte, 0, 64<<10)
+	for range n / 1000 {
+		items = append(items[:0], '[')
+		for i := range 1000 {
+			if i > 0 {
+				items = append(items, ',')
+			}
+			items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg=="}`...)
+		}
+		items = append(items, ']')
+		f.call(tb, subjects.OpSetMany, stream, string(items), nil)
+	}
+}
+
 // BenchmarkGetParallel64 measures get requests by seq over 64 concurrent
 // requesters on one stream of 1000 messages, and of 100,000 read at random
 // (the get row of cmd/persist-bench, where most pages are not in SQLite's
@@ -98,18 +116,7 @@ func BenchmarkGetParallel64(b *testing.B) {
 	for _, msgs := range []int{1000, 100_000} {
 		b.Run("msgs="+strconv.Itoa(msgs), func(b *testing.B) {
 			f := newFixture(b, Options{})
-			for range msgs / 1000 {
-				items := make([]byte, 0, 64<<10)
-				items = append(items, '[')
-				for i := range 1000 {
-					if i > 0 {
-						items = append(items, ',')
-					}
-					items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg=="}`...)
-				}
-				items = append(items, ']')
-				f.call(b, subjects.OpSetMany, "bench.g", string(items), nil)
-			}
+			f.fillBench(b, "bench.g", msgs)
 			subj := subjects.APISubject(subjects.DefaultPrefix, subjects.OpGet, "bench.g")
 			runRequesters(b, func(i int) error {
 				seq := i%msgs + 1

@@ -464,7 +464,8 @@ func (b *Broker) handle(req micro.Request) {
 		b.list(reply, name, req.Data())
 		return
 	}
-	r := request{op: op, reply: reply, data: req.Data(), hdr: nats.Header(req.Headers()), size: len(req.Data())}
+	hdr := nats.Header(req.Headers())
+	r := request{op: op, reply: reply, data: req.Data(), hdr: hdr, size: requestSize(reply, req.Data(), hdr)}
 	if op == subjects.OpGet && b.inline(name, &r) {
 		return
 	}
@@ -472,6 +473,20 @@ func (b *Broker) handle(req micro.Request) {
 	q := new(request)
 	*q = r
 	b.enqueue(name, q)
+}
+
+// requestSize is what a request holds while it waits in a queue, counted
+// in the queue's byte bound: its body, its headers and its reply subject
+// (the stream name is kept once per entry, not per request).
+func requestSize(reply string, data []byte, hdr nats.Header) int {
+	n := len(reply) + len(data)
+	for k, vs := range hdr {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	return n
 }
 
 // overloaded is the answer to a request past a queue bound.

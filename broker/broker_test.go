@@ -1020,14 +1020,19 @@ func TestBroker_QueueLimits(t *testing.T) {
 		name    string
 		limits  queueLimits
 		streams []string // each request goes to the next, round robin
+		hdr     nats.Header
 		sent    int
 		wantOK  int
 	}{
 		// The first job of a stream is taken off its queue before it is
 		// held, so a stream takes one more than its queue holds.
-		{"PerStream", queueLimits{perStream: 3, all: 1000, allBytes: 1 << 20}, []string{"acme.q"}, 10, 4},
-		{"All", queueLimits{perStream: 1000, all: 4, allBytes: 1 << 20}, []string{"acme.a", "acme.b"}, 10, 6},
-		{"AllBytes", queueLimits{perStream: 1000, all: 1000, allBytes: 25}, []string{"acme.a", "acme.b"}, 10, 4}, // 10-byte bodies: two fit
+		{"PerStream", queueLimits{perStream: 3, all: 1000, allBytes: 1 << 20}, []string{"acme.q"}, nil, 10, 4},
+		{"All", queueLimits{perStream: 1000, all: 4, allBytes: 1 << 20}, []string{"acme.a", "acme.b"}, nil, 10, 6},
+		// 10-byte bodies and the 18-byte reply subject: two fit.
+		{"AllBytes", queueLimits{perStream: 1000, all: 1000, allBytes: 61}, []string{"acme.a", "acme.b"}, nil, 10, 4},
+		// The headers count too: 28 bytes and a 35-byte header, one fits.
+		{"AllBytesHeaders", queueLimits{perStream: 1000, all: 1000, allBytes: 100}, []string{"acme.a", "acme.b"},
+			nats.Header{"X-Pad": {"012345678901234567890123456789"}}, 10, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, Options{})
@@ -1046,11 +1051,14 @@ func TestBroker_QueueLimits(t *testing.T) {
 					<-release
 				}
 			}})
-			inbox := nats.NewInbox()
+			inbox := "queue.limits.reply"
 			sub, _ := f.nc.SubscribeSync(inbox)
 			for i := range tc.sent {
 				stream := tc.streams[i%len(tc.streams)]
-				f.nc.PublishRequest(subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, stream), inbox, fmt.Appendf(nil, "%010d", i))
+				f.nc.PublishMsg(&nats.Msg{
+					Subject: subjects.APISubject(subjects.DefaultPrefix, subjects.OpSet, stream),
+					Reply:   inbox, Data: fmt.Appendf(nil, "%010d", i), Header: tc.hdr,
+				})
 				if i < len(tc.streams) {
 					f.nc.Flush()
 					<-held // the stream's goroutine holds its first job

@@ -6,8 +6,10 @@
 // [New] registers a nats.go micro service with one endpoint per operation,
 // in a queue group (workers in one group share the request subjects; each
 // stream file must still be served by one worker only). The endpoint
-// handler only checks the subject and the queue bounds, then appends the
-// raw request to its stream's queue; parsing is the stream's work. A pool
+// handler only checks the subject and the queue bounds (which count a
+// request's body, headers and reply subject), then appends the raw
+// request to its stream's queue; parsing is the stream's work. A list,
+// which touches no stream, is answered on its endpoint's goroutine. A pool
 // of runWorkers long-lived goroutines takes streams with work from a run
 // queue and applies each one's requests in arrival order, so one stream's
 // requests keep their order while different streams proceed in parallel;
@@ -94,7 +96,8 @@
 //	nsMu        the quota counts
 //
 // The run and close queues' locks come last, held for one append or pop;
-// the store's stream lock is taken only by the entry's owner.
+// the name index's and the read-ahead's locks are leaves, held across no
+// I/O; the store's stream lock is taken only by the entry's owner.
 //
 // Store errors become wire errors in exactly one table (see wireError);
 // anything unexpected is answered 500 internal and logged. A panic while

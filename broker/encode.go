@@ -82,7 +82,9 @@ func (e *encoder) reset() {
 
 // str appends the digits written by appendNum and returns them as a string
 // that shares num's memory: valid until the next reset, which is after the
-// message that uses it was sent.
+// message that uses it was sent. A copy (string(e.num[start:])) costs an
+// allocation per number: BenchmarkPublishEvents goes from 75 to 149
+// allocations per commit, and getall replays lose about a quarter.
 func (e *encoder) str(start int) string {
 	return unsafe.String(&e.num[start], len(e.num)-start)
 }

@@ -113,16 +113,7 @@ func BenchmarkReplyError(b *testing.B) {
 // store's read and the reply, with no client waiting for it.
 func BenchmarkGetInline(b *testing.B) {
 	f := newFixture(b, Options{})
-	items := make([]byte, 0, 64<<10)
-	items = append(items, '[')
-	for i := range 1000 {
-		if i > 0 {
-			items = append(items, ',')
-		}
-		items = append(items, `{"data":"MDEyMzQ1Njc4OWFiY2RlZg=="}`...)
-	}
-	items = append(items, ']')
-	f.call(b, subjects.OpSetMany, "bench.g", string(items), nil)
+	f.fillBench(b, "bench.g", 1000)
 	f.quiet(b)
 	bodies := make([][]byte, 1000)
 	for i := range bodies {

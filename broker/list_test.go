@@ -2,6 +2,7 @@ package broker
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/nats-persist/persist/subjects"
@@ -73,7 +74,7 @@ func TestNameIndex_ChangesWhileReading(t *testing.T) {
 }
 
 func TestNameIndex_Bounded(t *testing.T) {
-	x := nameIndex{max: 3 * nameCost("a.1")}
+	x := nameIndex{max: 3*nameCost("a.1") + 2*nameCost("a")}
 	read := func(names ...string) func() ([]string, error) {
 		return func() ([]string, error) { return names, nil }
 	}
@@ -96,5 +97,19 @@ func TestNameIndex_Bounded(t *testing.T) {
 	x.page("d", "", 10, counted("d.1", "d.2", "d.3", "d.4"))
 	if reads != 2 {
 		t.Fatalf("d read %d times, want 2", reads)
+	}
+	// Creations under a listed prefix count as well: b, listed least
+	// recently, goes when c grows.
+	x.add("c.3")
+	if _, ok := x.dirs["b"]; ok || x.bytes > x.max {
+		t.Fatalf("after a creation index holds %v (%d bytes), want b forgotten within %d", x.dirs, x.bytes, x.max)
+	}
+	// Prefixes without names cost their own name: listing many of them
+	// stays within the bound.
+	for i := range 100 {
+		x.page("e"+strconv.Itoa(i), "", 10, read())
+	}
+	if x.bytes > x.max || len(x.dirs) > 5 {
+		t.Fatalf("after 100 empty prefixes index holds %d prefixes (%d bytes), want within %d bytes", len(x.dirs), x.bytes, x.max)
 	}
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // defaultIndexBytes bounds the memory of the name index: the names it
-// holds for all listed prefixes together, counted as len(name) plus a
-// string header each (100k names of 20 bytes: 3.6 MB). Past it, the least
+// holds for all listed prefixes together and the prefixes themselves,
+// counted as len(name) plus a string header each (100k names of 20 bytes:
+// 3.6 MB). Past it, the least
 // recently listed prefixes are forgotten, and a prefix too large for it
 // alone is listed from the disk every time.
 const defaultIndexBytes = 64 << 20
@@ -73,6 +74,9 @@ func (x *nameIndex) change(name string, added bool) {
 				x.apply(d, name, added)
 			}
 		}
+	}
+	if added {
+		x.evict(nil) // creations grow the listed prefixes too
 	}
 }
 
@@ -139,7 +143,9 @@ func (x *nameIndex) page(prefix, after string, n int, read func() ([]string, err
 		delete(x.dirs, prefix)
 		return nil, err
 	}
-	d.names, d.building = names, false
+	// The prefix itself is held too, so that many listed prefixes with
+	// few names or none stay within the bound as well.
+	d.names, d.building, d.bytes = names, false, nameCost(prefix)
 	for _, name := range names {
 		d.bytes += nameCost(name)
 	}

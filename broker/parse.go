@@ -34,7 +34,6 @@ type job struct {
 	op       string
 	reply    string
 	answered bool
-	size     int // bytes of the request, counted in the queue limits
 
 	items []item  // set: one; setmany: one per element
 	one   [1]item // what a set's items are, so that they need no allocation

@@ -163,7 +163,7 @@ func TestPutJob_Zeroes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parseJob(%s, %s) = %v", tc.op, tc.body, err)
 		}
-		j.reply, j.size, j.answered = "reply", len(tc.body), true
+		j.reply, j.answered = "reply", true
 		putJob(j)
 		if !reflect.ValueOf(*j).IsZero() {
 			t.Fatalf("after putJob, the job of %s %s = %+v, want a zero job", tc.op, tc.body, *j)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"container/list"
 	"errors"
 	"sync"
 
@@ -19,13 +20,13 @@ const aheadMsgCost = 128
 // sent, read while the client round-trips for it: a client reading a range
 // asks for the next page from Persist-Next-Seq with the same bounds. At
 // most one page per stream, and all of them within a byte bound; a page
-// that does not fit pushes out the oldest. The zero value is ready to use.
-// Its lock is a leaf, never held across a read or a publish.
+// that does not fit pushes out the oldest, in O(1) each. The zero value is
+// ready to use. Its lock is a leaf, never held across a read or a publish.
 type readAhead struct {
 	mu    sync.Mutex
 	pages map[string]*aheadPage // by stream name
+	order list.List             // of *aheadPage's stream names, newest first
 	bytes int64
-	clock uint64
 	max   int64 // 0 is defaultAheadBytes
 
 	hits, misses uint64 // pages sent from memory, and pages thrown away
@@ -40,7 +41,7 @@ type aheadPage struct {
 	msgs  []*store.Message
 	res   store.ReadResult
 	bytes int64
-	stamp uint64
+	elem  *list.Element // in readAhead.order
 }
 
 // take removes and returns name's page, nil when there is none.
@@ -49,10 +50,16 @@ func (r *readAhead) take(name string) *aheadPage {
 	defer r.mu.Unlock()
 	pg := r.pages[name]
 	if pg != nil {
-		delete(r.pages, name)
-		r.bytes -= pg.bytes
+		r.drop(name, pg)
 	}
 	return pg
+}
+
+// drop forgets name's page pg. r.mu is held.
+func (r *readAhead) drop(name string, pg *aheadPage) {
+	delete(r.pages, name)
+	r.order.Remove(pg.elem)
+	r.bytes -= pg.bytes
 }
 
 // put keeps pg as name's page, pushing out the oldest pages to fit it.
@@ -70,20 +77,13 @@ func (r *readAhead) put(name string, pg *aheadPage) {
 		r.pages = make(map[string]*aheadPage)
 	}
 	if old := r.pages[name]; old != nil {
-		r.bytes -= old.bytes
+		r.drop(name, old)
 	}
 	for r.bytes+pg.bytes > max {
-		var oldest string
-		for n, p := range r.pages {
-			if oldest == "" || p.stamp < r.pages[oldest].stamp {
-				oldest = n
-			}
-		}
-		r.bytes -= r.pages[oldest].bytes
-		delete(r.pages, oldest)
+		oldest := r.order.Back().Value.(string)
+		r.drop(oldest, r.pages[oldest])
 	}
-	r.clock++
-	pg.stamp = r.clock
+	pg.elem = r.order.PushFront(name)
 	r.pages[name] = pg
 	r.bytes += pg.bytes
 }

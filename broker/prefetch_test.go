@@ -113,6 +113,13 @@ func TestPrefetch_Bounded(t *testing.T) {
 	if r.take("b") == nil || r.take("b") != nil || r.bytes != 50 {
 		t.Fatalf("take b twice: %d bytes left, want 50", r.bytes)
 	}
+	// A page put again is the newest: b, now the oldest, goes.
+	r.put("b", &aheadPage{bytes: 30})
+	r.put("c", &aheadPage{bytes: 40})
+	r.put("e", &aheadPage{bytes: 50})
+	if r.pages["b"] != nil || r.pages["c"] == nil || r.pages["e"] == nil || r.bytes != 90 || r.order.Len() != 2 {
+		t.Fatalf("pages %v, %d bytes, %d in order; want c and e, 90 bytes", r.pages, r.bytes, r.order.Len())
+	}
 }
 
 func TestPrefetch_NotWithTTL(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -343,5 +344,29 @@ func TestBroker_TrimThenClose(t *testing.T) {
 	}
 	if r := f.set(t, "acme.t", "2", nil); r.Seq != 2 {
 		t.Fatalf("seq after reopen = %d, want 2", r.Seq)
+	}
+}
+
+// TestBroker_MayServe checks the seam for partition ownership: a stream
+// the hook refuses is answered with its error before anything is opened
+// or created, and the others are served.
+func TestBroker_MayServe(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.b.Shutdown(context.Background())
+	f.start(t, Options{}, hooks{noJanitor: true, mayServe: func(stream string) error {
+		if stream == "other.s" {
+			return subjects.ErrUnavailable.WithDescription("served by another worker")
+		}
+		return nil
+	}})
+	f.callErr(t, subjects.OpSet, "other.s", "1", nil, subjects.ErrUnavailable)
+	f.callErr(t, subjects.OpGet, "other.s", `{"seq":1}`, nil, subjects.ErrUnavailable)
+	if r := f.set(t, "acme.s", "1", nil); r.Seq != 1 {
+		t.Fatalf("set on a served stream: seq = %d, want 1", r.Seq)
+	}
+	for _, name := range files(t, f.dir) {
+		if strings.HasPrefix(name, "other") {
+			t.Fatalf("refused stream has file %s", name)
+		}
 	}
 }

@@ -191,7 +191,7 @@ func (b *Broker) parse(r *request) (j *job) {
 	if j.isWrite() {
 		refuseUnsendable(j.items, b.nc.MaxPayload())
 	}
-	j.reply, j.size = r.reply, r.size
+	j.reply = r.reply
 	return j
 }
 
