@@ -88,8 +88,10 @@ func (b *Broker) diskStreamNames(prefix string) ([]string, error) {
 func (b *Broker) memoryStreamNames(prefix string) []string {
 	var names []string
 	b.mu.Lock()
-	for name, e := range b.streams {
-		if e.memory && e.st != nil && (prefix == "" || subjects.HasPrefix(name, prefix)) {
+	// b.streams holds exactly the open memory streams (see opened and
+	// forget); their entries' fields belong to their owners.
+	for name := range b.streams {
+		if prefix == "" || subjects.HasPrefix(name, prefix) {
 			names = append(names, name)
 		}
 	}
