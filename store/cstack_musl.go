@@ -37,9 +37,14 @@ type tlsHead struct {
 	ID                  int32
 }
 
+// tlsStackSlot mirrors libc's slot of the same name, whose size is a
+// Tsize_t: 64 bits on the 64-bit architectures, 32 on 386 and arm, the
+// width of a uintptr on each of them. A field of fixed width would give the
+// slots another stride there, which the ID check cannot see, and free
+// pointers read from the wrong place.
 type tlsStackSlot struct {
 	p  uintptr
-	sz uint64
+	sz uintptr
 }
 
 // releaseCStack frees the emulated C stack of conn, which must not be in

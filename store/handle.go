@@ -59,15 +59,11 @@ func persistWAL(conn *sqlite.Conn) error {
 // its address and a Go variable on a stack could move.
 var persistOn int32 = 1
 
-// setCheckpointOnClose chooses whether closing conn checkpoints its WAL
-// into the database (SQLite's default) or leaves it for the next open.
-func setCheckpointOnClose(conn *sqlite.Conn, on bool) error {
+// noCheckpointOnClose makes closing conn leave its WAL for the next open
+// instead of checkpointing it into the database (SQLite's default).
+func noCheckpointOnClose(conn *sqlite.Conn) error {
 	tls, db := rawConn(conn)
-	off := int32(1)
-	if on {
-		off = 0
-	}
-	va := libc.NewVaList(off, uintptr(0))
+	va := libc.NewVaList(int32(1), uintptr(0))
 	if va == 0 {
 		return fmt.Errorf("store: checkpoint on close: out of memory")
 	}

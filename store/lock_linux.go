@@ -1,7 +1,6 @@
 package store
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -44,10 +43,7 @@ const (
 func lockFile(path string) (*os.File, error) {
 	fd, err := openRW(path)
 	if err != nil {
-		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-			err = fmt.Errorf("%w: %v", ErrTooManyOpen, err)
-		}
-		return nil, err
+		return nil, outOfFiles(err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: sqlitePendingByte, Len: sqliteLockBytes}

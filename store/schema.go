@@ -282,14 +282,20 @@ func checkFile(path string) error {
 func inspectFile(path string) (version int, wal bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-			err = fmt.Errorf("%w: %v", ErrTooManyOpen, err)
-		}
-		return 0, false, err
+		return 0, false, outOfFiles(err)
 	}
 	defer f.Close()
 	version, wal, _, err = inspectOpen(f, path)
 	return version, wal, err
+}
+
+// outOfFiles marks an error of opening a file for want of descriptors
+// as ErrTooManyOpen, which a budget can act on.
+func outOfFiles(err error) error {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return fmt.Errorf("%w: %v", ErrTooManyOpen, err)
+	}
+	return err
 }
 
 // inspectOpen is [inspectFile] on f, the file at path, already open; it

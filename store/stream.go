@@ -297,7 +297,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	// From here on, closing never checkpoints nor removes the -wal: a file
 	// found damaged below keeps its -wal and its bytes as they were.
 	if err = persistWAL(conn); err == nil {
-		err = setCheckpointOnClose(conn, false)
+		err = noCheckpointOnClose(conn)
 	}
 	if err != nil {
 		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)

@@ -170,8 +170,10 @@ func installCopy(src, dst string, want uint64) (err error) {
 	return syncDir(dir)
 }
 
-// copyIfPresent copies the file src to dst, made durable, and reports
-// whether there was one: a missing or empty src copies nothing.
+// copyIfPresent copies the file src to dst and reports whether there was
+// one: a missing or empty src copies nothing. The copy is not synced: it
+// is a -wal for foldWAL, whose checkpoint syncs it before it writes into
+// the database, and it is gone before anything is installed.
 func copyIfPresent(src, dst string) (bool, error) {
 	in, err := os.Open(src)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -188,9 +190,6 @@ func copyIfPresent(src, dst string) (bool, error) {
 		return false, err
 	}
 	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
