@@ -874,13 +874,13 @@ func TestBroker_Damaged(t *testing.T) {
 	if err := os.WriteFile(path, junk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.callErr(t, subjects.OpSet, "acme.bad", "x", nil, subjects.ErrUnavailable)
-	f.callErr(t, subjects.OpSetMany, "acme.bad", `[{"data":""},{"data":""}]`, nil, subjects.ErrUnavailable)
-	f.callErr(t, subjects.OpGet, "acme.bad", `{"seq":1}`, nil, subjects.ErrUnavailable)
-	f.callErr(t, subjects.OpInventory, "acme.bad", ``, nil, subjects.ErrUnavailable)
-	f.callErr(t, subjects.OpConfig, "acme.bad", `{"max_msgs":1}`, nil, subjects.ErrUnavailable)
+	f.callErr(t, subjects.OpSet, "acme.bad", "x", nil, subjects.ErrDamaged)
+	f.callErr(t, subjects.OpSetMany, "acme.bad", `[{"data":""},{"data":""}]`, nil, subjects.ErrDamaged)
+	f.callErr(t, subjects.OpGet, "acme.bad", `{"seq":1}`, nil, subjects.ErrDamaged)
+	f.callErr(t, subjects.OpInventory, "acme.bad", ``, nil, subjects.ErrDamaged)
+	f.callErr(t, subjects.OpConfig, "acme.bad", `{"max_msgs":1}`, nil, subjects.ErrDamaged)
 	_, end := f.getAll(t, "acme.bad", ``)
-	if got := replyError(end); got == nil || got.Reason != "unavailable" {
+	if got := replyError(end); got == nil || got.Reason != "damaged" {
 		t.Fatalf("getall on damaged stream ended with %v", end.Header)
 	}
 	f.set(t, "acme.good", "x", nil)

@@ -367,12 +367,12 @@ func TestWire_DamagedFile(t *testing.T) {
 	startBroker(t, s, broker.Options{DataDir: dir})
 	nc := connect(t, s.ClientURL())
 	runSteps(t, nc, []wireStep{
-		{name: "Get", subject: api("get", "acme.bad"), body: `{"seq":1}`, code: 503, reason: "unavailable"},
-		{name: "Set", subject: api("set", "acme.bad"), body: "x", code: 503, reason: "unavailable"},
-		{name: "SetMany", subject: api("setmany", "acme.bad"), body: `[{"data":""},{"data":""}]`, code: 503, reason: "unavailable"},
-		{name: "Inventory", subject: api("inventory", "acme.bad"), code: 503, reason: "unavailable"},
-		{name: "Config", subject: api("config", "acme.bad"), body: `{"max_msgs":3}`, code: 503, reason: "unavailable"},
-		{name: "Destroy", subject: api("destroy", "acme.bad"), code: 503, reason: "unavailable"},
+		{name: "Get", subject: api("get", "acme.bad"), body: `{"seq":1}`, code: 503, reason: "damaged"},
+		{name: "Set", subject: api("set", "acme.bad"), body: "x", code: 503, reason: "damaged"},
+		{name: "SetMany", subject: api("setmany", "acme.bad"), body: `[{"data":""},{"data":""}]`, code: 503, reason: "damaged"},
+		{name: "Inventory", subject: api("inventory", "acme.bad"), code: 503, reason: "damaged"},
+		{name: "Config", subject: api("config", "acme.bad"), body: `{"max_msgs":3}`, code: 503, reason: "damaged"},
+		{name: "Destroy", subject: api("destroy", "acme.bad"), code: 503, reason: "damaged"},
 		{name: "OtherStreamWorks", subject: api("set", "acme.good"), want: `{"seq":1,"time":0}`},
 	})
 	t.Run("GetAll", func(t *testing.T) {

@@ -21,6 +21,7 @@ var (
 	ErrClosed            = errors.New("store: stream is closed")                  // use after Close
 	ErrLocked            = errors.New("store: file is locked by another process") // another program holds the stream's file
 	ErrTooManyOpen       = errors.New("store: too many open files")               // the process is out of file descriptors
+	ErrStorageFull       = errors.New("store: storage full")                      // the disk is full; nothing was written
 )
 
 // What one open file stream costs the process, for budgets that bound how

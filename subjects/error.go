@@ -38,8 +38,15 @@ var (
 	// ErrLimitReached: discard policy new and a limit would be exceeded, or
 	// the memory-stream quota is full.
 	ErrLimitReached = &Error{507, "limit_reached", "limit reached"}
-	// ErrUnavailable: the worker is stopping or the stream file is damaged.
+	// ErrStorageFull: the disk holding the stream is full; nothing was
+	// written.
+	ErrStorageFull = &Error{507, "storage_full", "storage full"}
+	// ErrUnavailable: the worker is stopping, or the stream's file is held
+	// by another process. Retry elsewhere or later.
 	ErrUnavailable = &Error{503, "unavailable", "unavailable"}
+	// ErrDamaged: the stream's file is damaged; an operator must repair or
+	// remove it.
+	ErrDamaged = &Error{503, "damaged", "the stream's file is damaged"}
 	// ErrInternal: anything else; the details go to the log.
 	ErrInternal = &Error{500, "internal", "internal error"}
 )

@@ -23,6 +23,8 @@ var wireErrors = []struct {
 	{ErrTooManyStreams, 429, "too_many_streams"},
 	{ErrLimitReached, 507, "limit_reached"},
 	{ErrUnavailable, 503, "unavailable"},
+	{ErrDamaged, 503, "damaged"},
+	{ErrStorageFull, 507, "storage_full"},
 	{ErrOverloaded, 429, "overloaded"},
 	{ErrInternal, 500, "internal"},
 }
