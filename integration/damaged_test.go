@@ -1,0 +1,419 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-persist/persist/broker"
+	"github.com/nats-persist/persist/client"
+	"zombiezen.com/go/sqlite"
+)
+
+// faultUID is the unprivileged user the damaged-file worker runs as when
+// the test runs as root, who could read a file of mode 000.
+const faultUID = 65534
+
+// faultDamage is one way a stream file can be damaged: damage is applied
+// to the file at path of a stream of msgs messages of size bytes each,
+// written and closed by a worker.
+type faultDamage struct {
+	name   string
+	msgs   int
+	size   int
+	damage func(tb testing.TB, path string)
+}
+
+// faultDamages are the damaged-file cases. The stream names are chosen so
+// that none is a prefix of another, since log lines are matched by path.
+var faultDamages = []faultDamage{
+	{name: "truncated", msgs: 200, size: 1000, damage: func(tb testing.TB, path string) {
+		// A checkpointed file cut to half its pages: the header still
+		// claims them all.
+		faultCheckpoint(tb, path)
+		st, err := os.Stat(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		page := faultPageSize(tb, path)
+		if err := os.Truncate(path, st.Size()/2/page*page); err != nil {
+			tb.Fatal(err)
+		}
+	}},
+	{name: "cutmidpage", msgs: 200, size: 1000, damage: func(tb testing.TB, path string) {
+		faultCheckpoint(tb, path)
+		st, err := os.Stat(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Truncate(path, st.Size()-333); err != nil {
+			tb.Fatal(err)
+		}
+	}},
+	{name: "randombytes", msgs: 20, size: 100, damage: func(tb testing.TB, path string) {
+		st, err := os.Stat(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		faultRandomize(tb, path, 0, st.Size())
+	}},
+	{name: "randompages", msgs: 200, size: 1000, damage: func(tb testing.TB, path string) {
+		// The first page (header and schema) is intact, every other page
+		// is noise.
+		faultCheckpoint(tb, path)
+		st, err := os.Stat(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		page := faultPageSize(tb, path)
+		faultRandomize(tb, path, page, st.Size()-page)
+	}},
+	{name: "futureschema", msgs: 20, size: 100, damage: func(tb testing.TB, path string) {
+		// A sound stream file that a newer version migrated: its
+		// user_version is one more than this worker knows.
+		faultCheckpoint(tb, path)
+		faultSQLite(tb, path, fmt.Sprintf("PRAGMA user_version=%d", faultUserVersion(tb, path)+1))
+	}},
+	{name: "unreadable", msgs: 20, size: 100, damage: func(tb testing.TB, path string) {
+		if err := os.Chmod(path, 0); err != nil {
+			tb.Fatal(err)
+		}
+	}},
+	{name: "foreignwal", msgs: 5, size: 100, damage: func(tb testing.TB, path string) {
+		// The -wal of another stream, with its own valid frames.
+		src := filepath.Join(filepath.Dir(filepath.Dir(path)), "ok", "walsource.db-wal")
+		b, err := os.ReadFile(src)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(b) == 0 {
+			tb.Fatalf("%s is empty: the case needs a -wal with frames", src)
+		}
+		if err := os.WriteFile(path+"-wal", b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}},
+	{name: "notastream", msgs: 0, damage: func(tb testing.TB, path string) {
+		// A sound SQLite database that is not a stream file.
+		faultSQLite(tb, path, "PRAGMA journal_mode=WAL", "CREATE TABLE t (x)", "INSERT INTO t VALUES (1)")
+	}},
+}
+
+// faultSQLite runs statements on the database at path with SQLite's own
+// file layer, then closes it, which checkpoints and removes its -wal.
+// Exclusive locking keeps the WAL index in memory: no -shm file is left.
+func faultSQLite(tb testing.TB, path string, stmts ...string) {
+	tb.Helper()
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, q := range append([]string{"PRAGMA locking_mode=EXCLUSIVE"}, stmts...) {
+		st, _, err := conn.PrepareTransient(q)
+		if err == nil {
+			for {
+				var row bool
+				if row, err = st.Step(); err != nil || !row {
+					break
+				}
+			}
+			st.Finalize()
+		}
+		if err != nil {
+			conn.Close()
+			tb.Fatalf("%s: %s: %v", path, q, err)
+		}
+	}
+	if err := conn.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); err == nil {
+		tb.Fatalf("%s-wal is still there after closing", path)
+	}
+}
+
+// faultCheckpoint moves everything in the -wal of the stream file at path
+// into the file and removes the -wal, so that the file alone is the
+// stream.
+func faultCheckpoint(tb testing.TB, path string) {
+	tb.Helper()
+	faultSQLite(tb, path, "PRAGMA wal_checkpoint(TRUNCATE)")
+}
+
+// faultHeader reads the 100-byte SQLite header of the file at path.
+func faultHeader(tb testing.TB, path string) []byte {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	h := make([]byte, 100)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+func faultPageSize(tb testing.TB, path string) int64 {
+	tb.Helper()
+	n := int64(binary.BigEndian.Uint16(faultHeader(tb, path)[16:]))
+	if n == 1 {
+		n = 65536
+	}
+	return n
+}
+
+// faultUserVersion is the schema version recorded in a file's header.
+func faultUserVersion(tb testing.TB, path string) int {
+	tb.Helper()
+	return int(binary.BigEndian.Uint32(faultHeader(tb, path)[60:]))
+}
+
+// faultRandomize overwrites n bytes at off of the file at path with noise.
+func faultRandomize(tb testing.TB, path string, off, n int64) {
+	tb.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = f.WriteAt(b, off)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// faultDamagedRequests are the requests sent to every damaged stream, each
+// of which must be answered 503 damaged: one per operation on a stream,
+// the config both read and changed.
+var faultDamagedRequests = []struct{ op, body string }{
+	{"set", "x"},
+	{"setmany", `[{"data":"eA=="},{"data":"eQ==","key":"k"}]`},
+	{"get", `{"seq":1}`},
+	{"get", `{"key":"k"}`},
+	{"getall", ``},
+	{"inventory", ``},
+	{"config", ``},
+	{"config", `{"max_msgs":10}`},
+	{"keys", ``},
+	{"delete", `{"all":true}`},
+	{"delete", `{"seq":1}`},
+	{"destroy", ``},
+}
+
+// faultUnprivileged prepares root, which holds the data directory, for a
+// worker run as faultUID: the directories are traversable and the data
+// directory is that user's. It returns the worker binary to run (a copy
+// the user may execute), the process attributes and a TMPDIR for it.
+func faultUnprivileged(tb testing.TB, root, data string) (bin string, attr *syscall.SysProcAttr, tmp string) {
+	tb.Helper()
+	bin = filepath.Join(root, "bin", "persist-worker")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	b, err := os.ReadFile(workerBin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tmp = filepath.Join(root, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		// Not root: mode 000 already keeps the worker out.
+		return bin, nil, tmp
+	}
+	// t.TempDir's directories are private to the test's user.
+	for d := root; d != filepath.Dir(d) && d != os.TempDir(); d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Chmod(d, st.Mode().Perm()|0o111); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, d := range []string{data, tmp} {
+		err := filepath.WalkDir(d, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, faultUID, faultUID)
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return bin, &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: faultUID, Gid: faultUID}}, tmp
+}
+
+// TestFault_DamagedFiles damages stream files in every way faultDamages
+// lists, then asks a worker for every operation on each of them: every
+// answer is 503 damaged, the worker logs each damaged file once with its
+// path, no byte of the damaged files or their siblings changes, and the
+// healthy streams, written to all the while, lose nothing.
+func TestFault_DamagedFiles(t *testing.T) {
+	ctx := context.Background()
+	s := runServer(t, -1)
+	url := s.ClientURL()
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+
+	// A worker writes every stream and stops; then the files are damaged.
+	b := startBroker(t, s, broker.Options{DataDir: data})
+	c := client.New(connect(t, url))
+	healthy := map[string][]ackedWrite{}
+	write := func(name string, n, size int) {
+		for i := range n {
+			payload := fmt.Sprintf("%s-%d-%s", name, i, strings.Repeat("p", size))
+			ack, err := c.Stream(name).Set(ctx, []byte(payload), client.WithKey(fmt.Sprintf("k%d", i%7)))
+			if err != nil {
+				t.Fatalf("Set(%s) error = %v", name, err)
+			}
+			if !strings.Contains(name, ".damaged.") {
+				healthy[name] = append(healthy[name], ackedWrite{ack.Seq, payload})
+			}
+		}
+	}
+	for _, name := range []string{"acme.ok.walsource", "acme.ok.plain", "other.ok"} {
+		write(name, 5, 50)
+	}
+	for _, d := range faultDamages {
+		if d.msgs > 0 {
+			write("acme.damaged."+d.name, d.msgs, d.size)
+		}
+	}
+	shutdown(t, b)
+	for name, acked := range healthy {
+		// Keyed writes replace each other: only the last of each key stays.
+		healthy[name] = acked[len(acked)-min(len(acked), 7):]
+	}
+	damagedDir := filepath.Join(data, "acme", "damaged")
+	if err := os.MkdirAll(damagedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{}
+	for _, d := range faultDamages {
+		path := filepath.Join(damagedDir, d.name+".db")
+		d.damage(t, path)
+		paths[d.name] = path
+	}
+	bin, attr, tmp := faultUnprivileged(t, root, data)
+	before := faultSnapshot(t, damagedDir)
+
+	cmd := exec.Command(bin, "--nats-url", url, "--data", data, "--log-level", "warn", "--idle-timeout", "1s")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.SysProcAttr = attr
+	w := faultStart(t, url, cmd)
+
+	// Healthy streams are written and read all the while.
+	var (
+		mu      sync.Mutex
+		loadErr error
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+	)
+	names := []string{"acme.ok.walsource", "acme.ok.plain", "other.ok", "acme.ok.fresh", "acme.damagedtoo"}
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := names[i%len(names)]
+			payload := fmt.Sprintf("%s-live-%d", name, i)
+			ack, err := c.Stream(name).Set(ctx, []byte(payload))
+			if err == nil {
+				_, err = c.Stream(name).Get(ctx, ack.Seq)
+			}
+			mu.Lock()
+			if err != nil {
+				loadErr = fmt.Errorf("healthy stream %s: %w", name, err)
+				mu.Unlock()
+				return
+			}
+			healthy[name] = append(healthy[name], ackedWrite{ack.Seq, payload})
+			mu.Unlock()
+		}
+	})
+
+	nc := connect(t, url)
+	requests := 0
+	for round := range 2 {
+		for _, d := range faultDamages {
+			stream := "acme.damaged." + d.name
+			for _, rq := range faultDamagedRequests {
+				r, n, err := faultCall(nc, rq.op, stream, nil, []byte(rq.body), 10*time.Second)
+				requests++
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+					continue
+				}
+				if r.code != 503 || r.reason != "damaged" || n != 0 {
+					t.Errorf("round %d: %s %s %s = %v after %d messages (%s), want 503 damaged", round, rq.op, stream, rq.body, r, n, r.msg.Data)
+				}
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if loadErr != nil {
+		t.Fatal(loadErr)
+	}
+
+	faultSameFiles(t, "damaged files", before, faultSnapshot(t, damagedDir))
+	logged := 0
+	lines := strings.Split(w.stderr.String(), "\n")
+	for _, d := range faultDamages {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, paths[d.name]) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d log lines name %s, want 1", d.name, n, paths[d.name])
+		}
+		logged += n
+	}
+	writes := 0
+	for name, acked := range healthy {
+		checkAcked(t, acked, readAll(t, c.Stream(name)))
+		writes += len(acked)
+	}
+	report(t, "damaged", map[string]any{
+		"cases":            len(faultDamages),
+		"case_names":       faultDamageNames(),
+		"requests":         requests,
+		"log_lines":        logged,
+		"healthy_streams":  len(healthy),
+		"healthy_verified": writes,
+	})
+}
+
+func faultDamageNames() []string {
+	var out []string
+	for _, d := range faultDamages {
+		out = append(out, d.name)
+	}
+	return out
+}
