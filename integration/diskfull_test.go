@@ -199,7 +199,7 @@ func TestFault_DiskFull(t *testing.T) {
 	url := s.ClientURL()
 	ns := faultTmpfs(t, faultTmpfsSize)
 	start := func() *worker {
-		return faultStart(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn"))
+		return faultStart(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn", "--idle-timeout", "1s"))
 	}
 	w := start()
 	c := client.New(connect(t, url), client.WithTimeout(20*time.Second))
@@ -303,6 +303,16 @@ func TestFault_DiskFull(t *testing.T) {
 		}
 	}
 	checkStreams("full disk")
+	// And after the streams were closed for idleness and open again.
+	statsNC := connect(t, url)
+	waitFor(t, time.Minute, func() bool {
+		st, err := faultStats(statsNC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st["open_streams"] == 0.0
+	})
+	checkStreams("full disk, reopened")
 
 	// Creating a stream on the full disk fails and leaves no trace.
 	before := ns.files(t)
