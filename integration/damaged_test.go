@@ -271,6 +271,14 @@ func faultUnprivileged(tb testing.TB, root, data string) (bin string, attr *sysc
 		// Not root: mode 000 already keeps the worker out.
 		return bin, nil, tmp
 	}
+	for d := os.TempDir(); ; d = filepath.Dir(d) {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm()&0o001 == 0 {
+			tb.Fatalf("%s is not traversable by others, so a worker running as uid %d cannot reach its data: set TMPDIR to a directory it can reach (%v)", d, faultUID, err)
+		}
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
 	// t.TempDir's directories are private to the test's user.
 	for d := root; d != filepath.Dir(d) && d != os.TempDir(); d = filepath.Dir(d) {
 		st, err := os.Stat(d)
