@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -378,37 +377,22 @@ func faultCheckDamaged(t *testing.T, reportName string, cases []faultDamage) {
 	cmd.SysProcAttr = attr
 	w := faultStart(t, url, cmd)
 
-	// Healthy streams are written and read all the while.
-	var (
-		mu      sync.Mutex
-		loadErr error
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-	)
+	// Between any two requests to damaged streams, a healthy stream (old or
+	// new, in the same namespace or not) is written and read.
 	names := []string{"acme.ok.walsource", "acme.ok.plain", "other.ok", "acme.ok.fresh", "acme.damagedtoo"}
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			name := names[i%len(names)]
-			payload := fmt.Sprintf("%s-live-%d", name, i)
-			ack, err := c.Stream(name).Set(ctx, []byte(payload))
-			if err == nil {
-				_, err = c.Stream(name).Get(ctx, ack.Seq)
-			}
-			mu.Lock()
-			if err != nil {
-				loadErr = fmt.Errorf("healthy stream %s: %w", name, err)
-				mu.Unlock()
-				return
-			}
-			healthy[name] = append(healthy[name], ackedWrite{ack.Seq, payload})
-			mu.Unlock()
+	healthyStep := func(i int) {
+		t.Helper()
+		name := names[i%len(names)]
+		payload := fmt.Sprintf("%s-live-%d", name, i)
+		ack, err := c.Stream(name).Set(ctx, []byte(payload))
+		if err != nil {
+			t.Fatalf("Set(healthy stream %s) error = %v", name, err)
 		}
-	})
+		if m, err := c.Stream(name).Get(ctx, ack.Seq); err != nil || string(m.Data) != payload {
+			t.Fatalf("Get(healthy stream %s, %d) = %v, want %q", name, ack.Seq, err, payload)
+		}
+		healthy[name] = append(healthy[name], ackedWrite{ack.Seq, payload})
+	}
 
 	nc := connect(t, url)
 	requests := 0
@@ -416,6 +400,7 @@ func faultCheckDamaged(t *testing.T, reportName string, cases []faultDamage) {
 		for _, d := range cases {
 			stream := "acme.damaged." + d.name
 			for _, rq := range faultDamagedRequests {
+				healthyStep(requests)
 				r, n, err := faultCall(nc, rq.op, stream, nil, []byte(rq.body), 10*time.Second)
 				requests++
 				if err != nil {
@@ -427,11 +412,6 @@ func faultCheckDamaged(t *testing.T, reportName string, cases []faultDamage) {
 				}
 			}
 		}
-	}
-	close(stop)
-	wg.Wait()
-	if loadErr != nil {
-		t.Fatal(loadErr)
 	}
 
 	faultSameFiles(t, "damaged files", before, faultSnapshot(t, damagedDir))
