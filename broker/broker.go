@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -174,6 +175,8 @@ type Broker struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
+	dirLock *os.File // the data directory's lock (dirlock.go)
+
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
 	shutdownErr  error
@@ -249,6 +252,16 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dirLock, err := prepareDirs(opts)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			dirLock.Close()
+		}
+	}()
 	b := &Broker{
 		nc:           nc,
 		opts:         opts,
@@ -265,6 +278,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		janitorStop:  make(chan struct{}),
 		janitorDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
+		dirLock:      dirLock,
 	}
 	b.slots = make(chan struct{}, b.budget.MaxOpen)
 	log.Info("open stream budget", "max_open", b.budget.MaxOpen, "bound_by", b.budget.BoundBy,
@@ -306,6 +320,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	} else {
 		go b.janitor()
 	}
+	started = true
 	return b, nil
 }
 
@@ -422,6 +437,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		})
 	}
 	closing.Wait()
+	b.releaseDir()
 	if live.Err() == nil {
 		fctx := live
 		if _, ok := ctx.Deadline(); !ok {

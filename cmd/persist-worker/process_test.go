@@ -36,7 +36,15 @@ type child struct {
 // level); it is killed at the end of the test if still running.
 func startChild(tb testing.TB, args ...string) *child {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"--log-format", "json", "--log-level", "debug"}, args...)...)
+	return startWrapped(tb, nil, args...)
+}
+
+// startWrapped is startChild with the worker run by the command wrap (nil:
+// none), which ends by executing its arguments.
+func startWrapped(tb testing.TB, wrap []string, args ...string) *child {
+	tb.Helper()
+	argv := append(append(wrap[:len(wrap):len(wrap)], os.Args[0], "--log-format", "json", "--log-level", "debug"), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

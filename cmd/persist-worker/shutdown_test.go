@@ -37,7 +37,7 @@ func TestProcess_SIGTERMNATSGone(t *testing.T) {
 	data := t.TempDir()
 	srv := runServer(t, &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
 	w := startChild(t, "--data", data, "--nats-url", srv.ClientURL(), "--shutdown-timeout", longShutdownTimeout)
-	w.logs.wait(t, "NATS connected")
+	w.logs.wait(t, "persist worker started")
 
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
@@ -62,7 +62,7 @@ func TestProcess_SIGTERMNATSGone(t *testing.T) {
 	// Every acknowledged write is there after a restart, byte for byte.
 	srv = runServer(t, &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
 	w = startChild(t, "--data", data, "--nats-url", srv.ClientURL())
-	w.logs.wait(t, "NATS connected")
+	w.logs.wait(t, "persist worker started")
 	nc, err = nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
