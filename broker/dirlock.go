@@ -9,6 +9,9 @@ import (
 	"syscall"
 )
 
+// probePattern names the file that checkWritable creates and removes.
+const probePattern = ".persist-probe-*"
+
 // ErrDataDirLocked is returned by [New] when another broker, in this
 // process or another, holds the data directory.
 var ErrDataDirLocked = errors.New("data directory in use by another worker")
@@ -71,8 +74,32 @@ func lockHolder(f *os.File) int {
 	return 0
 }
 
+// checkWritable creates, writes, syncs and removes a probe file in dir, so
+// that a directory the worker cannot write is found at start, not at the
+// first write of a client.
+func checkWritable(what, dir string) error {
+	f, err := os.CreateTemp(dir, probePattern)
+	if err != nil {
+		return fmt.Errorf("broker: %s directory %s is not writable: %w", what, dir, err)
+	}
+	_, err = f.Write([]byte("probe\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(f.Name()); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("broker: %s directory %s is not writable: %w", what, dir, err)
+	}
+	return nil
+}
+
 // prepareDirs creates the data, archive and backup directories when
-// missing and locks the data directory. It
+// missing, checks that each is writable, and locks the data directory. It
 // returns the lock file, held until [Broker.Shutdown].
 func prepareDirs(opts Options) (*os.File, error) {
 	for _, d := range []struct{ what, dir string }{
@@ -83,6 +110,9 @@ func prepareDirs(opts Options) (*os.File, error) {
 		}
 		if err := os.MkdirAll(d.dir, 0o750); err != nil {
 			return nil, fmt.Errorf("broker: %s directory: %w", d.what, err)
+		}
+		if err := checkWritable(d.what, d.dir); err != nil {
+			return nil, err
 		}
 	}
 	return lockDataDir(opts.DataDir)

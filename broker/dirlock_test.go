@@ -28,7 +28,7 @@ func TestNew_DataDirLocked(t *testing.T) {
 			t.Errorf("error %q does not name %q", err, want)
 		}
 	}
-	// Nothing is left in the directory: no lock file.
+	// Nothing is left in the directory: no lock file, no probe.
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("data directory holds %v, want nothing", entries)
 	}
@@ -97,5 +97,20 @@ func TestNew_UnusableDirectories(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkWritable("data", dir); err != nil {
+		t.Fatalf("checkWritable(writable) = %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("probe left %v", entries)
+	}
+	missing := filepath.Join(dir, "missing")
+	err := checkWritable("data", missing)
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "not writable") {
+		t.Errorf("checkWritable(missing) = %v, want an error naming %s", err, missing)
 	}
 }
