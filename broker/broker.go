@@ -88,6 +88,14 @@ type Options struct {
 	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
 	Logger                 *slog.Logger  // nil discards logs
+
+	// InstanceCheckInterval is how often the broker looks for another
+	// live worker serving the same prefix (any micro service with an
+	// endpoint under <prefix>.api.), besides the check in New and at
+	// every (re)connect; 0 is DefaultInstanceCheckInterval. Negative turns
+	// every check off: only for tests that run two brokers on one prefix
+	// on purpose, since two workers on a prefix split its streams.
+	InstanceCheckInterval time.Duration
 }
 
 // streamAPI is what the broker uses of a [store.Stream].
@@ -175,7 +183,9 @@ type Broker struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
-	dirLock *os.File // the data directory's lock (dirlock.go)
+	dirLock  *os.File    // the data directory's lock (dirlock.go)
+	single   singleCheck // the periodic check for another worker (single.go)
+	conflict chan error  // see Conflict
 
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
@@ -279,6 +289,13 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		janitorDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
 		dirLock:      dirLock,
+		conflict:     make(chan error, 1),
+	}
+	if opts.InstanceCheckInterval == 0 {
+		b.opts.InstanceCheckInterval = DefaultInstanceCheckInterval
+	}
+	if err := b.checkAlone(); err != nil {
+		return nil, err
 	}
 	b.slots = make(chan struct{}, b.budget.MaxOpen)
 	log.Info("open stream budget", "max_open", b.budget.MaxOpen, "bound_by", b.budget.BoundBy,
@@ -320,6 +337,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	} else {
 		go b.janitor()
 	}
+	b.startSingle()
 	started = true
 	return b, nil
 }
@@ -379,6 +397,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	if !b.nc.IsConnected() {
 		cancelLive(errNATSUnreachable)
 	}
+	b.stopSingle()
 	// Stopping drains the endpoint subscriptions: the server stops sending
 	// and the messages already received are still handed to the handler.
 	if err := b.svc.Stop(); err != nil {
