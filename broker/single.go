@@ -17,13 +17,15 @@ import (
 const DefaultInstanceCheckInterval = 10 * time.Second
 
 // Bounds of one discovery round: the wait for the first reply, the wait
-// after the latest one, the most replies read, and the wait for a STATS.
+// after the latest one, and the most replies read.
 const (
-	discoverWait    = time.Second
-	discoverStall   = 250 * time.Millisecond
-	discoverMax     = 10_000
-	instanceTimeout = time.Second
+	discoverWait  = time.Second
+	discoverStall = 250 * time.Millisecond
+	discoverMax   = 10_000
 )
+
+// discoverReplyPrefix starts the reply subjects of discovery requests.
+const discoverReplyPrefix = "$SRV._persist_reply."
 
 // ErrPrefixInUse is returned by [New], and sent on [Broker.Conflict], when
 // another live worker serves the same prefix: two workers in one queue
@@ -66,7 +68,7 @@ func (b *Broker) others(self string) ([]instance, error) {
 	if !b.nc.IsConnected() {
 		return nil, nats.ErrConnectionReconnecting
 	}
-	msgs, err := discover(b.nc, "$SRV.INFO")
+	msgs, err := discover(b.nc, "$SRV.INFO", discoverMax)
 	if err != nil {
 		return nil, err
 	}
@@ -91,12 +93,12 @@ func (b *Broker) others(self string) ([]instance, error) {
 		if err != nil {
 			continue
 		}
-		m, err := b.nc.Request(subj, nil, instanceTimeout)
-		if err != nil {
+		msgs, err := discover(b.nc, subj, 1)
+		if err != nil || len(msgs) == 0 {
 			continue
 		}
 		var st micro.Stats
-		if json.Unmarshal(m.Data, &st) == nil && st.ID == found[i].id {
+		if json.Unmarshal(msgs[0].Data, &st) == nil && st.ID == found[i].id {
 			found[i].started = st.Started
 			if st.Version != "" {
 				found[i].version = st.Version
@@ -106,23 +108,26 @@ func (b *Broker) others(self string) ([]instance, error) {
 	return found, nil
 }
 
-// discover sends a micro discovery request on subj and gathers the
-// replies: until nobody responds, discoverWait without a first reply,
-// discoverStall after the latest, or discoverMax replies.
-func discover(nc *nats.Conn, subj string) ([]*nats.Msg, error) {
+// discover sends a micro discovery request on subj and gathers at most
+// limit replies: until nobody responds, discoverWait without a first reply,
+// or discoverStall after the latest. The replies come to a subject under
+// $SRV., which the worker's user may subscribe to (PROTOCOL.md section 1),
+// not to an inbox, which it may not.
+func discover(nc *nats.Conn, subj string, limit int) ([]*nats.Msg, error) {
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	reply := discoverReplyPrefix + inbox[strings.LastIndexByte(inbox, '.')+1:]
+	sub, err := nc.SubscribeSync(reply)
 	if err != nil {
 		return nil, err
 	}
 	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subj, inbox, nil); err != nil {
+	if err := nc.PublishRequest(subj, reply, nil); err != nil {
 		return nil, err
 	}
 	var msgs []*nats.Msg
 	deadline := time.Now().Add(discoverWait)
 	wait := discoverWait
-	for len(msgs) < discoverMax {
+	for len(msgs) < limit {
 		m, err := sub.NextMsg(wait)
 		if errors.Is(err, nats.ErrTimeout) {
 			break

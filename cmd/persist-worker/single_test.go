@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,38 @@ func TestProcess_SamePrefixJoinedLate(t *testing.T) {
 	}
 	if code := older.terminate(t, startFailure); code != 0 {
 		t.Errorf("older worker exit status = %d, want 0; log:\n%s", code, older.logs)
+	}
+}
+
+// TestProcess_SamePrefixPermissions runs the check with the worker's user
+// of testdata/nats-server.conf, which may not subscribe to inboxes: the
+// second worker still finds the first and its start time.
+func TestProcess_SamePrefixPermissions(t *testing.T) {
+	t.Parallel()
+	opts, err := server.ProcessConfigFile(filepath.Join("..", "..", "testdata", "nats-server.conf"))
+	if err != nil {
+		t.Fatalf("ProcessConfigFile: %v", err)
+	}
+	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, true
+	srv := runServer(t, opts)
+	url := "nats://worker:worker-secret@" + srv.Addr().String()
+
+	first := startChild(t, "--data", t.TempDir(), "--nats-url", url)
+	first.logs.wait(t, "persist worker started")
+	second := startChild(t, "--data", t.TempDir(), "--nats-url", url)
+	if code := second.exit(t, startFailure); code != 1 {
+		t.Fatalf("second worker exit status = %d, want 1; log:\n%s", code, second.logs)
+	}
+	logs := second.logs.String()
+	for _, want := range []string{"another worker serves this prefix persist.api.>", `service "persist"`, "version ", "started "} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("second worker's output lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "Permissions Violation") {
+		t.Errorf("the check used subjects the worker's user may not use:\n%s", logs)
+	}
+	if code := first.terminate(t, startFailure); code != 0 {
+		t.Errorf("first worker exit status = %d, want 0; log:\n%s", code, first.logs)
 	}
 }
