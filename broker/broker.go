@@ -472,7 +472,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		return errs[0]
 	}
 	if context.Cause(live) == errNATSUnreachable && parent.Err() == nil {
-		b.log.Warn("stopped with NATS unreachable: requests not yet answered were not applied and get no reply; every acknowledged write is on disk")
+		b.log.Warn("stopped with NATS unreachable: requests not yet started were not applied and replies not yet sent are lost; every acknowledged write is on disk")
 		return nil
 	}
 	// A flush with a done context may still see its reply first: the

@@ -18,7 +18,7 @@ const (
 )
 
 // stoppedUnreachable is the worker's log line when it stopped without NATS.
-const stoppedUnreachable = "stopped with NATS unreachable: requests not yet answered were not applied and get no reply; every acknowledged write is on disk"
+const stoppedUnreachable = "stopped with NATS unreachable: requests not yet started were not applied and replies not yet sent are lost; every acknowledged write is on disk"
 
 func TestProcess_SIGTERMNATSNeverReached(t *testing.T) {
 	t.Parallel()
