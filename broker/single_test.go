@@ -180,3 +180,70 @@ func freeTCPPort(tb testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestBroker_SimultaneousStart starts two brokers on one prefix at the
+// same moment, several times: whether the start check or the periodic one
+// decides, exactly one keeps serving.
+func TestBroker_SimultaneousStart(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	for round := range 5 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			s := runServer(t)
+			type result struct {
+				b   *Broker
+				err error
+			}
+			results := make(chan result, 2)
+			for range 2 {
+				go func() {
+					b, err := startAt(t, s.ClientURL(), Options{InstanceCheckInterval: interval})
+					results <- result{b, err}
+				}()
+			}
+			var serving []*Broker
+			refused := 0
+			for range 2 {
+				r := <-results
+				switch {
+				case errors.Is(r.err, ErrPrefixInUse):
+					refused++
+				case r.err != nil:
+					t.Fatalf("New() = %v", r.err)
+				default:
+					serving = append(serving, r.b)
+				}
+			}
+			if refused == 0 {
+				// Both started: the periodic check stops one.
+				select {
+				case err := <-serving[0].Conflict():
+					if !errors.Is(err, ErrPrefixInUse) {
+						t.Fatalf("conflict = %v", err)
+					}
+					serving = serving[1:]
+				case err := <-serving[1].Conflict():
+					if !errors.Is(err, ErrPrefixInUse) {
+						t.Fatalf("conflict = %v", err)
+					}
+					serving = serving[:1]
+				case <-time.After(20 * time.Second):
+					t.Fatal("both brokers still serving after 20s")
+				}
+			}
+			if len(serving) != 1 {
+				t.Fatalf("%d brokers serving, %d refused, want exactly one serving", len(serving), refused)
+			}
+			nc := connect(t, s)
+			for range 5 {
+				if _, err := nc.Request("persist.api.inventory.x", nil, 5*time.Second); err != nil {
+					t.Fatalf("request to the broker left: %v", err)
+				}
+				select {
+				case err := <-serving[0].Conflict():
+					t.Fatalf("the broker left stopped too: %v", err)
+				case <-time.After(interval):
+				}
+			}
+		})
+	}
+}
