@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -40,15 +42,31 @@ type instance struct {
 	subject           string    // one of its endpoint subjects under the prefix
 }
 
+// String names the instance for an error message; its parts come from
+// the wire, so they are bounded and kept printable.
 func (in instance) String() string {
-	s := fmt.Sprintf("service %q id %s", in.name, in.id)
+	s := fmt.Sprintf("service %q id %s", printable(in.name), printable(in.id))
 	if in.version != "" {
-		s += " version " + in.version
+		s += " version " + printable(in.version)
 	}
 	if !in.started.IsZero() {
 		s += " started " + in.started.UTC().Format(time.RFC3339Nano)
 	}
-	return s + " (endpoint " + in.subject + ")"
+	return s + " (endpoint " + printable(in.subject) + ")"
+}
+
+// printable bounds s to 64 bytes and replaces what is not a printable,
+// non-space character.
+func printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // olderThan orders two instances by start time, then by id: of two

@@ -247,3 +247,14 @@ func TestBroker_SimultaneousStart(t *testing.T) {
 		})
 	}
 }
+
+func TestInstance_StringPrintable(t *testing.T) {
+	in := instance{name: "a\nb", id: "x y", version: strings.Repeat("v", 100) + "\x1b", subject: "persist.api.\x00"}
+	got := in.String()
+	if strings.ContainsFunc(got, func(r rune) bool { return r < ' ' }) || len(got) > 300 {
+		t.Errorf("String() = %q, want it bounded and printable", got)
+	}
+	if !strings.Contains(got, `service "a?b" id x?y`) {
+		t.Errorf("String() = %q, want the odd characters replaced", got)
+	}
+}
