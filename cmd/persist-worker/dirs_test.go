@@ -54,6 +54,9 @@ func TestProcess_ReadOnlyDirs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a private mount namespace")
 	}
+	if out, err := exec.Command("unshare", "-m", "true").CombinedOutput(); err != nil {
+		t.Skipf("no private mount namespace here: %v %s", err, out)
+	}
 	for _, flag := range []string{"--data", "--archive", "--backup"} {
 		t.Run(strings.TrimPrefix(flag, "--"), func(t *testing.T) {
 			t.Parallel()
