@@ -151,3 +151,23 @@ func TestProcess_SamePrefixPermissions(t *testing.T) {
 		t.Errorf("first worker exit status = %d, want 0; log:\n%s", code, first.logs)
 	}
 }
+
+func TestParseConfig_InstanceCheckInterval(t *testing.T) {
+	cfg, err := parseConfig(nil, env{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.InstanceCheckInterval, 10*time.Second; got != want {
+		t.Errorf("default --instance-check-interval = %v, want %v", got, want)
+	}
+	cfg, err = parseConfig(nil, env{"PERSIST_INSTANCE_CHECK_INTERVAL": "3s"}.lookup)
+	if err != nil || cfg.InstanceCheckInterval != 3*time.Second {
+		t.Errorf("PERSIST_INSTANCE_CHECK_INTERVAL=3s: %v, %v", cfg.InstanceCheckInterval, err)
+	}
+	for _, bad := range []string{"0s", "-1s"} {
+		_, err := parseConfig([]string{"--instance-check-interval", bad}, env{}.lookup)
+		if err == nil || !strings.Contains(err.Error(), "--instance-check-interval") {
+			t.Errorf("--instance-check-interval %s: error %v, want a usage error naming the flag", bad, err)
+		}
+	}
+}
