@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -87,6 +88,14 @@ type Options struct {
 	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
 	Logger                 *slog.Logger  // nil discards logs
+
+	// InstanceCheckInterval is how often the broker looks for another
+	// live worker serving the same prefix (any micro service with an
+	// endpoint under <prefix>.api.), besides the check in New and at
+	// every (re)connect; 0 is DefaultInstanceCheckInterval. Negative turns
+	// every check off: only for tests that run two brokers on one prefix
+	// on purpose, since two workers on a prefix split its streams.
+	InstanceCheckInterval time.Duration
 }
 
 // streamAPI is what the broker uses of a [store.Stream].
@@ -174,6 +183,10 @@ type Broker struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
+	dirLock  *os.File    // the data directory's lock (dirlock.go)
+	single   singleCheck // the periodic check for another worker (single.go)
+	conflict chan error  // see Conflict
+
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
 	shutdownErr  error
@@ -249,6 +262,16 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dirLock, err := prepareDirs(opts)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			dirLock.Close()
+		}
+	}()
 	b := &Broker{
 		nc:           nc,
 		opts:         opts,
@@ -265,6 +288,14 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		janitorStop:  make(chan struct{}),
 		janitorDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
+		dirLock:      dirLock,
+		conflict:     make(chan error, 1),
+	}
+	if opts.InstanceCheckInterval == 0 {
+		b.opts.InstanceCheckInterval = DefaultInstanceCheckInterval
+	}
+	if err := b.checkAlone(); err != nil {
+		return nil, err
 	}
 	b.slots = make(chan struct{}, b.budget.MaxOpen)
 	log.Info("open stream budget", "max_open", b.budget.MaxOpen, "bound_by", b.budget.BoundBy,
@@ -306,6 +337,8 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	} else {
 		go b.janitor()
 	}
+	b.startSingle()
+	started = true
 	return b, nil
 }
 
@@ -314,8 +347,12 @@ func (b *Broker) Service() micro.Service { return b.svc }
 
 // Shutdown stops taking requests, answers every request already received,
 // closes every stream and flushes the connection. Requests still waiting
-// to start when ctx is done are answered 503 unavailable. It is idempotent:
-// later calls wait for the first and return its result.
+// to start when ctx is done are answered 503 unavailable. When NATS is not
+// reachable (never reached, or lost before or during Shutdown), nothing
+// could be answered: requests not yet started are not applied, every stream
+// is closed at once and Shutdown returns nil without waiting for ctx, since
+// every write that was acknowledged is on disk. It is idempotent: later
+// calls wait for the first and return its result.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.shutdownOnce.Do(func() {
 		b.shutdownErr = b.shutdown(ctx)
@@ -334,18 +371,46 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 }
 
+// errNATSUnreachable is the cause of shutdown's live context when the
+// connection is not (or no longer) connected.
+var errNATSUnreachable = errors.New("NATS unreachable")
+
 func (b *Broker) shutdown(ctx context.Context) error {
 	parent := ctx
 	var errs []error
+	// live is ctx, also done once the connection is not connected: then
+	// no reply can leave, and waiting for anything on the wire is waiting
+	// for ctx's deadline.
+	live, cancelLive := context.WithCancelCause(ctx)
+	status := b.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	go func() {
+		select {
+		case <-status:
+			cancelLive(errNATSUnreachable)
+		case <-live.Done():
+		}
+	}()
+	defer func() {
+		cancelLive(nil)
+		b.nc.RemoveStatusListener(status)
+	}()
+	if !b.nc.IsConnected() {
+		cancelLive(errNATSUnreachable)
+	}
+	b.stopSingle()
 	// Stopping drains the endpoint subscriptions: the server stops sending
 	// and the messages already received are still handed to the handler.
 	if err := b.svc.Stop(); err != nil {
 		errs = append(errs, err)
 	}
-	b.waitDrained(ctx)
-	stop := context.AfterFunc(ctx, func() { b.aborted.Store(true) })
+	b.waitDrained(ctx, live)
+	// From here on, a request not yet started when live is done is
+	// answered 503 (a reply that goes nowhere once NATS is gone) and not
+	// applied: its client cannot learn the outcome, and a request is
+	// applied whole or not at all.
+	stop := context.AfterFunc(live, func() { b.aborted.Store(true) })
 	defer stop()
-	if ctx.Err() != nil {
+	if live.Err() != nil {
 		b.aborted.Store(true)
 	}
 	b.closed.Store(true)
@@ -391,18 +456,24 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		})
 	}
 	closing.Wait()
-	if !b.nc.IsClosed() {
+	b.releaseDir()
+	if live.Err() == nil {
+		fctx := live
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+			fctx, cancel = context.WithTimeout(live, flushTimeout)
 			defer cancel()
 		}
-		if err := b.nc.FlushWithContext(ctx); err != nil {
+		if err := b.nc.FlushWithContext(fctx); err != nil && context.Cause(live) != errNATSUnreachable {
 			errs = append(errs, fmt.Errorf("broker: flush: %w", err))
 		}
 	}
 	if len(errs) > 0 {
 		return errs[0]
+	}
+	if context.Cause(live) == errNATSUnreachable && parent.Err() == nil {
+		b.log.Warn("stopped with NATS unreachable: requests not yet started were not applied and replies not yet sent are lost; every acknowledged write is on disk")
+		return nil
 	}
 	// A flush with a done context may still see its reply first: the
 	// deadline's error does not depend on that race.
@@ -410,22 +481,23 @@ func (b *Broker) shutdown(ctx context.Context) error {
 }
 
 // waitDrained waits until the handlers have returned for every request the
-// server sent before the service stopped, or ctx is done. A flush makes sure
-// that all of them were read from the connection; then a barrier, queued
-// behind them on every asynchronous subscription of the connection, fires
-// once each subscription handled what it had.
-func (b *Broker) waitDrained(ctx context.Context) {
+// server sent before the service stopped, or ctx is done. A flush (given
+// up when live is done: NATS unreachable) makes sure that all of them were
+// read from the connection; then a barrier, queued behind them on every
+// asynchronous subscription of the connection, fires once each
+// subscription handled what it had.
+func (b *Broker) waitDrained(ctx, live context.Context) {
 	if b.nc.IsClosed() {
 		return
 	}
-	if b.nc.IsConnected() {
-		fctx := ctx
+	if live.Err() == nil {
+		fctx := live
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
-			fctx, cancel = context.WithTimeout(ctx, flushTimeout)
+			fctx, cancel = context.WithTimeout(live, flushTimeout)
 			defer cancel()
 		}
-		if err := b.nc.FlushWithContext(fctx); err != nil {
+		if err := b.nc.FlushWithContext(fctx); err != nil && context.Cause(live) != errNATSUnreachable {
 			b.log.Warn("flush while stopping", "err", err)
 		}
 	}

@@ -4,8 +4,8 @@
 // <prefix>.ev.<stream>, keeping the streams themselves in package store.
 //
 // [New] registers a nats.go micro service with one endpoint per operation,
-// in a queue group (workers in one group share the request subjects; each
-// stream file must still be served by one worker only). The endpoint
+// in a queue group (reserved for partitioned workers: one worker serves a
+// prefix today, see "Start-up checks"). The endpoint
 // handler only checks the subject and the queue bounds (which count a
 // request's body, headers and reply subject), then appends the raw
 // request to its stream's queue; parsing is the stream's work. A list,
@@ -103,9 +103,29 @@
 // anything unexpected is answered 500 internal and logged. A panic while
 // serving one request is recovered, answered 500 and logged with its stack.
 //
+// # Start-up checks and one worker per prefix
+//
+// Before it subscribes anything, [New] creates the data, archive and
+// backup directories when missing and writes, syncs and removes a probe
+// file in each (an unwritable directory fails the start, not the first
+// write), then takes an exclusive flock on the data directory itself, held
+// until Shutdown or the process's end: a second broker on the directory
+// fails with [ErrDataDirLocked] (dirlock.go). It then asks the micro
+// services on the connection ($SRV.INFO, and $SRV.STATS of each match,
+// with replies under $SRV._persist_reply., which the worker's user may
+// subscribe to) whether one serves an endpoint under <prefix>.api.; one
+// does: [ErrPrefixInUse], naming it. The same check runs every
+// [Options.InstanceCheckInterval] and at every reconnect; of two brokers
+// that find each other, the younger (later start in STATS, then greater
+// id) stops its endpoints and sends the error on [Broker.Conflict]; the
+// older keeps serving (single.go).
+//
 // [Broker.Shutdown] stops the service and waits, without polling, until
 // the handlers returned for every request received (a flush, then a
 // barrier on the connection's subscriptions), answers them, closes every
 // stream (16 at once) and flushes the connection, so no acknowledged write
-// is lost.
+// is lost. It follows the connection's status: once NATS is not
+// connected, nothing can be answered, so requests not yet started are not
+// applied (answered 503 into nothing), every stream is closed at once, no
+// flush is waited for, and it returns nil.
 package broker
