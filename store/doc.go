@@ -91,7 +91,13 @@
 //
 // Message times are assigned from [Options.Now] and never decrease within a
 // stream, so messages too old for max_age are always a prefix of the stream.
-// Expired messages are never returned by any read; they are removed by one
+// Expired messages (past their TTL, or older than max_age: time < now -
+// max_age) are never returned by any read, whether a sweep has removed them
+// yet or not: [Stream.Get], [Stream.GetKey], [Stream.Read] and [Stream.Keys]
+// filter them in their queries, and [Stream.Inventory] sweeps first and
+// reports the first seq a reader would see (so its count and first seq
+// agree with reads). Only streams with max_age add its condition to their
+// queries; the others run the same queries as without it. They are removed by one
 // timer per stream (no goroutine per stream), armed for the earliest
 // deadline and re-armed after commits, or by [Stream.Sweep]. The same timer
 // writes archive snapshots for tiered storage at most once per

@@ -506,6 +506,22 @@ const msgColumns = "seq, time, key, expires, flags, header, data"
 // has passed is gone for readers even before a sweep removes it.
 const notExpired = "(expires IS NULL OR expires > ?)"
 
+// notTooOld is the condition reads add on a stream with max_age, with
+// the bound of [Stream.ageCutoff]: a message older than max_age is gone
+// for readers even before a sweep removes it (after a reopen, the sweep
+// runs only at the next write or timer call). Streams without max_age do
+// not pay for it: their reads use queries without it.
+const notTooOld = " AND time >= ?"
+
+// ageCutoff is the time of the oldest message max_age keeps at now, the
+// bound the sweep removes below (math.MinInt64 without max_age).
+func (s *Stream) ageCutoff(now int64) int64 {
+	if s.cfg.MaxAge <= 0 {
+		return math.MinInt64
+	}
+	return now - s.cfg.MaxAge
+}
+
 func scanMsg(st *sqlite.Stmt) (*Message, error) {
 	m := &Message{Seq: uint64(st.ColumnInt64(0)), Time: st.ColumnInt64(1)}
 	if !st.ColumnIsNull(2) {
@@ -535,7 +551,12 @@ func (s *Stream) Get(seq uint64) (*Message, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	return s.getOne("SELECT "+msgColumns+" FROM msgs WHERE seq = ? AND "+notExpired, int64(min(seq, math.MaxInt64)), s.nowMs())
+	const q = "SELECT " + msgColumns + " FROM msgs WHERE seq = ? AND " + notExpired
+	now := s.nowMs()
+	if s.cfg.MaxAge > 0 {
+		return s.getOne(q+notTooOld, int64(min(seq, math.MaxInt64)), now, s.ageCutoff(now))
+	}
+	return s.getOne(q, int64(min(seq, math.MaxInt64)), now)
 }
 
 // GetKey returns the message with key, or ErrNotFound.
@@ -544,7 +565,12 @@ func (s *Stream) GetKey(key string) (*Message, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	return s.getOne("SELECT "+msgColumns+" FROM msgs WHERE key = ? AND "+notExpired, key, s.nowMs())
+	const q = "SELECT " + msgColumns + " FROM msgs WHERE key = ? AND " + notExpired
+	now := s.nowMs()
+	if s.cfg.MaxAge > 0 {
+		return s.getOne(q+notTooOld, key, now, s.ageCutoff(now))
+	}
+	return s.getOne(q, key, now)
 }
 
 func (s *Stream) getOne(query string, args ...any) (*Message, error) {
@@ -612,7 +638,7 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 		sent++
 		bytes += size
 		return nil
-	}, start, end, q.StartTime, now)
+	}, start, end, max(q.StartTime, s.ageCutoff(now)), now)
 	if fnErr != nil {
 		return res, fnErr
 	}
@@ -624,8 +650,8 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 	}
 	res.NextSeq = next
 	// Times never go backwards, so every message from next on also has
-	// time >= q.StartTime: the pending ones are the live messages of the
-	// seq range [next, end].
+	// time >= q.StartTime and is young enough for max_age: the pending
+	// ones are the live messages of the seq range [next, end].
 	res.NumPending, err = s.countRange(int64(next), min(end, int64(s.m.lastSeq)), now)
 	return res, dbErr(err)
 }
@@ -678,14 +704,21 @@ func (s *Stream) Keys(after string, limit int) ([]string, bool, error) {
 	defer s.mu.Unlock()
 	keys := []string{}
 	more := false
-	err := s.exec("SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
+	add := func(st *sqlite.Stmt) error {
 		if len(keys) == limit {
 			more = true
 			return nil
 		}
 		keys = append(keys, st.ColumnText(0))
 		return nil
-	}, after, s.nowMs(), limit+1)
+	}
+	const q = "SELECT key FROM msgs WHERE key > ? AND " + notExpired
+	var err error
+	if now := s.nowMs(); s.cfg.MaxAge > 0 {
+		err = s.exec(q+notTooOld+" ORDER BY key LIMIT ?", add, after, now, s.ageCutoff(now), limit+1)
+	} else {
+		err = s.exec(q+" ORDER BY key LIMIT ?", add, after, now, limit+1)
+	}
 	if err != nil {
 		return nil, false, dbErr(err)
 	}
@@ -709,10 +742,14 @@ func (s *Stream) Inventory() (Inventory, error) {
 		Revision: s.m.revision,
 		Limits:   s.cfg.NonDefault(),
 	}
-	err := s.exec("SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
+	// The sweep above removed what had expired, unless the clock moved
+	// past a deadline since; the first seq is the first one readers see
+	// either way.
+	now := s.nowMs()
+	err := s.exec("SELECT seq FROM msgs WHERE "+notExpired+notTooOld+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
 		inv.FirstSeq = uint64(st.ColumnInt64(0))
 		return nil
-	}, s.nowMs())
+	}, now, s.ageCutoff(now))
 	if err != nil {
 		return Inventory{}, dbErr(err)
 	}
