@@ -56,6 +56,15 @@
 // reported as [ErrCorrupt] and left byte for byte as it is. Damage found
 // later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
 //
+// The stream's config is stored as a JSON object in the meta row, in a
+// format versioned apart from the schema and read tolerantly (see
+// storedConfigVersion in storedconfig.go): fields this version does not
+// know are ignored, logged once at open and written back unchanged by the
+// next config change; a known field with a value it cannot use reads as
+// its default. Only a config that is not a JSON object is damage. A newer
+// schema (tables this code does not know) is damage; a newer config field
+// is not.
+//
 // The -wal file is persistent: a stream keeps it when it closes, so that
 // opening, writing once and closing a stream creates and deletes no file
 // and, with sync off, makes no fsync. Checkpoints go by the WAL's size, not

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -53,7 +52,7 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	}
 	if err == nil && tx.cfgDirty {
 		var b []byte
-		if b, err = json.Marshal(tx.cfg); err == nil {
+		if b, err = encodeStoredConfig(tx.cfg, s.cfgExtra); err == nil {
 			err = execOnce(s.conn, "UPDATE meta SET config = ? WHERE id = 1", nil, string(b))
 		}
 	}

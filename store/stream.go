@@ -72,13 +72,16 @@ type Stream struct {
 	memory     bool
 	closed     bool
 
-	m       meta
-	cfg     Config
-	syncOn  bool // the synchronous mode set on the connection
-	syncSet bool
-	rate    rateWindow
-	held    int64 // bytes reserved from opts.Quota
-	archive archiveState
+	m   meta
+	cfg Config
+	// cfgExtra is what the stored config holds that this code does not
+	// know, kept for the next write of the config (see storedConfig).
+	cfgExtra map[string]json.RawMessage
+	syncOn   bool // the synchronous mode set on the connection
+	syncSet  bool
+	rate     rateWindow
+	held     int64 // bytes reserved from opts.Quota
+	archive  archiveState
 
 	// deadline is the Unix ms at which the next expiry is due (0: none). It
 	// may be early, never late: writes only lower it, sweeps recompute it.
@@ -388,10 +391,15 @@ func (s *Stream) load() error {
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
 	}
-	cfg, err := parseStoredConfig(cfgJSON)
+	sc, err := parseStoredConfig(cfgJSON)
 	if err != nil {
-		return fmt.Errorf("%w: %s: stored config: %v", ErrCorrupt, s.path, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
 	}
+	if len(sc.unknown) > 0 || len(sc.bad) > 0 {
+		s.opts.Logger.Warn("store: stored config has fields this version ignores", "stream", s.path, "unknown", sc.unknown, "defaulted", sc.bad)
+	}
+	cfg := sc.cfg
+	s.cfgExtra = sc.extra
 	if cfg.MaxAge > 0 {
 		err := execOnce(s.conn, firstTimeQuery, func(st *sqlite.Stmt) error {
 			first = columnInt64(st, 0)
@@ -407,24 +415,6 @@ func (s *Stream) load() error {
 	s.cfg = cfg
 	s.deadline = deadlineOf(cfg, expires, first, firstID)
 	return nil
-}
-
-// defaultConfigJSON is the config a stream created with the defaults
-// stores; most streams have it, and it needs no parsing.
-var defaultConfigJSON = func() string {
-	b, err := json.Marshal(DefaultConfig())
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}()
-
-// parseStoredConfig parses the config JSON of the meta row.
-func parseStoredConfig(s string) (Config, error) {
-	if s == defaultConfigJSON {
-		return DefaultConfig(), nil
-	}
-	return ParseConfigPatch(DefaultConfig(), []byte(s))
 }
 
 // applySync sets the durability of the following commits from the config.
