@@ -91,6 +91,20 @@
 // the WAL hook; handle.go makes those calls on the C library directly,
 // guarded by a test that the handles it uses are the connection's.
 //
+// A full disk (or quota) is [ErrStorageFull]: SQLITE_FULL, which SQLite
+// reports when a write of a page fails with ENOSPC or EDQUOT, an
+// SQLITE_IOERR whose errno is one of those (a failed fsync, truncate or
+// growth of the -wal), and ENOSPC or EDQUOT while creating a stream's file.
+// The failed transaction is rolled back and the stream's counters, config,
+// rate window and expiry deadline are only taken from a transaction that
+// committed, so the stream is as before the call: the next write after
+// space returns gets the next seq, and reads keep working (Inventory too:
+// when its sweep cannot commit it reports the counts as stored). A new
+// stream that cannot be made ready is removed again.
+//
+// Every error about a stream's file names its path, so a caller can log
+// it once without adding it.
+//
 // With sync off, commits use synchronous=NORMAL: an acknowledged write
 // survives a crash of the process, whether it is in the -wal or already
 // checkpointed. With sync on, synchronous=FULL: it also survives losing

@@ -41,7 +41,7 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate, blocks: s.blockBuf[:0]}
 	defer func() { s.blockBuf = tx.blocks[:0] }() // reused by the next transaction
 	if err := s.exec("BEGIN IMMEDIATE", nil); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	err = fn(tx)
 	if err == nil {
@@ -60,13 +60,16 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		err = s.exec("COMMIT", nil)
 	}
 	if err != nil {
+		// Before the rollback, which may change what the connection
+		// reports.
+		err = s.dbErr(err)
 		if !s.conn.AutocommitEnabled() {
 			if rerr := s.exec("ROLLBACK", nil); rerr != nil {
 				s.opts.Logger.Error("store: rollback failed", "stream", s.path, "err", rerr)
 			}
 		}
 		s.settleQuota(s.m.bytes)
-		return dbErr(err)
+		return err
 	}
 	changed := tx.m != s.m || tx.cfgDirty
 	s.m, s.cfg, s.rate = tx.m, tx.cfg, tx.rate

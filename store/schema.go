@@ -225,11 +225,11 @@ func createFile(path string, durable bool) error {
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("store: create %s: %w", path, err)
+		return fmt.Errorf("store: create %s: %w", path, fileErr(err))
 	}
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".new-*")
 	if err != nil {
-		return fmt.Errorf("store: create %s: %w", path, err)
+		return fmt.Errorf("store: create %s: %w", path, fileErr(err))
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
@@ -251,7 +251,7 @@ func createFile(path string, durable bool) error {
 		err = syncDir(dir)
 	}
 	if err != nil {
-		return fmt.Errorf("store: create %s: %w", path, err)
+		return fmt.Errorf("store: create %s: %w", path, fileErr(err))
 	}
 	return nil
 }
@@ -428,9 +428,11 @@ func readRevision(conn *sqlite.Conn) (uint64, error) {
 	return uint64(rev), nil
 }
 
-// dbErr marks SQLite's "this file is damaged" results as ErrCorrupt.
+// dbErr marks SQLite's "this file is damaged" results as ErrCorrupt and
+// its "disk full" result as ErrStorageFull. ([Stream.dbErr] also finds a
+// full disk behind an I/O error.)
 func dbErr(err error) error {
-	if err == nil || errors.Is(err, ErrCorrupt) {
+	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrStorageFull) || errors.Is(err, ErrLocked) {
 		return err
 	}
 	switch sqlite.ErrCode(err).ToPrimary() {
@@ -438,8 +440,50 @@ func dbErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	case sqlite.ResultBusy, sqlite.ResultLocked:
 		return fmt.Errorf("%w: %v", ErrLocked, err)
+	case sqlite.ResultFull:
+		// SQLite's write of a page failed with ENOSPC or EDQUOT.
+		return fmt.Errorf("%w: %v", ErrStorageFull, err)
 	}
 	return fmt.Errorf("store: %w", err)
+}
+
+// noSpace reports whether errno means the disk (or the quota) is full.
+func noSpace(errno syscall.Errno) bool { return errno == syscall.ENOSPC || errno == syscall.EDQUOT }
+
+// fileErr marks an error of the os package for lack of space as
+// ErrStorageFull.
+func fileErr(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) && noSpace(errno) {
+		return fmt.Errorf("%w: %v", ErrStorageFull, err)
+	}
+	return err
+}
+
+// connErr is dbErr for an error of conn, which also finds a full disk
+// behind SQLite's I/O errors (a failed fsync, truncate or growth of the
+// -wal reports SQLITE_IOERR, and the errno only through the connection).
+// Call it before anything else runs on conn.
+func connErr(conn *sqlite.Conn, err error) error {
+	if err != nil && conn != nil && sqlite.ErrCode(err).ToPrimary() == sqlite.ResultIOErr {
+		tls, db := rawConn(conn)
+		if noSpace(syscall.Errno(lib.Xsqlite3_system_errno(tls, db))) {
+			return fmt.Errorf("%w: %v", ErrStorageFull, err)
+		}
+	}
+	return dbErr(err)
+}
+
+// dbErr is connErr on the stream's connection, naming the stream's path.
+func (s *Stream) dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = connErr(s.conn, err)
+	if !strings.Contains(err.Error(), s.path) {
+		err = fmt.Errorf("%w: %s", err, s.path)
+	}
+	return err
 }
 
 // exec runs one statement, calling fn per row. The statement stays

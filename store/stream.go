@@ -202,7 +202,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		}
 	}
 	if err := s.applySync(); err != nil {
-		return fail(dbErr(err))
+		return fail(s.dbErr(err))
 	}
 	s.arm()
 	s.mu.Unlock()
@@ -307,7 +307,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	}
 	for _, p := range connPragmas {
 		if err := execScript(conn, p); err != nil {
-			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, connErr(conn, err))
 		}
 	}
 	// The header was checked already (application id, schema version).
@@ -321,11 +321,11 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	}
 	if !wal { // e.g. a copy restored from the archive
 		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
-			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, connErr(conn, err))
 		}
 	}
 	if err := migrate(conn, version); err != nil {
-		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
+		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, connErr(conn, err))
 	}
 	return conn, lockf, newWAL, created, nil
 }
@@ -386,7 +386,7 @@ func (s *Stream) load() error {
 		return fmt.Errorf("%w: %s: missing tables: %v", ErrCorrupt, s.path, err)
 	}
 	if err != nil {
-		return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
+		return fmt.Errorf("store: open %s: %w", s.path, s.dbErr(err))
 	}
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
@@ -406,7 +406,7 @@ func (s *Stream) load() error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
+			return fmt.Errorf("store: open %s: %w", s.path, s.dbErr(err))
 		}
 	}
 	if s.memory {
@@ -570,7 +570,7 @@ func (s *Stream) getOne(query string, args ...any) (*Message, error) {
 		return err
 	}, args...)
 	if err != nil {
-		return nil, dbErr(err)
+		return nil, s.dbErr(err)
 	}
 	if m == nil {
 		return nil, ErrNotFound
@@ -600,11 +600,11 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 	}
 	now := s.nowMs()
 	if err := s.exec("BEGIN", nil); err != nil {
-		return res, dbErr(err)
+		return res, s.dbErr(err)
 	}
 	defer func() {
 		if cerr := s.exec("COMMIT", nil); err == nil && cerr != nil {
-			err = dbErr(cerr)
+			err = s.dbErr(cerr)
 		}
 	}()
 	var sent int
@@ -633,7 +633,7 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 		return res, fnErr
 	}
 	if err != nil && err != errPageFull {
-		return res, dbErr(err)
+		return res, s.dbErr(err)
 	}
 	if next == 0 {
 		return res, nil
@@ -643,7 +643,7 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 	// time >= q.StartTime and is young enough for max_age: the pending
 	// ones are the live messages of the seq range [next, end].
 	res.NumPending, err = s.countRange(int64(next), min(end, int64(s.m.lastSeq)), now)
-	return res, dbErr(err)
+	return res, s.dbErr(err)
 }
 
 // countRange counts the messages with seq in [first, last] that have not
@@ -710,7 +710,7 @@ func (s *Stream) Keys(after string, limit int) ([]string, bool, error) {
 		err = s.exec(q+" ORDER BY key LIMIT ?", add, after, now, limit+1)
 	}
 	if err != nil {
-		return nil, false, dbErr(err)
+		return nil, false, s.dbErr(err)
 	}
 	return keys, more, nil
 }
@@ -722,7 +722,9 @@ func (s *Stream) Inventory() (Inventory, error) {
 		return Inventory{}, err
 	}
 	defer s.mu.Unlock()
-	if err := s.sweepIfDue(); err != nil {
+	// On a full disk the sweep cannot commit; the inventory is a read and
+	// still answers, with the counts as stored.
+	if err := s.sweepIfDue(); err != nil && !errors.Is(err, ErrStorageFull) {
 		return Inventory{}, err
 	}
 	inv := Inventory{
@@ -741,7 +743,7 @@ func (s *Stream) Inventory() (Inventory, error) {
 		return nil
 	}, now, s.ageCutoff(now))
 	if err != nil {
-		return Inventory{}, dbErr(err)
+		return Inventory{}, s.dbErr(err)
 	}
 	return inv, nil
 }
@@ -774,10 +776,10 @@ func (s *Stream) Trim() error {
 		}
 	}
 	if err := s.finalizeStmts(); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	if err := execScript(s.conn, "PRAGMA shrink_memory"); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	releaseCStack(s.conn)
 	return nil
@@ -825,7 +827,7 @@ func (s *Stream) SetConfig(c Config) (Config, error) {
 		return tx.setConfig(c)
 	})
 	if err == nil {
-		err = dbErr(s.applySync())
+		err = s.dbErr(s.applySync())
 	}
 	s.mu.Unlock()
 	if err != nil {
