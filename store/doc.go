@@ -53,8 +53,29 @@
 // several times faster than creating the schema through SQLite. Before
 // SQLite opens a file read-write, its header is checked without SQLite: a
 // file that is not a stream file, has a newer schema, or is truncated is
-// reported as [ErrCorrupt] and left byte for byte as it is. Damage found
-// later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
+// reported as [ErrCorrupt] and left byte for byte as it is. So is a file
+// that is there but cannot be opened (no permission, a directory in its
+// place, or in place of its -wal): unreadable is damage, unlike a missing
+// file (ErrNotFound, or created with Options.Create), running out of
+// descriptors ([ErrTooManyOpen]) and a file another program holds
+// ([ErrLocked]). Damage found later (SQLITE_CORRUPT, SQLITE_NOTADB) is
+// reported as ErrCorrupt too. An open that fails leaves no file behind that
+// was not there: it removes the -wal it made, and never checkpoints.
+//
+// A -wal that is not the database's own: the WAL header holds a page size,
+// a checkpoint sequence and two salts, and each frame a checksum chained
+// from them; SQLite replays every frame up to the last valid commit, and
+// nothing in a WAL names the database it belongs to (SQLite even takes the
+// page size from the WAL). A -wal of another SQLite database has its
+// tables, not a stream's, so the open fails as ErrCorrupt before anything
+// is written, and both files stay as they were. A -wal copied from another
+// stream, though, has the same page size and schema and is replayed as if
+// it were the stream's own: the stream opens with that stream's pages on
+// top of its own checkpointed ones, which reads as the other stream's
+// messages or, where the two disagree, as damage. Telling the two apart
+// would need an identity of the stream's file recorded outside the pages a
+// WAL can replace; SQLite's format has no such place, so a closed stream's
+// database and -wal are copied and moved together, never one alone.
 //
 // The stream's config is stored as a JSON object in the meta row, in a
 // format versioned apart from the schema and read tolerantly (see

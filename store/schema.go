@@ -282,18 +282,28 @@ func checkFile(path string) error {
 func inspectFile(path string) (version int, wal bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, false, outOfFiles(err)
+		return 0, false, openErr(err)
 	}
 	defer f.Close()
 	version, wal, _, err = inspectOpen(f, path)
 	return version, wal, err
 }
 
-// outOfFiles marks an error of opening a file for want of descriptors
-// as ErrTooManyOpen, which a budget can act on.
-func outOfFiles(err error) error {
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+// openErr marks an error of opening a stream's file (or its -wal): for
+// want of descriptors it is ErrTooManyOpen, which a budget can act on; a
+// file that is there but cannot be opened (no permission, a directory in
+// its place) is unreadable, which is damage: ErrCorrupt. Other errors,
+// fs.ErrNotExist among them, are returned as they are.
+func openErr(err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err
+	}
+	switch errno {
+	case syscall.EMFILE, syscall.ENFILE:
 		return fmt.Errorf("%w: %v", ErrTooManyOpen, err)
+	case syscall.EACCES, syscall.EPERM, syscall.EISDIR:
+		return fmt.Errorf("%w: unreadable: %v", ErrCorrupt, err)
 	}
 	return err
 }
@@ -463,12 +473,24 @@ func fileErr(err error) error {
 // connErr is dbErr for an error of conn, which also finds a full disk
 // behind SQLite's I/O errors (a failed fsync, truncate or growth of the
 // -wal reports SQLITE_IOERR, and the errno only through the connection).
-// Call it before anything else runs on conn.
+// A -wal that cannot be opened is marked as openErr marks a file. Call it
+// before anything else runs on conn.
 func connErr(conn *sqlite.Conn, err error) error {
-	if err != nil && conn != nil && sqlite.ErrCode(err).ToPrimary() == sqlite.ResultIOErr {
+	if err == nil || conn == nil {
+		return dbErr(err)
+	}
+	switch sqlite.ErrCode(err).ToPrimary() {
+	case sqlite.ResultIOErr:
 		tls, db := rawConn(conn)
 		if noSpace(syscall.Errno(lib.Xsqlite3_system_errno(tls, db))) {
 			return fmt.Errorf("%w: %v", ErrStorageFull, err)
+		}
+	case sqlite.ResultCantOpen:
+		// The -wal, opened at the first read.
+		tls, db := rawConn(conn)
+		errno := syscall.Errno(lib.Xsqlite3_system_errno(tls, db))
+		if e := openErr(errno); e != error(errno) {
+			return fmt.Errorf("%w (%v)", e, err)
 		}
 	}
 	return dbErr(err)
