@@ -301,9 +301,9 @@ func openErr(err error) error {
 	}
 	switch errno {
 	case syscall.EMFILE, syscall.ENFILE:
-		return fmt.Errorf("%w: %v", ErrTooManyOpen, err)
+		return fmt.Errorf("%w: %w", ErrTooManyOpen, err)
 	case syscall.EACCES, syscall.EPERM, syscall.EISDIR:
-		return fmt.Errorf("%w: unreadable: %v", ErrCorrupt, err)
+		return fmt.Errorf("%w: unreadable: %w", ErrCorrupt, err)
 	}
 	return err
 }
