@@ -54,6 +54,8 @@ type storedConfig struct {
 	// unknown and bad name the fields ignored and those read as their
 	// default, sorted, for the log.
 	unknown, bad []string
+	// version is the format version of the writer, for the log.
+	version int64
 }
 
 // knownConfigField reports whether name is a field of [Config].
@@ -77,7 +79,10 @@ func parseStoredConfig(s string) (storedConfig, error) {
 	if err := json.Unmarshal([]byte(s), &fields); err != nil || fields == nil {
 		return storedConfig{}, errors.New("stored config is not a JSON object")
 	}
-	sc := storedConfig{cfg: DefaultConfig()}
+	sc := storedConfig{cfg: DefaultConfig(), version: storedConfigVersion}
+	if raw, ok := fields["version"]; ok && json.Unmarshal(raw, &sc.version) != nil {
+		sc.version = 0 // not a number: unknown
+	}
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)

@@ -65,8 +65,8 @@ func TestOpen_FutureConfig(t *testing.T) {
 	if got := ts.Config(); !got.equal(want) {
 		t.Fatalf("Config() = %+v, want %+v", got, want)
 	}
-	if l := log.String(); strings.Count(l, "level=WARN") != 1 || !strings.Contains(l, "max_age_mode") || !strings.Contains(l, "max_bytes") || !strings.Contains(l, ts.path) {
-		t.Fatalf("log = %q, want one warning naming the path, the unknown and the defaulted fields", l)
+	if l := log.String(); strings.Count(l, "level=WARN") != 1 || !strings.Contains(l, "max_age_mode") || !strings.Contains(l, "max_bytes") || !strings.Contains(l, ts.path) || !strings.Contains(l, "version=2") {
+		t.Fatalf("log = %q, want one warning naming the path, the version, the unknown and the defaulted fields", l)
 	}
 	if m, err := ts.Get(1); err != nil || string(m.Data) != "a" {
 		t.Fatalf("Get(1) = %v, %v", m, err)

@@ -396,7 +396,7 @@ func (s *Stream) load() error {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
 	}
 	if len(sc.unknown) > 0 || len(sc.bad) > 0 {
-		s.opts.Logger.Warn("store: stored config has fields this version ignores", "stream", s.path, "unknown", sc.unknown, "defaulted", sc.bad)
+		s.opts.Logger.Warn("store: stored config has fields this version ignores", "stream", s.path, "version", sc.version, "unknown", sc.unknown, "defaulted", sc.bad)
 	}
 	cfg := sc.cfg
 	s.cfgExtra = sc.extra
