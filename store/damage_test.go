@@ -123,6 +123,32 @@ func TestOpen_Damaged(t *testing.T) {
 	}
 }
 
+// TestStream_SchemaMismatch checks a file whose schema differs from what
+// its header claims in a way the open does not see (found by FuzzOpen: a
+// column name damaged in sqlite_schema): the statements that fail to
+// prepare report ErrCorrupt, not an internal error.
+func TestStream_SchemaMismatch(t *testing.T) {
+	p := closedStream(t)
+	conn, err := sqlite.OpenConn(p, sqlite.OpenReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := execScript(conn, "ALTER TABLE msgs RENAME COLUMN time TO tyme"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(p, Options{NoSweep: true})
+	if err == nil {
+		defer s.Close()
+		_, err = s.Get(1)
+	}
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("Get(1) on a file without msgs.time = %v, want ErrCorrupt naming the path", err)
+	}
+}
+
 func mapsEqual(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false

@@ -532,7 +532,7 @@ func (s *Stream) prep(query string) (*sqlite.Stmt, error) {
 	}
 	st, _, err := s.conn.PrepareTransient(query)
 	if err != nil {
-		return nil, err
+		return nil, prepErr(err)
 	}
 	if s.stmts == nil {
 		s.stmts = make(map[string]*sqlite.Stmt)
@@ -553,12 +553,24 @@ func (s *Stream) finalizeStmts() error {
 	return first
 }
 
+// prepErr marks a failure to prepare one of the package's statements for
+// an error in the SQL (SQLITE_ERROR: "no such table", "no such column")
+// as ErrCorrupt: the statements are fixed and correct for the schema the
+// file's header claims, so only a file whose schema is not that one fails
+// them. It keeps SQLite's error code.
+func prepErr(err error) error {
+	if sqlite.ErrCode(err) == sqlite.ResultError {
+		return fmt.Errorf("%w: the schema is not a stream's: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
 // execOnce is [Stream.exec] for statements that run rarely: they are not kept
 // prepared, since every cached statement costs memory on every open stream.
 func execOnce(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
 	st, _, err := conn.PrepareTransient(query)
 	if err != nil {
-		return err
+		return prepErr(err)
 	}
 	defer st.Finalize()
 	bind(st, args)

@@ -380,9 +380,9 @@ func (s *Stream) load() error {
 		expires, firstID = columnInt64(st, 6), columnInt64(st, 7)
 		return nil
 	})
-	if sqlite.ErrCode(err) == sqlite.ResultError {
+	if errors.Is(err, ErrCorrupt) && sqlite.ErrCode(err) == sqlite.ResultError {
 		// Only a missing table or column makes this query fail to
-		// prepare on a file whose header was found sound.
+		// prepare on a file whose header was found sound (see prepErr).
 		return fmt.Errorf("%w: %s: missing tables: %v", ErrCorrupt, s.path, err)
 	}
 	if err != nil {
