@@ -344,6 +344,19 @@ func checkHeader(path string, h [100]byte, size, walSize int64) error {
 	if pageSize < 512 || pageSize&(pageSize-1) != 0 {
 		return fmt.Errorf("%w: %s: bad page size", ErrCorrupt, path)
 	}
+	// Fields SQLite refuses with a generic SQL error ("unsupported file
+	// format") at the first statement rather than at the open: the read
+	// and write versions, the schema format number, and the text
+	// encoding, which is UTF-8 in every stream file.
+	if h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2 {
+		return fmt.Errorf("%w: %s: unknown file format version", ErrCorrupt, path)
+	}
+	if f := binary.BigEndian.Uint32(h[44:]); f < 1 || f > 4 {
+		return fmt.Errorf("%w: %s: unknown schema format %d", ErrCorrupt, path, f)
+	}
+	if enc := binary.BigEndian.Uint32(h[56:]); enc != 1 {
+		return fmt.Errorf("%w: %s: text encoding %d is not UTF-8", ErrCorrupt, path, enc)
+	}
 	if id := binary.BigEndian.Uint32(h[68:]); id != applicationID {
 		return fmt.Errorf("%w: %s: not a stream file (application id %#x)", ErrCorrupt, path, id)
 	}
@@ -635,7 +648,7 @@ func execScript(conn *sqlite.Conn, script string) error {
 		}
 		st, trailing, err := conn.PrepareTransient(script)
 		if err != nil {
-			return err
+			return prepErr(err)
 		}
 		if st != nil {
 			err = step(st, nil)
