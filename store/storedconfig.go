@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync"
 )
 
 // The stored config is the JSON object in the meta row's config column.
@@ -22,7 +23,8 @@ import (
 //   - Only a value that is not a JSON object has no sensible reading: that
 //     is damage (ErrCorrupt).
 //
-// Open logs the fields it ignored or replaced, once, with the path.
+// Open logs the fields it ignored or replaced, with the path, once per
+// process and path.
 //
 // A later version that adds a field bumps "version" and adds only fields
 // whose absence means the behaviour of the versions before (so that an
@@ -34,6 +36,17 @@ import (
 // separate: a file with a newer schema is refused as damaged, since this
 // code cannot know what its tables mean.
 const storedConfigVersion = 1
+
+// configWarned holds the paths whose stored config has been logged for
+// fields this version ignores, so that a stream closed and opened again
+// and again (the broker's idle timeout) is logged once per process.
+var configWarned sync.Map
+
+// onceFor reports whether key is new to m, and adds it.
+func onceFor(m *sync.Map, key string) bool {
+	_, seen := m.LoadOrStore(key, struct{}{})
+	return !seen
+}
 
 // defaultConfigJSON is the config a stream created with the defaults
 // stores; most streams have it, and it needs no parsing.

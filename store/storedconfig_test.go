@@ -68,6 +68,10 @@ func TestOpen_FutureConfig(t *testing.T) {
 	if l := log.String(); strings.Count(l, "level=WARN") != 1 || !strings.Contains(l, "max_age_mode") || !strings.Contains(l, "max_bytes") || !strings.Contains(l, ts.path) || !strings.Contains(l, "version=2") {
 		t.Fatalf("log = %q, want one warning naming the path, the version, the unknown and the defaulted fields", l)
 	}
+	ts.reopen(t)
+	if l := log.String(); strings.Count(l, "level=WARN") != 1 {
+		t.Fatalf("log after a second open = %q, want the one warning of the first", l)
+	}
 	if m, err := ts.Get(1); err != nil || string(m.Data) != "a" {
 		t.Fatalf("Get(1) = %v, %v", m, err)
 	}

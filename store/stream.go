@@ -395,7 +395,7 @@ func (s *Stream) load() error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
 	}
-	if len(sc.unknown) > 0 || len(sc.bad) > 0 {
+	if (len(sc.unknown) > 0 || len(sc.bad) > 0) && onceFor(&configWarned, s.path) {
 		s.opts.Logger.Warn("store: stored config has fields this version ignores", "stream", s.path, "version", sc.version, "unknown", sc.unknown, "defaulted", sc.bad)
 	}
 	cfg := sc.cfg
