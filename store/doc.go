@@ -52,14 +52,17 @@
 // streams are copies of a template file built once per process, which is
 // several times faster than creating the schema through SQLite. Before
 // SQLite opens a file read-write, its header is checked without SQLite: a
-// file that is not a stream file, has a newer schema, or is truncated is
-// reported as [ErrCorrupt] and left byte for byte as it is. So is a file
+// file that is not a stream file, has a newer schema, is truncated, or has
+// header fields SQLite would refuse (versions, schema format, a text
+// encoding other than UTF-8) is reported as [ErrCorrupt] and left byte for
+// byte as it is. So is a file
 // that is there but cannot be opened (no permission, a directory in its
 // place, or in place of its -wal): unreadable is damage, unlike a missing
 // file (ErrNotFound, or created with Options.Create), running out of
 // descriptors ([ErrTooManyOpen]) and a file another program holds
-// ([ErrLocked]). Damage found later (SQLITE_CORRUPT, SQLITE_NOTADB) is
-// reported as ErrCorrupt too. An open that fails leaves no file behind that
+// ([ErrLocked]). Damage found later (SQLITE_CORRUPT, SQLITE_NOTADB, or one
+// of the package's statements failing to prepare because the schema is not
+// what the header claims) is reported as ErrCorrupt too. An open that fails leaves no file behind that
 // was not there: it removes the -wal it made, and never checkpoints.
 //
 // A -wal that is not the database's own: the WAL header holds a page size,
@@ -80,8 +83,8 @@
 // The stream's config is stored as a JSON object in the meta row, in a
 // format versioned apart from the schema and read tolerantly (see
 // storedConfigVersion in storedconfig.go): fields this version does not
-// know are ignored, logged once at open and written back unchanged by the
-// next config change; a known field with a value it cannot use reads as
+// know are ignored, logged once per process and written back unchanged by
+// the next config change; a known field with a value it cannot use reads as
 // its default. Only a config that is not a JSON object is damage. A newer
 // schema (tables this code does not know) is damage; a newer config field
 // is not.
