@@ -145,6 +145,8 @@ func TestBroker_ShedByAge(t *testing.T) {
 			once.Do(func() { close(held); <-release })
 		}
 	}})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the broker's shutdown, should the test fail
 	inbox := nats.NewInbox()
 	sub, _ := f.nc.SubscribeSync(inbox)
 	send := func(op, body string) {
@@ -166,7 +168,7 @@ func TestBroker_ShedByAge(t *testing.T) {
 	send(subjects.OpSet, "fresh")
 	f.nc.Flush()
 	waitFor(t, "the fresh request to queue", func() bool { return f.b.queued.Load() == late+3 })
-	close(release)
+	releaseOnce()
 	var ok, shed int
 	for range late + 4 {
 		m, err := sub.NextMsg(5 * time.Second)
@@ -216,16 +218,18 @@ func TestBroker_NoMaxWait(t *testing.T) {
 	f.start(t, Options{MaxWait: -1}, hooks{now: f.clock.now, noJanitor: true, beforeJob: func(op, stream string) {
 		once.Do(func() { close(held); <-release })
 	}})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the broker's shutdown, should the test fail
 	inbox := nats.NewInbox()
 	sub, _ := f.nc.SubscribeSync(inbox)
-	for range 2 {
-		f.nc.PublishRequest("persist.api.set.acme.nw", inbox, []byte("x"))
-		f.nc.Flush()
-	}
+	f.nc.PublishRequest("persist.api.set.acme.nw", inbox, []byte("x"))
+	f.nc.Flush()
 	<-held
+	f.nc.PublishRequest("persist.api.set.acme.nw", inbox, []byte("x"))
+	f.nc.Flush()
 	waitFor(t, "the second request to queue", func() bool { return f.b.queued.Load() == 1 })
 	f.clock.advance(time.Hour)
-	close(release)
+	releaseOnce()
 	for range 2 {
 		m, err := sub.NextMsg(5 * time.Second)
 		if err != nil || replyError(m) != nil {
@@ -251,7 +255,10 @@ func TestBroker_SlowConsumer(t *testing.T) {
 	sub, _ := f.nc.SubscribeSync(inbox)
 	f.nc.PublishRequest("persist.api.set.acme.sc", inbox, []byte("x"))
 	f.nc.Flush()
-	<-held // the set endpoint's handler is held
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the broker's shutdown, should the test fail
+	// The set endpoint's handler is held.
+	<-held
 	sc := f.b.eps[subjects.OpSet].sub.Load()
 	if msgs, bytes, err := sc.PendingLimits(); err != nil || msgs < defaultQueueLimits.all || bytes < defaultQueueLimits.allBytes {
 		t.Fatalf("set pending limits %d msgs %d bytes (%v), want at least the queue bounds", msgs, bytes, err)
@@ -265,7 +272,7 @@ func TestBroker_SlowConsumer(t *testing.T) {
 	}
 	f.nc.Flush()
 	waitFor(t, "a slow consumer", func() bool { return f.b.stats.slowConsumers.Load() > 0 })
-	close(release)
+	releaseOnce()
 	// Each of the ones kept is answered.
 	if _, err := sub.NextMsg(5 * time.Second); err != nil {
 		t.Fatal(err)

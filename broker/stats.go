@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"math/bits"
 	"reflect"
 	"runtime"
@@ -174,7 +175,7 @@ func (b *Broker) AsyncError(sub *nats.Subscription, err error) bool {
 	if _, ok := err.(*subjects.Error); ok {
 		return true
 	}
-	if err != nats.ErrSlowConsumer {
+	if !errors.Is(err, nats.ErrSlowConsumer) {
 		return false
 	}
 	total := b.stats.slowConsumers.Add(1)
