@@ -152,13 +152,6 @@ func (b *Broker) applyRequests(e *entry, batch []*request) {
 	jobs := make([]*job, 0, len(batch))
 	items := 0
 	for _, r := range batch {
-		waited := now.Sub(r.at)
-		b.stats.wait.add(waited)
-		if b.opts.MaxWait > 0 && waited > b.opts.MaxWait {
-			b.stats.shed.Add(1)
-			b.replyError(r.op, e.name, r.reply, errWaited)
-			continue
-		}
 		j := b.parse(e.name, r)
 		if j == nil {
 			continue
@@ -166,6 +159,16 @@ func (b *Broker) applyRequests(e *entry, batch []*request) {
 		if len(jobs) > 0 && items+len(j.items) > maxBatchItems {
 			b.applyDone(e, jobs)
 			jobs, items = jobs[:0], 0
+			// The next requests are about to be applied now.
+			now = b.hooks.now()
+		}
+		waited := now.Sub(r.at)
+		b.stats.wait.add(waited)
+		if b.opts.MaxWait > 0 && waited > b.opts.MaxWait {
+			b.stats.shed.Add(1)
+			b.replyError(j.op, e.name, j.reply, errWaited)
+			putJob(j)
+			continue
 		}
 		jobs = append(jobs, j)
 		items += len(j.items)
