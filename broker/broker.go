@@ -306,7 +306,13 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		StatsHandler: b.statsData,
 	})
 	if err != nil {
+		nc.SetErrorHandler(prevErr)
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	fail := func(name string, err error) (*Broker, error) {
+		_ = svc.Stop()
+		nc.SetErrorHandler(prevErr)
+		return nil, fmt.Errorf("broker: endpoint %s: %w", name, err)
 	}
 	// An endpoint's subscription may hold as many requests as the queues
 	// (and at least the client library's defaults): a flood fills the
@@ -322,15 +328,13 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 			b.handle(req)
 		}
 		if err := svc.AddEndpoint(op, micro.HandlerFunc(handler), micro.WithEndpointSubject(subj), pending); err != nil {
-			_ = svc.Stop()
-			return nil, fmt.Errorf("broker: endpoint %s: %w", op, err)
+			return fail(op, err)
 		}
 	}
 	// <prefix>.api.* matches only the subjects that name no stream, so no
 	// valid request is delivered twice.
 	if err := svc.AddEndpoint(noStream, micro.HandlerFunc(b.handleNoStream), micro.WithEndpointSubject(b.prefix+".api.*")); err != nil {
-		_ = svc.Stop()
-		return nil, fmt.Errorf("broker: endpoint %s: %w", noStream, err)
+		return fail(noStream, err)
 	}
 	b.svc = svc
 	for range runWorkers {
