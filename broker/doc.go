@@ -99,9 +99,28 @@
 // the name index's and the read-ahead's locks are leaves, held across no
 // I/O; the store's stream lock is taken only by the entry's owner.
 //
+// # Back-pressure
+//
+// A request past a queue bound (per stream, or all streams together, in
+// requests and bytes) is answered 429 overloaded at once, and so is one
+// that waited in the worker longer than [Options.MaxWait] by the time it
+// is about to be applied: its arrival is the one clock read the handler
+// makes, and a refused request (a whole setmany) changes nothing. Each
+// endpoint subscription's pending limit is at least the queue bounds, so
+// that a flood is refused with 429s before the NATS client drops requests
+// unanswered; a drop that happens anyway (a slow consumer) is counted in
+// [Stats] and logged at most once per 10 s ([Broker.AsyncError]).
+//
 // Store errors become wire errors in exactly one table (see wireError);
-// anything unexpected is answered 500 internal and logged. A panic while
-// serving one request is recovered, answered 500 and logged with its stack.
+// anything unexpected is answered 500 internal and logged with its op and
+// stream; a damaged file is logged once per stream, with its path. A panic
+// while serving one request is recovered, answered 500 and logged with its
+// stack. Every error reply counts in its endpoint's errors, in [Stats] and
+// in micro's own (the Errors column of nats micro stats), also when a
+// worker sends it after the handler returned. A subject that names an
+// operation but no stream (<prefix>.api.<op>, known op or not) is
+// answered 400 invalid_stream by one more endpoint, no_stream, on
+// <prefix>.api.*, which matches no valid request's subject.
 //
 // # Start-up checks and one worker per prefix
 //

@@ -58,6 +58,7 @@ type config struct {
 	MaxStreamsPerNamespace int
 	MaxStreams             int
 	MemoryQuota            byteSize
+	MaxWait                time.Duration
 
 	LogFormat       string
 	LogLevel        string
@@ -99,11 +100,21 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxStreams, "max-streams", 0, "most streams in all, memory streams included; 0: unlimited (counted from disk on the first creation, never at start-up)")
 	cfg.MemoryQuota = 1 << 30
 	fs.Var(&cfg.MemoryQuota, "memory-quota", "memory-stream `bytes` in all (a number, or with a suffix: 512MiB, 1GiB, 2GB)")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Second, "answer 429 overloaded, without applying it, a request that waited longer than this `duration` in the worker; 0: no bound")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "least log `level`: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight and for closing the streams")
 	fs.DurationVar(&cfg.InstanceCheckInterval, "instance-check-interval", 10*time.Second, "how often to look for another live worker serving --prefix (also checked at start and at every reconnect); of two, the one started later stops with an error")
 	return fs
+}
+
+// maxWait is --max-wait as broker.Options.MaxWait takes it, where 0 is
+// the default and a negative value no bound.
+func (c *config) maxWait() time.Duration {
+	if c.MaxWait <= 0 {
+		return -1
+	}
+	return c.MaxWait
 }
 
 // parseConfig fills a config from the environment and args, as

@@ -94,6 +94,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MaxStreamsPerNamespace: cfg.MaxStreamsPerNamespace,
 		MaxStreams:             cfg.MaxStreams,
 		MemoryQuota:            int64(cfg.MemoryQuota),
+		MaxWait:                cfg.maxWait(),
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
 	})
