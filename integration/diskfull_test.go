@@ -35,10 +35,10 @@ type faultMountNS struct {
 	dir string
 }
 
-// faultTmpfs makes a private mount namespace with a tmpfs of size bytes
-// mounted on a fresh directory. It needs root (or CAP_SYS_ADMIN) and
+// faultTmpfs makes a private mount namespace with a tmpfs mounted with
+// options (size=…, nr_inodes=…) on a fresh directory. It needs root (or CAP_SYS_ADMIN) and
 // util-linux's unshare and nsenter.
-func faultTmpfs(tb testing.TB, size int) *faultMountNS {
+func faultTmpfs(tb testing.TB, options string) *faultMountNS {
 	tb.Helper()
 	for _, tool := range []string{"unshare", "nsenter", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -50,7 +50,7 @@ func faultTmpfs(tb testing.TB, size int) *faultMountNS {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs -o size=$1 tmpfs "$2" && echo mounted && exec sleep infinity`, "sh", strconv.Itoa(size), dir)
+		`mount -t tmpfs -o "$1" tmpfs "$2" && echo mounted && exec sleep infinity`, "sh", options, dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -197,7 +197,7 @@ func TestFault_DiskFull(t *testing.T) {
 	ctx := context.Background()
 	s := runServer(t, -1)
 	url := s.ClientURL()
-	ns := faultTmpfs(t, faultTmpfsSize)
+	ns := faultTmpfs(t, "size="+strconv.Itoa(faultTmpfsSize))
 	start := func() *worker {
 		return faultStart(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn", "--idle-timeout", "1s"))
 	}
@@ -390,4 +390,66 @@ func TestFault_DiskFull(t *testing.T) {
 		"streams_on_tmpfs":  len(streams) + 2,
 		"restart_after_all": true,
 	})
+}
+
+// TestFault_InodesFull runs a worker on a tmpfs with few inodes and uses
+// them all up: a directory or a file can no longer be made, while bytes
+// are free. Creating a stream, in a new namespace (its directory fails)
+// or an existing one (its file fails), answers 507 storage_full and
+// leaves nothing behind; the existing streams keep working; once inodes
+// are free, creations succeed.
+func TestFault_InodesFull(t *testing.T) {
+	ctx := context.Background()
+	s := runServer(t, -1)
+	url := s.ClientURL()
+	ns := faultTmpfs(t, "size=16m,nr_inodes=64")
+	faultStart(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn"))
+	c := client.New(connect(t, url), client.WithTimeout(20*time.Second))
+	var acked []ackedWrite
+	st := c.Stream("acme.inodes")
+	write := func() error {
+		data := fmt.Sprintf("write %d", len(acked))
+		ack, err := st.Set(ctx, []byte(data))
+		if err == nil {
+			acked = append(acked, ackedWrite{ack.Seq, data})
+		}
+		return err
+	}
+	for range 10 {
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillers := filepath.Join(ns.dir, "fillers")
+	ns.run(t, "sh", "-c", `mkdir "$1" && i=0; while touch "$1/f$i" 2>/dev/null; do i=$((i+1)); done`, "sh", fillers)
+
+	before := ns.files(t)
+	refused := map[string]int{}
+	for _, name := range []string{"acme.fresh", "newns.fresh", "newns.deep.fresh"} {
+		_, err := c.Stream(name).Set(ctx, []byte("x"))
+		r := faultReason(err)
+		refused[r]++
+		if r != "507 storage_full" {
+			t.Errorf("Set(new stream %s) without free inodes: %v, want 507 storage_full", name, err)
+		}
+	}
+	for p, what := range ns.files(t) {
+		if _, ok := before[p]; !ok {
+			t.Errorf("a failed creation left %s (%s)", p, what)
+		}
+	}
+	for range 10 {
+		if err := write(); err != nil {
+			t.Fatalf("Set(existing stream) without free inodes: %v", err)
+		}
+	}
+	checkAcked(t, acked, readAll(t, st))
+
+	ns.run(t, "rm", "-r", fillers)
+	for _, name := range []string{"acme.fresh", "newns.fresh", "newns.deep.fresh"} {
+		if ack, err := c.Stream(name).Set(ctx, []byte("x")); err != nil || ack.Seq != 1 {
+			t.Fatalf("Set(new stream %s) with inodes free = %+v, %v; want seq 1", name, ack, err)
+		}
+	}
+	report(t, "diskfull_inodes", map[string]any{"creations_refused": refused, "acked": len(acked), "lost": 0})
 }

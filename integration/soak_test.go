@@ -43,6 +43,14 @@ const (
 // optimistic writes. Any other error reply, and any timeout, fails it.
 var faultSoakExpected = []string{"not_found", "wrong_last_sequence", "limit_reached", "rate_limited", "too_many_streams"}
 
+// faultSoakBackPressure is the reason a worker answers, without applying
+// the request, when a request waited longer than --max-wait (5 s): with
+// the soak's few sequential clients that happens only when the machine
+// starves the worker (CI runners and shared machines do), so it is
+// counted and reported, but it does not fail the test, which would then
+// assert on speed.
+const faultSoakBackPressure = "overloaded"
+
 // faultSoakStream is one stream of the soak's namespace and how it is
 // configured.
 type faultSoakStream struct {
@@ -70,7 +78,7 @@ type faultSample struct {
 	rss        int64 // bytes
 	fds        int
 	threads    int
-	goroutines int // -1 when the worker's stats do not have it
+	goroutines int // from the worker's stats
 	open       int // open streams, from the stats
 }
 
@@ -119,7 +127,7 @@ func faultStats(nc *nats.Conn) (map[string]any, error) {
 
 // faultMeasure takes one sample of the worker with pid.
 func faultMeasure(nc *nats.Conn, pid int, at time.Duration) (faultSample, error) {
-	s := faultSample{at: at, goroutines: -1}
+	s := faultSample{at: at}
 	var err error
 	if s.rss, s.threads, err = faultProcStatus(pid); err != nil {
 		return s, err
@@ -133,9 +141,11 @@ func faultMeasure(nc *nats.Conn, pid int, at time.Duration) (faultSample, error)
 	if err != nil {
 		return s, err
 	}
-	if g, ok := data["goroutines"].(float64); ok {
-		s.goroutines = int(g)
+	g, ok := data["goroutines"].(float64)
+	if !ok {
+		return s, fmt.Errorf("the worker's stats have no goroutines: %v", data)
 	}
+	s.goroutines = int(g)
 	if o, ok := data["open_streams"].(float64); ok {
 		s.open = int(o)
 	}
@@ -189,7 +199,7 @@ func (s *faultSoaker) do(st faultSoakStream, op string, hdr nats.Header, body st
 		s.fail("%s %s %s: %v", op, st.name, body, err)
 	case r.code != 0:
 		reason = r.reason
-		if !slices.Contains(faultSoakExpected, reason) {
+		if !slices.Contains(faultSoakExpected, reason) && reason != faultSoakBackPressure {
 			s.fail("%s %s %s: %v %s", op, st.name, body, r, r.msg.Data)
 		}
 	}
@@ -425,7 +435,7 @@ func faultField(samples []faultSample, f func(faultSample) int64) []int64 {
 const (
 	faultSoakRSSGrowth     = 32 << 20
 	faultSoakFDMargin      = 3
-	faultSoakRoutineMargin = 10
+	faultSoakRoutineMargin = 5
 )
 
 // TestFault_Soak runs a mixed load for a minute (ten in long mode) against
@@ -515,17 +525,8 @@ func TestFault_Soak(t *testing.T) {
 	first, last := faultThirds(samples)
 	rss := func(x faultSample) int64 { return x.rss }
 	rssFirst, rssLast := faultMedian(faultField(first, rss)), faultMedian(faultField(last, rss))
-	goroutines := func(x faultSample) int64 {
-		if x.goroutines < 0 {
-			return int64(x.threads) // until the worker reports goroutines
-		}
-		return int64(x.goroutines)
-	}
-	source := "goroutines"
-	if base.goroutines < 0 {
-		source = "threads"
-		t.Logf("the worker's stats have no goroutines field: comparing OS threads instead")
-	}
+	goroutines := func(x faultSample) int64 { return int64(x.goroutines) }
+	threads := func(x faultSample) int64 { return int64(x.threads) }
 	mib := func(b int64) float64 { return float64(b*10>>20) / 10 }
 	maxOf := func(f func(faultSample) int64) int64 { return slices.Max(faultField(samples, f)) }
 	fds := func(x faultSample) int64 { return int64(x.fds) }
@@ -543,7 +544,9 @@ func TestFault_Soak(t *testing.T) {
 		"fds_end":          samples[len(samples)-1].fds,
 		"fds_max":          maxOf(fds),
 		"fds_idle":         idle.fds,
-		"goroutines_from":  source,
+		"threads_base":     base.threads,
+		"threads_max":      maxOf(threads),
+		"threads_idle":     idle.threads,
 		"goroutines_base":  goroutines(base),
 		"goroutines_start": goroutines(samples[0]),
 		"goroutines_end":   goroutines(samples[len(samples)-1]),
@@ -570,7 +573,7 @@ func TestFault_Soak(t *testing.T) {
 		t.Errorf("open descriptors at rest: %d after the load, %d before", idle.fds, base.fds)
 	}
 	if g, b := goroutines(idle), goroutines(base); g > b+faultSoakRoutineMargin {
-		t.Errorf("%s at rest: %d after the load, %d before", source, g, b)
+		t.Errorf("goroutines at rest: %d after the load, %d before", g, b)
 	}
 	if slices.Max(faultField(samples, open)) <= 1 {
 		t.Errorf("no stream was open during the load")
