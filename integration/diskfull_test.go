@@ -242,7 +242,7 @@ func TestFault_DiskFull(t *testing.T) {
 		name := streams[i%len(streams)]
 		err := write(name, 4096)
 		r := faultReason(err)
-		reasons[r]++
+		reasons["set "+r]++
 		switch {
 		case err == nil:
 		case r == "507 storage_full":
@@ -259,10 +259,11 @@ func TestFault_DiskFull(t *testing.T) {
 	}
 	res, err := c.Stream("acme.full.plain").SetMany(ctx, items)
 	if err != nil {
-		if r := faultReason(err); r != "507 storage_full" {
+		r := faultReason(err)
+		reasons["setmany "+r]++
+		if r != "507 storage_full" {
 			t.Fatalf("SetMany() on a full disk: %v, want 507 storage_full", err)
 		}
-		reasons["setmany 507 storage_full"]++
 	} else {
 		for i, r := range res {
 			if r.Err == nil {
@@ -271,10 +272,11 @@ func TestFault_DiskFull(t *testing.T) {
 				acked["acme.full.plain"] = append(a, ackedWrite{r.Seq, string(items[i].Data)})
 				continue
 			}
-			if faultReason(r.Err) != "507 storage_full" {
+			reason := faultReason(r.Err)
+			reasons["setmany item "+reason]++
+			if reason != "507 storage_full" {
 				t.Fatalf("SetMany() item %d on a full disk: %v, want 507 storage_full", i, r.Err)
 			}
-			reasons["setmany item 507 storage_full"]++
 		}
 	}
 
@@ -319,14 +321,17 @@ func TestFault_DiskFull(t *testing.T) {
 	three := int64(3)
 	for _, name := range []string{"acme.fresh", "newns.fresh", "newns.deep.er.fresh"} {
 		_, err := c.Stream(name).Set(ctx, faultRandom(4096))
-		if r := faultReason(err); r != "507 storage_full" {
+		r := faultReason(err)
+		reasons["set new stream "+r]++
+		if r != "507 storage_full" {
 			t.Errorf("Set(new stream %s) on a full disk: %v, want 507 storage_full", name, err)
 		}
 		_, err = c.Stream(name).UpdateConfig(ctx, client.ConfigPatch{MaxMsgs: &three})
-		if r := faultReason(err); r != "507 storage_full" {
+		r = faultReason(err)
+		reasons["config new stream "+r]++
+		if r != "507 storage_full" {
 			t.Errorf("UpdateConfig(new stream %s) on a full disk: %v, want 507 storage_full", name, err)
 		}
-		reasons["create 507 storage_full"]++
 	}
 	after := ns.files(t)
 	var left []string
@@ -367,28 +372,34 @@ func TestFault_DiskFull(t *testing.T) {
 	if code := w.signal(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("worker exit code after SIGTERM = %d, want 0\n%s", code, w.stderr.String())
 	}
-	start()
+	w2 := start()
 	checkStreams("restart")
-	if out := w.stderr.String(); strings.Contains(out, "panic") {
-		t.Fatalf("the worker panicked:\n%s", out)
+	for _, w := range []*worker{w, w2} {
+		if out := w.stderr.String(); strings.Contains(out, "panic") {
+			t.Fatalf("the worker panicked:\n%s", out)
+		}
 	}
 	checked := faultIntegrity(t, ns.copyOut(t))
 	var total int
 	for _, a := range acked {
 		total += len(a)
 	}
+	result := "507 storage_full, nothing half written, every acknowledged write kept"
+	if t.Failed() {
+		result = "failed"
+	}
 	report(t, "diskfull", map[string]any{
-		"tmpfs_bytes":       faultTmpfsSize,
-		"replies":           reasons,
-		"writes_refused":    refused,
-		"acked_until_full":  ackedFull,
-		"acked_total":       total,
-		"lost":              0,
-		"leftovers":         len(left),
-		"files_integrity":   checked,
-		"result":            "507 storage_full, nothing half written, recovered",
-		"streams_on_tmpfs":  len(streams) + 2,
-		"restart_after_all": true,
+		"tmpfs_bytes":      faultTmpfsSize,
+		"replies":          reasons,
+		"writes_refused":   refused,
+		"acked_until_full": ackedFull,
+		"acked_total":      total,
+		"lost":             0,
+		"leftovers":        len(left),
+		"files_integrity":  checked,
+		"streams":          len(streams) + 2,
+		"restarts":         1,
+		"result":           result,
 	})
 }
 

@@ -463,16 +463,21 @@ func TestFault_Soak(t *testing.T) {
 	// Before the load: the config requests opened the soak's streams;
 	// once they are closed for idleness, the worker is at rest.
 	statsNC := connect(t, url)
+	// At rest: only the memory stream is open, and two samples a tenth of
+	// a second apart agree (closing a stream gives its descriptors back
+	// a little after the stats stop counting it).
 	rest := func(what string) faultSample {
 		t.Helper()
-		var smp faultSample
+		var smp, prev faultSample
 		waitFor(t, time.Minute, func() bool {
+			time.Sleep(100 * time.Millisecond)
 			var err error
+			prev = smp
 			smp, err = faultMeasure(statsNC, pid, 0)
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			return smp.open <= 1 // the memory stream stays open
+			return smp.open <= 1 && smp.fds == prev.fds && smp.goroutines == prev.goroutines
 		})
 		return smp
 	}
