@@ -259,8 +259,9 @@ type crashEvents struct {
 	counters map[string]uint64            // stream/key -> highest value seen in a set event
 	n        int                          // events received
 	reused   []string                     // revisions seen with two different contents
-	twice    []string                     // msg ids committed at two seqs
+	twice    map[string]string            // stream/msg id -> the two seqs it was committed at
 	repeats  int                          // revisions seen twice with the same content
+	noMsgID  int                          // set events of writes with a msg id that did not carry it
 }
 
 // crashEventSet is the stream and seq a set event gave a msg id.
@@ -270,9 +271,14 @@ type crashEventSet struct {
 	rev    uint64
 }
 
+func newCrashEvents() *crashEvents {
+	return &crashEvents{revs: map[string]map[uint64]uint64{}, sets: map[string]crashEventSet{}, counters: map[string]uint64{}, twice: map[string]string{}}
+}
+
+// crashFollowEvents subscribes to the load's events on nc.
 func crashFollowEvents(tb testing.TB, nc *nats.Conn) *crashEvents {
 	tb.Helper()
-	e := &crashEvents{revs: map[string]map[uint64]uint64{}, sets: map[string]crashEventSet{}, counters: map[string]uint64{}}
+	e := newCrashEvents()
 	sub, err := nc.Subscribe("persist.ev.crash.>", e.handle)
 	if err != nil {
 		tb.Fatal(err)
@@ -322,9 +328,14 @@ func (e *crashEvents) handle(m *nats.Msg) {
 		return
 	}
 	seq, _ := strconv.ParseUint(m.Header.Get(subjects.HeaderSeq), 10, 64)
-	if msgID := m.Header.Get(subjects.HeaderMsgID); msgID != "" {
+	// The load's own header names the write; Persist-Msg-Id (protocol
+	// 1.1) is only counted, as not every worker sends it.
+	if msgID := m.Header.Get(crashIDHeader); msgID != "" {
+		if m.Header.Get(subjects.HeaderMsgID) != msgID {
+			e.noMsgID++
+		}
 		if old, ok := e.sets[msgID]; ok && (old.stream != stream || old.seq != seq) {
-			e.twice = crashAppend(e.twice, "msg id %s committed twice: %s seq %d (rev %d) and %s seq %d (rev %d)", msgID, old.stream, old.seq, old.rev, stream, seq, rev)
+			e.twice[stream+"/"+msgID] = fmt.Sprintf("set events at %s seq %d (rev %d) and %s seq %d (rev %d)", old.stream, old.seq, old.rev, stream, seq, rev)
 		}
 		e.sets[msgID] = crashEventSet{stream, seq, rev}
 	}
@@ -334,6 +345,14 @@ func (e *crashEvents) handle(m *nats.Msg) {
 			e.counters[ck] = max(e.counters[ck], v)
 		}
 	}
+}
+
+// noMsgIDs returns how many set events of writes with a msg id did not
+// carry Persist-Msg-Id.
+func (e *crashEvents) noMsgIDs() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.noMsgID
 }
 
 // crashAppend appends a formatted line to list, which it keeps short.
@@ -371,7 +390,7 @@ func (e *crashEvents) snapshot(stream string) (sets map[string]crashEventSet, co
 // the highest revision seen), the revisions seen twice with the same
 // content, the revisions reused for different events and the msg ids
 // committed twice.
-func (e *crashEvents) summary() (n, missed, repeats int, reused, twice []string) {
+func (e *crashEvents) summary() (n, missed, repeats int, reused []string, twice map[string]string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, revs := range e.revs {
@@ -381,7 +400,7 @@ func (e *crashEvents) summary() (n, missed, repeats int, reused, twice []string)
 		}
 		missed += int(top) - len(revs)
 	}
-	return e.n, missed, e.repeats, slices.Clone(e.reused), slices.Clone(e.twice)
+	return e.n, missed, e.repeats, slices.Clone(e.reused), maps.Clone(e.twice)
 }
 
 // crashLoad is the running load: its writers, ledger and event follower,
@@ -408,13 +427,32 @@ type crashLoad struct {
 	lost      map[string]string
 	dups      map[string]string
 	revived   map[string]string // acknowledged-deleted and readable again
-	committed map[string]string // seen in a set event, not acknowledged to us, and gone
+	committed map[string]string // seen in a set event, never acknowledged to the load, and gone
 	checks    int
 }
 
-// crashStartLoad configures the sync streams through the worker at url and
-// starts the event follower and the writers.
+// crashStartLoad starts the load against the worker at url.
 func crashStartLoad(tb testing.TB, url string) *crashLoad {
+	tb.Helper()
+	l := crashNewLoad(tb, url)
+	w := 0
+	start := func(n int, f func(w int, r *rand.Rand, c *client.Client)) {
+		for range n {
+			id, r, c := w, rand.New(rand.NewPCG(l.seed, uint64(w))), l.clients[w%len(l.clients)]
+			l.wg.Go(func() { f(id, r, c) })
+			w++
+		}
+	}
+	start(crashPlainWriters, l.plainWriter)
+	start(crashManyWriters, l.manyWriter)
+	start(crashDeleteWriters, l.deleteWriter)
+	start(crashCounterWriters, l.counterWriter)
+	return l
+}
+
+// crashNewLoad connects the load to the worker at url, starts following
+// the events and turns sync on for the sync streams; no writer runs yet.
+func crashNewLoad(tb testing.TB, url string) *crashLoad {
 	tb.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s, err := strconv.ParseUint(os.Getenv("PERSIST_CRASH_SEED"), 10, 64); err == nil {
@@ -435,18 +473,6 @@ func crashStartLoad(tb testing.TB, url string) *crashLoad {
 			tb.Fatalf("UpdateConfig(%s, sync) error = %v", crashStreamName(i), err)
 		}
 	}
-	w := 0
-	start := func(n int, f func(w int, r *rand.Rand, c *client.Client)) {
-		for range n {
-			id, r, c := w, rand.New(rand.NewPCG(seed, uint64(w))), l.clients[w%len(l.clients)]
-			l.wg.Go(func() { f(id, r, c) })
-			w++
-		}
-	}
-	start(crashPlainWriters, l.plainWriter)
-	start(crashManyWriters, l.manyWriter)
-	start(crashDeleteWriters, l.deleteWriter)
-	start(crashCounterWriters, l.counterWriter)
 	tb.Cleanup(l.halt)
 	return l
 }
@@ -805,9 +831,9 @@ func (r *crashCheckResult) add(format string, args ...any) {
 //   - every write acknowledged before the read is readable at its seq with
 //     identical bytes and header, unless a delete of it was sent since;
 //   - no acknowledged-deleted write is readable;
-//   - every write seen in a set event is readable at that seq unless a
-//     delete of it was sent (an event means committed, and committed
-//     means durable across a kill -9 even without sync);
+//   - every write never acknowledged but seen in a set event is readable
+//     at that seq (an event means committed, and committed means durable
+//     across a kill -9 even without sync);
 //   - no msg id is stored twice, and every stored message is one the load
 //     sent;
 //   - seqs are strictly increasing, and last_seq is at least every
@@ -893,8 +919,9 @@ func (l *crashLoad) check(tb testing.TB) crashCheckResult {
 			}
 		}
 		for id, ev := range sets {
-			now, known := l.led.state(i, id)
-			if !known || now == crashDeleting || now == crashDeleted {
+			// An acknowledged write is checked above; a pending one whose
+			// event was seen has committed, and must stay.
+			if now, _ := l.led.state(i, id); now != crashPending {
 				continue
 			}
 			if m, ok := bySeq[ev.seq]; !ok || crashSame(m, id) != nil {
@@ -991,7 +1018,7 @@ func (l *crashLoad) failures(res crashCheckResult) []string {
 	for _, m := range []struct {
 		what string
 		set  map[string]string
-	}{{"lost", l.lost}, {"duplicated", l.dups}, {"deleted but readable", l.revived}, {"committed but gone", l.committed}} {
+	}{{"lost", l.lost}, {"duplicated", l.duplicates(nil)}, {"deleted but readable", l.revived}, {"committed but gone", l.committed}} {
 		n := 0
 		for id, why := range m.set {
 			if n++; n > 10 {
@@ -1001,9 +1028,23 @@ func (l *crashLoad) failures(res crashCheckResult) []string {
 			out = append(out, fmt.Sprintf("%s %s: %s", m.what, id, why))
 		}
 	}
-	_, _, _, reused, twice := l.ev.summary()
-	out = append(out, reused...)
-	return append(out, twice...)
+	_, _, _, reused, _ := l.ev.summary()
+	return append(out, reused...)
+}
+
+// duplicates returns the writes stored twice, found by the checks or by
+// the events (twice; nil: the events' as of now).
+func (l *crashLoad) duplicates(twice map[string]string) map[string]string {
+	if twice == nil {
+		_, _, _, _, twice = l.ev.summary()
+	}
+	out := maps.Clone(l.dups)
+	for k, v := range twice {
+		if _, ok := out[k]; !ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // waitServing waits until the worker answers an inventory of the load's
@@ -1085,7 +1126,7 @@ func (l *crashLoad) figures() map[string]any {
 		"acked":            acked,
 		"deletes_acked":    deletes,
 		"lost":             len(l.lost),
-		"duplicated":       len(l.dups) + len(twice),
+		"duplicated":       len(l.duplicates(twice)),
 		"deleted_revived":  len(l.revived),
 		"committed_lost":   len(l.committed),
 		"retries":          l.retries.Load(),
@@ -1093,6 +1134,7 @@ func (l *crashLoad) figures() map[string]any {
 		"events":           n,
 		"events_missed":    missed,
 		"events_repeated":  repeats,
+		"events_no_msg_id": l.ev.noMsgIDs(),
 		"revisions_reused": len(reused),
 		"checks":           l.checks,
 		"streams":          crashStreams,
@@ -1112,4 +1154,32 @@ func (l *crashLoad) verdict(tb testing.TB, fig map[string]any, res crashCheckRes
 	for _, f := range l.failures(res) {
 		tb.Error(f)
 	}
+}
+
+// crashWorkerLog counts the warning and error lines the worker processes
+// wrote (they run with --log-level warn), and the slow-consumer ones among
+// them, and returns a few distinct messages for the test's log.
+func crashWorkerLog(workers []*worker) (lines, slow int, sample []string) {
+	seen := map[string]bool{}
+	for _, w := range workers {
+		for line := range strings.Lines(w.stderr.String()) {
+			line = strings.TrimSpace(line)
+			if line == "" {
+				continue
+			}
+			lines++
+			if strings.Contains(line, "slow consumer") {
+				slow++
+			}
+			msg := line
+			if _, after, ok := strings.Cut(line, "msg="); ok {
+				msg = after
+			}
+			if !seen[msg] && len(sample) < 10 {
+				seen[msg] = true
+				sample = append(sample, line)
+			}
+		}
+	}
+	return lines, slow, sample
 }

@@ -1,11 +1,19 @@
 package integration
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-persist/persist/broker"
+	"github.com/nats-persist/persist/client"
+	"github.com/nats-persist/persist/subjects"
 )
 
 // TestCrash_KillLoop runs the crash load against a worker child process
@@ -19,6 +27,7 @@ func TestCrash_KillLoop(t *testing.T) {
 	url := s.ClientURL()
 	dir := t.TempDir()
 	w := startWorker(t, url, "--data", dir)
+	workers := []*worker{w}
 	load := crashStartLoad(t, url)
 	r := rand.New(rand.NewPCG(load.seed, 1))
 	kills := pick(4, 20)
@@ -46,6 +55,7 @@ func TestCrash_KillLoop(t *testing.T) {
 		integrity += crashIntegrity(t, dir)
 		t0 := time.Now()
 		w = startWorker(t, url, "--data", dir)
+		workers = append(workers, w)
 		answer = append(answer, time.Since(t0))
 		load.waitStreams(t)
 		streams = append(streams, time.Since(t0))
@@ -69,6 +79,11 @@ func TestCrash_KillLoop(t *testing.T) {
 	integrity += files
 
 	fig := load.figures()
+	logLines, slow, sample := crashWorkerLog(workers)
+	fig["worker_log_lines"], fig["worker_slow_consumer"] = logLines, slow
+	for _, line := range sample {
+		t.Logf("worker log: %s", line)
+	}
 	fig["kills"] = done
 	fig["answer_ms_p50"], fig["answer_ms_max"] = crashMillis(answer)
 	fig["all_streams_ms_p50"], fig["all_streams_ms_max"] = crashMillis(streams)
@@ -87,4 +102,110 @@ func TestCrash_KillLoop(t *testing.T) {
 		t.Error("no large setmany was in flight at the kill meant for it")
 	}
 	load.verdict(t, fig, res)
+}
+
+// TestCrash_CheckerFlags feeds the crash load's checker what a broken
+// worker would show, so that the crash and outage tests can fail.
+func TestCrash_CheckerFlags(t *testing.T) {
+	ev := func(op, seq, msgID string, rev int, body string) *nats.Msg {
+		m := nats.NewMsg("persist.ev.crash.s01")
+		m.Header.Set(subjects.HeaderOp, op)
+		m.Header.Set(subjects.HeaderRevision, strconv.Itoa(rev))
+		m.Header.Set(subjects.HeaderSeq, seq)
+		m.Header.Set(crashIDHeader, msgID)
+		m.Data = []byte(body)
+		return m
+	}
+	e := newCrashEvents()
+	e.handle(ev("set", "1", "a", 1, "a "))
+	e.handle(ev("set", "1", "a", 1, "a ")) // the same event again
+	e.handle(ev("set", "2", "b", 2, "b "))
+	e.handle(ev("set", "2", "c", 2, "c ")) // revision 2 reused
+	e.handle(ev("set", "9", "a", 5, "a ")) // msg id a committed again
+	n, missed, repeats, reused, twice := e.summary()
+	if n != 5 || missed != 2 || repeats != 1 || len(reused) != 1 || len(twice) != 1 || e.noMsgIDs() != 3 {
+		t.Errorf("summary() = %d events, %d missed, %d repeated, reused %q, twice %q; want 5, 2, 1, one, one (and 3 new set events without Persist-Msg-Id)", n, missed, repeats, reused, twice)
+	}
+
+	led := newCrashLedger()
+	led.begin(1, "x")
+	led.ack(1, "x", client.Ack{Seq: 7, Duplicate: true}, false) // a first attempt cannot be a duplicate
+	led.begin(2, "y")
+	led.ack(2, "y", client.Ack{Seq: 3}, false)
+	led.begin(2, "z") // sent after seq 3 was acknowledged
+	led.ack(2, "z", client.Ack{Seq: 3}, false)
+	led.ack(2, "z", client.Ack{Seq: 4, Duplicate: true}, true) // its retry names another seq
+	if got := len(led.violations); got != 3 {
+		t.Errorf("ledger violations = %q, want 3", led.violations)
+	}
+
+	m := &client.Msg{Seq: 1, Header: nats.Header{crashIDHeader: {"x"}}, Data: crashPayload("x")}
+	if err := crashSame(m, "x"); err != nil {
+		t.Errorf("crashSame(the written message) = %v", err)
+	}
+	for _, bad := range []*client.Msg{
+		{Seq: 1, Header: nats.Header{crashIDHeader: {"y"}}, Data: crashPayload("x")},
+		{Seq: 1, Header: nats.Header{crashIDHeader: {"x"}}, Data: append(crashPayload("x"), '!')},
+		{Seq: 1, Header: nats.Header{crashIDHeader: {"x"}, "Other": {"1"}}, Data: crashPayload("x")},
+	} {
+		if crashSame(bad, "x") == nil {
+			t.Errorf("crashSame(%+v) = nil, want a difference", bad)
+		}
+	}
+}
+
+// TestCrash_CheckFindsDamage changes streams behind the ledger's back, as
+// a worker that loses or repeats writes would, and expects the check to
+// say so.
+func TestCrash_CheckFindsDamage(t *testing.T) {
+	ctx := context.Background()
+	s := runServer(t, -1)
+	startBroker(t, s, broker.Options{})
+	load := crashNewLoad(t, s.ClientURL())
+	c := load.clients[0]
+	for i := range 4 {
+		if _, err := load.set(c, 10, fmt.Sprintf("w%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack, err := load.set(c, 11, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load.set(c, 11, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stream(crashStreamName(11))
+	if _, err := st.DeleteSeq(ctx, ack.Seq); err != nil { // lost
+		t.Fatal(err)
+	}
+	// A write whose reply never came, seen committed in its event, and
+	// then gone.
+	load.led.begin(11, "ghost")
+	ghost, err := st.Set(ctx, crashPayload("ghost"), client.WithMsgID("ghost"), client.WithHeader(nats.Header{crashIDHeader: {"ghost"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		sets, _, _ := load.ev.snapshot(st.Name())
+		_, ok := sets["ghost"]
+		return ok
+	})
+	if _, err := st.DeleteSeq(ctx, ghost.Seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Set(ctx, crashPayload("kept"), client.WithHeader(nats.Header{crashIDHeader: {"kept"}})); err != nil { // stored twice
+		t.Fatal(err)
+	}
+	if _, err := st.Set(ctx, crashPayload("stranger"), client.WithHeader(nats.Header{crashIDHeader: {"stranger"}})); err != nil {
+		t.Fatal(err)
+	}
+	res := load.check(t)
+	fig := load.figures()
+	if fig["lost"] != 1 || fig["duplicated"] != 1 || len(res.problems) != 1 {
+		t.Errorf("check found lost=%v duplicated=%v problems %q; want 1, 1 and the message never sent", fig["lost"], fig["duplicated"], res.problems)
+	}
+	if fig["acked"] != 6 || fig["committed_lost"] != 1 {
+		t.Errorf("acked=%v committed_lost=%v, want 6 and 1 (the ghost)", fig["acked"], fig["committed_lost"])
+	}
 }

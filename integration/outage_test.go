@@ -19,6 +19,7 @@ func TestOutage_NATSRestart(t *testing.T) {
 	url := s.ClientURL()
 	dir := t.TempDir()
 	w := startWorker(t, url, "--data", dir)
+	workers := []*worker{w}
 	load := crashStartLoad(t, url)
 	r := rand.New(rand.NewPCG(load.seed, 2))
 	restarts := pick(3, 10)
@@ -61,6 +62,11 @@ func TestOutage_NATSRestart(t *testing.T) {
 	files := crashIntegrity(t, dir)
 
 	fig := load.figures()
+	logLines, slow, sample := crashWorkerLog(workers)
+	fig["worker_log_lines"], fig["worker_slow_consumer"] = logLines, slow
+	for _, line := range sample {
+		t.Logf("worker log: %s", line)
+	}
 	fig["restarts"] = done
 	fig["serve_ms_p50"], fig["serve_ms_max"] = crashMillis(serve)
 	fig["all_streams_ms_p50"], fig["all_streams_ms_max"] = crashMillis(streams)
