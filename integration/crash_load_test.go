@@ -1063,17 +1063,28 @@ func (l *crashLoad) waitServing(tb testing.TB) {
 }
 
 // waitStreams waits until every stream of the load answers an inventory.
+// The streams are asked all at once, each until it answers; an attempt
+// that needed a retry is logged.
 func (l *crashLoad) waitStreams(tb testing.TB) {
 	tb.Helper()
+	errs := make([]error, crashStreams)
+	var wg sync.WaitGroup
 	for i := range crashStreams {
 		st := l.clients[i%len(l.clients)].Stream(crashStreamName(i))
-		err := l.retry(nil, crashTimeout, func(ctx context.Context, _ int) error {
-			_, err := st.Inventory(ctx)
-			return err
+		wg.Go(func() {
+			errs[i] = l.retry(nil, crashTimeout, func(ctx context.Context, n int) error {
+				t0 := time.Now()
+				_, err := st.Inventory(ctx)
+				if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+					tb.Logf("Inventory(%s) attempt %d: %v after %v", st.Name(), n+1, err, time.Since(t0))
+				}
+				return err
+			})
 		})
-		if err != nil {
-			tb.Fatalf("Inventory(%s) error = %v", st.Name(), err)
-		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		tb.Fatalf("Inventory: %v", err)
 	}
 }
 

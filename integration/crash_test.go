@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,7 +19,8 @@ import (
 
 // TestCrash_KillLoop runs the crash load against a worker child process
 // and SIGKILLs it at random moments (4 times, 20 with PERSIST_LONG=1),
-// once while large setmany requests are in flight. After each restart and
+// once while large setmany requests are in flight, every fourth time
+// while it is stopping on SIGTERM. After each restart and
 // at the end the load's check reads every stream from the wire; after
 // each kill and after the final stop every stream file passes PRAGMA
 // integrity_check.
@@ -38,6 +40,7 @@ func TestCrash_KillLoop(t *testing.T) {
 		bigInFlight     int64
 		integrity       int // files that passed integrity_check, after every kill and at the end
 		done            int
+		duringStop      int // kills during a graceful stop
 	)
 	start := time.Now()
 	for k := range kills {
@@ -50,7 +53,14 @@ func TestCrash_KillLoop(t *testing.T) {
 			// The moment of the kill is random; nothing waits for it.
 			time.Sleep(time.Duration(300+r.IntN(2700)) * time.Millisecond)
 		}
-		w.signal(t, os.Kill)
+		if k != bigKill && k%4 == 3 {
+			// Every fourth kill lands while the worker is stopping on
+			// SIGTERM: answering what is in flight, closing its files.
+			crashKillStopping(t, w, time.Duration(r.IntN(300))*time.Millisecond)
+			duringStop++
+		} else {
+			w.signal(t, os.Kill)
+		}
 		done++
 		integrity += crashIntegrity(t, dir)
 		t0 := time.Now()
@@ -85,6 +95,7 @@ func TestCrash_KillLoop(t *testing.T) {
 		t.Logf("worker log: %s", line)
 	}
 	fig["kills"] = done
+	fig["kills_during_stop"] = duringStop
 	fig["answer_ms_p50"], fig["answer_ms_max"] = crashMillis(answer)
 	fig["all_streams_ms_p50"], fig["all_streams_ms_max"] = crashMillis(streams)
 	fig["big_inflight_at_kill"] = bigInFlight
@@ -102,6 +113,28 @@ func TestCrash_KillLoop(t *testing.T) {
 		t.Error("no large setmany was in flight at the kill meant for it")
 	}
 	load.verdict(t, fig, res)
+}
+
+// crashKillStopping sends SIGTERM to w and SIGKILL after d, unless it has
+// exited by then, and waits for it to exit.
+func crashKillStopping(tb testing.TB, w *worker, d time.Duration) {
+	tb.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case <-w.done:
+		return
+	case <-time.After(d):
+	}
+	if err := w.cmd.Process.Signal(os.Kill); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		tb.Fatal(err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(time.Minute):
+		tb.Fatalf("worker did not exit after SIGKILL\n%s", w.stderr.String())
+	}
 }
 
 // TestCrash_CheckerFlags feeds the crash load's checker what a broken
