@@ -45,6 +45,7 @@ const (
 
 	crashTimeout    = 3 * time.Second  // one request of the load
 	crashBigTimeout = 10 * time.Second // one large setmany
+	crashGiveUp     = 2 * time.Minute  // a check's read retried this long fails the test
 	crashIDHeader   = "Crash-Id"       // a user header carrying the msg id, stored with the message
 )
 
@@ -255,7 +256,7 @@ type crashEvents struct {
 
 	mu       sync.Mutex
 	revs     map[string]map[uint64]uint64 // stream -> revision -> identity hash
-	sets     map[string]crashEventSet     // msg id -> the set event that carried it
+	sets     map[string]crashEventSet     // msg id -> the set event of that write
 	counters map[string]uint64            // stream/key -> highest value seen in a set event
 	n        int                          // events received
 	reused   []string                     // revisions seen with two different contents
@@ -264,13 +265,14 @@ type crashEvents struct {
 	noMsgID  int                          // set events of writes with a msg id that did not carry it
 }
 
-// crashEventSet is the stream and seq a set event gave a msg id.
+// crashEventSet is the stream, seq and revision of a write's set event.
 type crashEventSet struct {
 	stream string
 	seq    uint64
 	rev    uint64
 }
 
+// newCrashEvents returns an empty record of events.
 func newCrashEvents() *crashEvents {
 	return &crashEvents{revs: map[string]map[uint64]uint64{}, sets: map[string]crashEventSet{}, counters: map[string]uint64{}, twice: map[string]string{}}
 }
@@ -526,8 +528,10 @@ func crashRetryable(err error) bool {
 
 // retry runs attempt until it succeeds or fails for good, each attempt
 // with its own timeout; attempt gets the number of earlier attempts. It
-// gives up with errCrashStopped when stop is closed (nil: never).
+// gives up with errCrashStopped when stop is closed, and after
+// crashGiveUp when stop is nil (a check's read).
 func (l *crashLoad) retry(stop <-chan struct{}, timeout time.Duration, attempt func(ctx context.Context, n int) error) error {
+	deadline := time.Now().Add(crashGiveUp)
 	for n := 0; ; n++ {
 		select {
 		case <-stop:
@@ -539,6 +543,9 @@ func (l *crashLoad) retry(stop <-chan struct{}, timeout time.Duration, attempt f
 		cancel()
 		if err == nil || !crashRetryable(err) {
 			return err
+		}
+		if stop == nil && time.Now().After(deadline) {
+			return fmt.Errorf("no answer within %v: %w", crashGiveUp, err)
 		}
 		l.retries.Add(1)
 		time.Sleep(20 * time.Millisecond) // back off; the worker may be down
@@ -841,7 +848,7 @@ func (r *crashCheckResult) add(format string, args ...any) {
 //   - the revision is at least every revision seen in an event;
 //   - each counter is at least its highest acknowledged value and at
 //     least every value seen in an event, at a seq not below the
-//     acknowledged one.
+//     acknowledged one; a higher value was acknowledged at a higher seq;
 //   - a key is held by one message at most.
 //
 // The writers wait while it runs, so the streams are read at rest (but a
