@@ -242,3 +242,21 @@ func TestCrash_CheckFindsDamage(t *testing.T) {
 		t.Errorf("acked=%v committed_lost=%v, want 6 and 1 (the ghost)", fig["acked"], fig["committed_lost"])
 	}
 }
+
+// TestCrash_QuietStartAndStop runs a lone worker through a start, a write
+// and a SIGTERM: at --log-level warn it has nothing to say, so that the
+// warnings the crash and outage tests count are the faults'.
+func TestCrash_QuietStartAndStop(t *testing.T) {
+	s := runServer(t, -1)
+	w := startWorker(t, s.ClientURL(), "--data", t.TempDir())
+	st := client.New(connect(t, s.ClientURL())).Stream("crash.quiet")
+	if _, err := st.Set(context.Background(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.signal(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0", code)
+	}
+	if out := w.stderr.String(); out != "" {
+		t.Errorf("worker wrote at --log-level warn:\n%s", out)
+	}
+}
