@@ -12,7 +12,8 @@ import (
 // process joined to a NATS server that is stopped and started again on the
 // same port (3 times, 10 with PERSIST_LONG=1). The worker must reconnect
 // and serve again, and the load's check must find every acknowledged write
-// after each outage and at the end.
+// after each outage and at the end; the worker is stopped for the last
+// time during an outage, and a new worker must find everything.
 func TestOutage_NATSRestart(t *testing.T) {
 	s := runServer(t, -1)
 	port := s.Addr().(*net.TCPAddr).Port
@@ -58,8 +59,24 @@ func TestOutage_NATSRestart(t *testing.T) {
 	if len(load.failures(res)) == 0 {
 		res = load.check(t)
 	}
+	// The last stop comes while NATS is down: nothing can be answered,
+	// so the worker closes its files at once and exits 0, and a new
+	// worker finds everything.
+	s.Shutdown()
+	s.WaitForShutdown()
+	t0 := time.Now()
+	codeDown := w.signal(t, syscall.SIGTERM)
+	stopDown := time.Since(t0)
+	integrity := crashIntegrity(t, dir)
+	restartServer(t, port)
+	w = startWorker(t, url, "--data", dir)
+	workers = append(workers, w)
+	if len(load.failures(res)) == 0 {
+		res = load.check(t)
+	}
 	code := w.signal(t, syscall.SIGTERM)
 	files := crashIntegrity(t, dir)
+	integrity += files
 
 	fig := load.figures()
 	logLines, slow, sample := crashWorkerLog(workers)
@@ -71,11 +88,15 @@ func TestOutage_NATSRestart(t *testing.T) {
 	fig["serve_ms_p50"], fig["serve_ms_max"] = crashMillis(serve)
 	fig["all_streams_ms_p50"], fig["all_streams_ms_max"] = crashMillis(streams)
 	fig["files"] = files
-	fig["integrity_checks_ok"] = files
+	fig["integrity_checks_ok"] = integrity
+	fig["stop_nats_down_ms"] = stopDown.Milliseconds()
 	fig["messages_read_last_check"] = res.msgs
 	fig["seconds"] = int(time.Since(start).Seconds())
 	report(t, "outage", fig)
 
+	if codeDown != 0 {
+		t.Errorf("worker exit code after SIGTERM with NATS down = %d, want 0", codeDown)
+	}
 	if code != 0 {
 		t.Errorf("worker exit code after SIGTERM = %d, want 0", code)
 	}
