@@ -311,13 +311,18 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		}
 	}
 	// The header was checked already (application id, schema version).
-	// A file that needs a write before it is used has its tables checked
-	// first; a current one has them checked by the query that loads it
-	// (see load), before anything writes to it.
+	// A file that needs a write before it is used has its schema checked
+	// first, as SQLite sees it: the header is the last checkpoint's, and
+	// the -wal may hold a migration made since (an older file's first
+	// open migrates it, and a close checkpoints only a long -wal). A
+	// current one has its tables checked by the query that loads it (see
+	// load), before anything writes to it.
 	if version != len(migrations) || !wal {
-		if err := checkTables(conn, version); err != nil {
+		v, err := checkSchema(conn)
+		if err != nil {
 			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
 		}
+		version = v
 	}
 	if !wal { // e.g. a copy restored from the archive
 		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
