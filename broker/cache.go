@@ -101,6 +101,7 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 	name := e.name
 	o := store.Options{
 		Create:          create,
+		Name:            name,
 		Quota:           b.quota,
 		Notify:          func(evs []store.Event) { b.publishEvents(name, evs) },
 		ArchiveInterval: b.opts.ArchiveInterval,

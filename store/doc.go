@@ -72,13 +72,26 @@
 // page size from the WAL). A -wal of another SQLite database has its
 // tables, not a stream's, so the open fails as ErrCorrupt before anything
 // is written, and both files stay as they were. A -wal copied from another
-// stream, though, has the same page size and schema and is replayed as if
-// it were the stream's own: the stream opens with that stream's pages on
-// top of its own checkpointed ones, which reads as the other stream's
-// messages or, where the two disagree, as damage. Telling the two apart
-// would need an identity of the stream's file recorded outside the pages a
-// WAL can replace; SQLite's format has no such place, so a closed stream's
-// database and -wal are copied and moved together, never one alone.
+// stream has the same page size and schema and would be replayed as if it
+// were the stream's own, so the file records whose it is: the stream's
+// name ([Options.Name]) is in the meta row, which every commit rewrites,
+// so every commit in a -wal carries the name of the stream that wrote it.
+// Open reads it with the meta row (in the query that loads the stream, no
+// statement of its own) and refuses a name other than the one it was
+// given as ErrCorrupt ("file belongs to stream …"), before anything is
+// written: both files stay as they were. (A file whose header is older
+// than its -wal, migrated since its last checkpoint, is migrated in a
+// transaction that checks the name before it commits.) The name is
+// written by a stream's first write, as part of that write's transaction;
+// files of schema version 3 and older have none until then and are not
+// checked, nor are streams opened without a name (tools that open files
+// by path). Archive and backup copies are copies of the stream's pages
+// and keep its name. One case is not found: a meta row longer than a page
+// (a config with a desc of about 900 bytes or more) keeps the name on an
+// overflow page, which a commit that leaves it unchanged does not write,
+// so a -wal of another such stream whose name has the same length may
+// replay on this file's overflow page and read as this stream's name. A
+// closed stream's database and -wal are copied and moved together.
 //
 // The stream's config is stored as a JSON object in the meta row, in a
 // format versioned apart from the schema and read tolerantly (see

@@ -50,6 +50,12 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	if err == nil && tx.m != s.m {
 		err = tx.writeMeta()
 	}
+	// A file without its stream's name (created from the template, or
+	// older than the name) gets it with its first write.
+	nameDue := s.name == "" && s.opts.Name != "" && !s.memory && (tx.m != s.m || tx.cfgDirty)
+	if err == nil && nameDue {
+		err = execOnce(s.conn, "UPDATE meta SET name = ? WHERE id = 1", nil, s.opts.Name)
+	}
 	if err == nil && tx.cfgDirty {
 		var b []byte
 		if b, err = encodeStoredConfig(tx.cfg, s.cfgExtra); err == nil {
@@ -72,6 +78,9 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		return err
 	}
 	changed := tx.m != s.m || tx.cfgDirty
+	if nameDue {
+		s.name = s.opts.Name
+	}
 	s.m, s.cfg, s.rate = tx.m, tx.cfg, tx.rate
 	s.settleQuota(s.m.bytes)
 	if changed {

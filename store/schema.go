@@ -77,6 +77,14 @@ var migrations = []string{
 	// with its own statement journal. The counts are unchanged.
 	`DROP TRIGGER msgs_insert_block;
 	DROP TRIGGER msgs_delete_block;`,
+
+	// 4: the name of the stream the file belongs to (NULL until the
+	// file's first write: see Stream.load and Options.Name). It is
+	// in the meta row, which every commit rewrites, so that a -wal of
+	// another stream brings that stream's name with it. Adding the column
+	// rewrites no row and keeps the meta table on the page it has in
+	// every stream file.
+	`ALTER TABLE meta ADD COLUMN name TEXT;`,
 }
 
 // blockShift is the log2 of the seqs per row of the blocks table. It is
@@ -184,15 +192,19 @@ func initSchema(conn *sqlite.Conn) error {
 	if err != nil {
 		return err
 	}
-	if err := migrate(conn, 0); err != nil {
+	if err := migrate(conn, 0, "", ""); err != nil {
 		return err
 	}
 	return execOnce(conn, "INSERT INTO meta (id, last_seq, last_time, revision, count, bytes, config) VALUES (1, 0, 0, 0, 0, 0, ?)", nil, string(cfg))
 }
 
 // migrate applies migrations[from:] in one transaction and records the new
-// user_version and the application id.
-func migrate(conn *sqlite.Conn, from int) (err error) {
+// user_version and the application id. With name, the file at path must
+// not belong to another stream (see nameErr), or nothing is committed: a
+// file whose header is older than its -wal (one migrated since its last
+// checkpoint) is seen by SQLite as its -wal has it, which may be another
+// stream's.
+func migrate(conn *sqlite.Conn, from int, path, name string) (err error) {
 	if from == len(migrations) {
 		return nil
 	}
@@ -212,7 +224,29 @@ func migrate(conn *sqlite.Conn, from int) (err error) {
 	if err := execScript(conn, fmt.Sprintf("PRAGMA application_id=%d; PRAGMA user_version=%d", applicationID, len(migrations))); err != nil {
 		return err
 	}
+	if name != "" {
+		var stored string
+		if err := execOnce(conn, "SELECT name FROM meta WHERE id = 1", func(st *sqlite.Stmt) error {
+			stored = st.ColumnText(0)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := nameErr(path, stored, name); err != nil {
+			return err
+		}
+	}
 	return execScript(conn, "COMMIT")
+}
+
+// nameErr reports a stream file at path that records the name stored
+// ("": none) as damage when the stream opening it is named want ("": any
+// stream).
+func nameErr(path, stored, want string) error {
+	if stored == "" || want == "" || stored == want {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: file belongs to stream %q, not %q", ErrCorrupt, path, stored, want)
 }
 
 // createFile creates a new stream file at path from the template. It never
@@ -414,7 +448,7 @@ func checkSchema(conn *sqlite.Conn) (version int, err error) {
 }
 
 // tablesByVersion lists the tables a file of each schema version has.
-var tablesByVersion = [][]string{1: {"meta", "msgs", "msg_ids"}, 2: {"meta", "msgs", "msg_ids", "blocks"}, 3: {"meta", "msgs", "msg_ids", "blocks"}}
+var tablesByVersion = [][]string{1: {"meta", "msgs", "msg_ids"}, 2: {"meta", "msgs", "msg_ids", "blocks"}, 3: {"meta", "msgs", "msg_ids", "blocks"}, 4: {"meta", "msgs", "msg_ids", "blocks"}}
 
 // checkTables verifies that the tables of schema version exist.
 func checkTables(conn *sqlite.Conn, version int) error {

@@ -24,6 +24,12 @@ type Options struct {
 	// Create creates the stream if it does not exist; without it Open
 	// returns ErrNotFound and creates nothing.
 	Create bool
+	// Name is the stream's name ("acme.docs"), recorded in its file by
+	// the first write, so that a file (or a -wal) that belongs to another
+	// stream is found at open: such a file is damage (ErrCorrupt). ""
+	// checks nothing and records nothing, for tools that open files by
+	// path. Memory streams have no file and ignore it.
+	Name string
 	// Config is the configuration of a newly created stream (nil:
 	// [DefaultConfig]). It is ignored for an existing stream. When it
 	// differs from the defaults, its creation commits an OpConfig event
@@ -77,11 +83,14 @@ type Stream struct {
 	// cfgExtra is what the stored config holds that this code does not
 	// know, kept for the next write of the config (see storedConfig).
 	cfgExtra map[string]json.RawMessage
-	syncOn   bool // the synchronous mode set on the connection
-	syncSet  bool
-	rate     rateWindow
-	held     int64 // bytes reserved from opts.Quota
-	archive  archiveState
+	// name is the stream name recorded in the file ("": none yet, see
+	// Options.Name).
+	name    string
+	syncOn  bool // the synchronous mode set on the connection
+	syncSet bool
+	rate    rateWindow
+	held    int64 // bytes reserved from opts.Quota
+	archive archiveState
 
 	// deadline is the Unix ms at which the next expiry is due (0: none). It
 	// may be early, never late: writes only lower it, sweeps recompute it.
@@ -313,20 +322,25 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		}
 	}
 	// The header was checked already (application id, schema version).
-	// A file that needs a write before it is used has its tables checked
-	// first; a current one has them checked by the query that loads it
-	// (see load), before anything writes to it.
+	// A file that needs a write before it is used has its schema checked
+	// first, as SQLite sees it: the header is the last checkpoint's, and
+	// the -wal may hold a migration made since (an older file's first
+	// open migrates it, and a close checkpoints only a long -wal). A
+	// current one has its tables checked by the query that loads it (see
+	// load), before anything writes to it.
 	if version != len(migrations) || !wal {
-		if err := checkTables(conn, version); err != nil {
+		v, err := checkSchema(conn)
+		if err != nil {
 			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
 		}
+		version = v
 	}
 	if !wal { // e.g. a copy restored from the archive
 		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
 			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, connErr(conn, err))
 		}
 	}
-	if err := migrate(conn, version); err != nil {
+	if err := migrate(conn, version, path, opts.Name); err != nil {
 		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, connErr(conn, err))
 	}
 	return conn, lockf, newWAL, created, nil
@@ -357,14 +371,21 @@ func streamURI(path string) string {
 // of sqlite_schema or a subquery.
 const loadQuery = `SELECT last_seq, last_time, revision, count, bytes, config,
 	(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
-	(SELECT min(time) FROM msg_ids)
+	(SELECT min(time) FROM msg_ids), meta.name
 	FROM meta LEFT JOIN blocks ON blocks.block = -1 WHERE meta.id = 1`
 
 const firstTimeQuery = "SELECT time FROM msgs ORDER BY seq LIMIT 1"
 
 // load reads the meta row, the config and the expiry deadline into
-// memory, checking that the file has the tables of the current schema. It
-// runs once per open, so its statements are not kept prepared.
+// memory, checking that the file has the tables of the current schema and
+// belongs to the stream Options.Name names. It runs once per open, so its
+// statements are not kept prepared.
+//
+// The name is read from the meta row, which every commit rewrites: a -wal
+// of another stream replays that stream's meta row with everything else,
+// so its name is read here and the file is refused before anything writes
+// to it. A file without a name (a new one, or one of schema version 3 or
+// older, until its first write) is not checked.
 func (s *Stream) load() error {
 	var found bool
 	var cfgJSON string
@@ -380,6 +401,7 @@ func (s *Stream) load() error {
 		}
 		cfgJSON = st.ColumnText(5)
 		expires, firstID = columnInt64(st, 6), columnInt64(st, 7)
+		s.name = st.ColumnText(8)
 		return nil
 	})
 	if errors.Is(err, ErrCorrupt) && sqlite.ErrCode(err) == sqlite.ResultError {
@@ -392,6 +414,9 @@ func (s *Stream) load() error {
 	}
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
+	}
+	if err := nameErr(s.path, s.name, s.opts.Name); err != nil {
+		return err
 	}
 	sc, err := parseStoredConfig(cfgJSON)
 	if err != nil {
