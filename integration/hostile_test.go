@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-persist/persist/client"
 )
 
 // hostileConn speaks the NATS client protocol over a bare TCP
@@ -518,7 +520,7 @@ func hostilePage(n int, first uint64, pending int, next uint64) func(t *testing.
 func TestHostile_MalformedRequests(t *testing.T) {
 	s := runServer(t, -1)
 	dir := t.TempDir()
-	startWorker(t, s.ClientURL(), "--data", dir)
+	w := startWorker(t, s.ClientURL(), "--data", dir)
 	h := hostileDial(t, s)
 
 	// The streams the requests aim at, with keys, headers, a TTL and more
@@ -655,5 +657,108 @@ func TestHostile_MalformedRequests(t *testing.T) {
 		m, _ := events.NextMsg(time.Second)
 		t.Errorf("%d events published (%v), the first %v", n, err, m)
 	}
+	select {
+	case <-w.done:
+		t.Fatalf("the worker exited: %v", w.err)
+	default:
+	}
+	if out := w.stderr.String(); strings.Contains(out, "panic") {
+		t.Errorf("the worker logged a panic:\n%s", out)
+	}
 	report(t, "hostile", map[string]any{"inputs": len(rows)})
+}
+
+// TestHostile_StoredHeadersReadBack writes a message with a user header
+// of every printable ASCII name of two bytes, and with the names NATS
+// clients treat apart, each through a bare connection, and checks that
+// each write is either refused with 400 bad_request or read back by the
+// Go client, with get, getall and its event, exactly as written: no
+// message may be stored that cannot be read.
+func TestHostile_StoredHeadersReadBack(t *testing.T) {
+	s := runServer(t, -1)
+	startWorker(t, s.ClientURL(), "--data", t.TempDir())
+	h := hostileDial(t, s)
+	st := client.New(connect(t, s.ClientURL())).Stream("acme.names")
+	ctx := context.Background()
+	watch, err := st.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	names := []string{"Status", "status", "Description", "Nats-Service-Error-Code"}
+	for c := byte('!'); c <= '~'; c++ {
+		if c != ':' {
+			names = append(names, "X"+string(c))
+		}
+	}
+	stored := map[uint64]string{}
+	for _, name := range names {
+		// An empty payload is what makes a status header read as one.
+		m := h.request(api("set", "acme.names"), []byte(name+": 503\r\n"), nil)[0]
+		if code := m.Header.Get("Nats-Service-Error-Code"); code != "" {
+			if code != "400" || !bytes.Contains(m.Data, []byte(`"bad_request"`)) {
+				t.Errorf("set with header %q: %s %s, want success or 400 bad_request", name, code, m.Data)
+			}
+			continue
+		}
+		var ack struct{ Seq uint64 }
+		if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Seq == 0 {
+			t.Fatalf("set with header %q: %s", name, m.Data)
+		}
+		stored[ack.Seq] = name
+	}
+	want := func(name string) nats.Header {
+		if strings.HasPrefix(strings.ToLower(name), "nats-") {
+			return nil // dropped on input
+		}
+		return nats.Header{name: {"503"}}
+	}
+	for seq, name := range stored {
+		m, err := st.Get(ctx, seq)
+		if err != nil {
+			t.Errorf("Get(%d) of the message with header %q: %v", seq, name, err)
+			continue
+		}
+		if !hostileEqualHeader(m.Header, want(name)) {
+			t.Errorf("Get(%d) header = %v, want %v", seq, m.Header, want(name))
+		}
+	}
+	n := 0
+	for m, err := range st.GetAll(ctx, client.Query{}) {
+		if err != nil {
+			t.Fatalf("GetAll() after %d messages: %v", n, err)
+		}
+		if name := stored[m.Seq]; !hostileEqualHeader(m.Header, want(name)) {
+			t.Errorf("GetAll() seq %d header = %v, want %v", m.Seq, m.Header, want(name))
+		}
+		n++
+	}
+	if n != len(stored) {
+		t.Errorf("GetAll() read %d messages, %d were stored", n, len(stored))
+	}
+	for range stored {
+		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ev, err := watch.Next(ectx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Watcher.Next(): %v", err)
+		}
+		if name := stored[ev.Msg.Seq]; !hostileEqualHeader(ev.Msg.Header, want(name)) {
+			t.Errorf("event of seq %d header = %v, want %v", ev.Msg.Seq, ev.Msg.Header, want(name))
+		}
+	}
+	report(t, "hostile_header_names", map[string]any{"names": len(names), "stored": len(stored)})
+}
+
+// hostileEqualHeader compares user headers, nil and empty alike.
+func hostileEqualHeader(a, b nats.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
 }
