@@ -102,6 +102,7 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 	name := e.name
 	o := store.Options{
 		Create:          create,
+		Name:            name,
 		Quota:           b.quota,
 		Notify:          func(evs []store.Event) { b.publishEvents(name, evs) },
 		ArchiveInterval: b.opts.ArchiveInterval,
@@ -120,6 +121,7 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 // stream joins the index that list reads.
 func (b *Broker) opened(e *entry, st *store.Stream, memory bool) {
 	e.st = st
+	b.damaged.Delete(e.name) // repaired: log it again if it is damaged again
 	e.sh.mu.Lock()
 	e.memory, e.state = memory, stateOpen
 	e.sh.mu.Unlock()

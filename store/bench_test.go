@@ -32,7 +32,7 @@ var benchPayload = func() []byte {
 
 func benchOpen(b *testing.B, cfg *Config) *Stream {
 	b.Helper()
-	s, err := Open(filepath.Join(b.TempDir(), "bench", "s.db"), Options{Create: true, Config: cfg, NoSweep: true})
+	s, err := Open(filepath.Join(b.TempDir(), "bench", "s.db"), Options{Create: true, Config: cfg, NoSweep: true, Name: "bench.s"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,6 +54,12 @@ func benchFill(b *testing.B, s *Stream, n int) {
 		}
 		n -= k
 	}
+}
+
+// benchName is the stream name of a benchmark's stream file at path, as
+// the broker passes it to Open.
+func benchName(path string) string {
+	return "bench." + strings.TrimSuffix(filepath.Base(path), ".db")
 }
 
 func benchRate(b *testing.B, n int, unit string) {
@@ -178,7 +184,7 @@ func BenchmarkCreate(b *testing.B) {
 	for b.Loop() {
 		// Spread over directories as stream names spread over namespaces.
 		path := filepath.Join(dir, strconv.Itoa(n%100), strconv.Itoa(n)+".db")
-		s, err := Open(path, Options{Create: true, NoSweep: true})
+		s, err := Open(path, Options{Create: true, NoSweep: true, Name: benchName(path)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -205,7 +211,7 @@ func benchClosedStreamsConfig(b *testing.B, n int, cfg *Config, ws ...Write) []s
 	paths := make([]string, n)
 	for i := range paths {
 		paths[i] = filepath.Join(dir, strconv.Itoa(i%10), fmt.Sprintf("s%d.db", i))
-		s, err := Open(paths[i], Options{Create: true, Config: cfg, NoSweep: true})
+		s, err := Open(paths[i], Options{Create: true, Config: cfg, NoSweep: true, Name: benchName(paths[i])})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -237,7 +243,8 @@ func benchOpenCycles(b *testing.B, paths []string, unit string, use func(*Stream
 	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
-		s, err := Open(paths[n%len(paths)], Options{NoSweep: true})
+		p := paths[n%len(paths)]
+		s, err := Open(p, Options{NoSweep: true, Name: benchName(p)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -166,6 +166,30 @@ func TestOpen_MigratesVersion2(t *testing.T) {
 	}
 }
 
+// TestOpen_MigratedFileReopens reopens a file of an older schema that its
+// first open migrated in the -wal, where its header still names the old
+// version: the migration is not applied a second time.
+func TestOpen_MigratedFileReopens(t *testing.T) {
+	for version := 1; version < len(migrations); version++ {
+		path := oldStreamFile(t, version, `INSERT INTO meta VALUES (1, 0, 0, 0, 0, 0, '{}')`)
+		for i := 0; i < 2; i++ {
+			s, err := Open(path, Options{NoSweep: true})
+			if err != nil {
+				t.Fatalf("open %d of a v%d file: %v", i+1, version, err)
+			}
+			if _, err := s.Append([]Write{data("x")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, _, err := inspectFile(path); err != nil || v != version {
+			t.Fatalf("v%d file: header version %d, %v; want it not checkpointed", version, v, err)
+		}
+	}
+}
+
 // TestOpen_Locked opens a stream whose file another connection holds
 // locked: Open fails with ErrLocked after its wait instead of hanging, and
 // works once the lock is gone.

@@ -52,9 +52,55 @@
 // streams are copies of a template file built once per process, which is
 // several times faster than creating the schema through SQLite. Before
 // SQLite opens a file read-write, its header is checked without SQLite: a
-// file that is not a stream file, has a newer schema, or is truncated is
-// reported as [ErrCorrupt] and left byte for byte as it is. Damage found
-// later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
+// file that is not a stream file, has a newer schema, is truncated, or has
+// header fields SQLite would refuse (versions, schema format, a text
+// encoding other than UTF-8) is reported as [ErrCorrupt] and left byte for
+// byte as it is. So is a file
+// that is there but cannot be opened (no permission, a directory in its
+// place, or in place of its -wal): unreadable is damage, unlike a missing
+// file (ErrNotFound, or created with Options.Create), running out of
+// descriptors ([ErrTooManyOpen]) and a file another program holds
+// ([ErrLocked]). Damage found later (SQLITE_CORRUPT, SQLITE_NOTADB, or one
+// of the package's statements failing to prepare because the schema is not
+// what the header claims) is reported as ErrCorrupt too. An open that fails leaves no file behind that
+// was not there: it removes the -wal it made, and never checkpoints.
+//
+// A -wal that is not the database's own: the WAL header holds a page size,
+// a checkpoint sequence and two salts, and each frame a checksum chained
+// from them; SQLite replays every frame up to the last valid commit, and
+// nothing in a WAL names the database it belongs to (SQLite even takes the
+// page size from the WAL). A -wal of another SQLite database has its
+// tables, not a stream's, so the open fails as ErrCorrupt before anything
+// is written, and both files stay as they were. A -wal copied from another
+// stream has the same page size and schema and would be replayed as if it
+// were the stream's own, so the file records whose it is: the stream's
+// name ([Options.Name]) is in the meta row, which every commit rewrites,
+// so every commit in a -wal carries the name of the stream that wrote it.
+// Open reads it with the meta row (in the query that loads the stream, no
+// statement of its own) and refuses a name other than the one it was
+// given as ErrCorrupt ("file belongs to stream …"), before anything is
+// written: both files stay as they were. (A file whose header is older
+// than its -wal, migrated since its last checkpoint, is migrated in a
+// transaction that checks the name before it commits.) The name is
+// written by a stream's first write, as part of that write's transaction;
+// files of schema version 3 and older have none until then and are not
+// checked, nor are streams opened without a name (tools that open files
+// by path). Archive and backup copies are copies of the stream's pages
+// and keep its name. One case is not found: a meta row longer than a page
+// (a config with a desc of about 900 bytes or more) keeps the name on an
+// overflow page, which a commit that leaves it unchanged does not write,
+// so a -wal of another such stream whose name has the same length may
+// replay on this file's overflow page and read as this stream's name. A
+// closed stream's database and -wal are copied and moved together.
+//
+// The stream's config is stored as a JSON object in the meta row, in a
+// format versioned apart from the schema and read tolerantly (see
+// storedConfigVersion in storedconfig.go): fields this version does not
+// know are ignored, logged once per process and written back unchanged by
+// the next config change; a known field with a value it cannot use reads as
+// its default. Only a config that is not a JSON object is damage. A newer
+// schema (tables this code does not know) is damage; a newer config field
+// is not.
 //
 // The -wal file is persistent: a stream keeps it when it closes, so that
 // opening, writing once and closing a stream creates and deletes no file
@@ -82,6 +128,20 @@
 // the WAL hook; handle.go makes those calls on the C library directly,
 // guarded by a test that the handles it uses are the connection's.
 //
+// A full disk (or quota) is [ErrStorageFull]: SQLITE_FULL, which SQLite
+// reports when a write of a page fails with ENOSPC or EDQUOT, an
+// SQLITE_IOERR whose errno is one of those (a failed fsync, truncate or
+// growth of the -wal), and ENOSPC or EDQUOT while creating a stream's file.
+// The failed transaction is rolled back and the stream's counters, config,
+// rate window and expiry deadline are only taken from a transaction that
+// committed, so the stream is as before the call: the next write after
+// space returns gets the next seq, and reads keep working (Inventory too:
+// when its sweep cannot commit it reports the counts as stored). A new
+// stream that cannot be made ready is removed again.
+//
+// Every error about a stream's file names its path, so a caller can log
+// it once without adding it.
+//
 // With sync off, commits use synchronous=NORMAL: an acknowledged write
 // survives a crash of the process, whether it is in the -wal or already
 // checkpointed. With sync on, synchronous=FULL: it also survives losing
@@ -91,7 +151,13 @@
 //
 // Message times are assigned from [Options.Now] and never decrease within a
 // stream, so messages too old for max_age are always a prefix of the stream.
-// Expired messages are never returned by any read; they are removed by one
+// Expired messages (past their TTL, or older than max_age: time < now -
+// max_age) are never returned by any read, whether a sweep has removed them
+// yet or not: [Stream.Get], [Stream.GetKey], [Stream.Read] and [Stream.Keys]
+// filter them in their queries, and [Stream.Inventory] sweeps first and
+// reports the first seq a reader would see (so its count and first seq
+// agree with reads). Only streams with max_age add its condition to their
+// queries; the others run the same queries as without it. They are removed by one
 // timer per stream (no goroutine per stream), armed for the earliest
 // deadline and re-armed after commits, or by [Stream.Sweep]. The same timer
 // writes archive snapshots for tiered storage at most once per
