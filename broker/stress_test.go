@@ -157,8 +157,12 @@ func TestBroker_StressLifecycle(t *testing.T) {
 				t.Errorf("set %s: %v", s.stream, werr)
 			}
 		case subjects.OpSetMany:
+			// Back-pressure (a request that waited past MaxWait on a
+			// loaded machine) applies nothing; anything else is a failure.
 			if werr != nil {
-				t.Errorf("setmany %s: %v", s.stream, werr)
+				if werr.Reason != subjects.ErrOverloaded.Reason {
+					t.Errorf("setmany %s: %v", s.stream, werr)
+				}
 				continue
 			}
 			var items []json.RawMessage

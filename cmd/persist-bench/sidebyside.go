@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nats-persist/persist/store"
 	"github.com/nats-persist/persist/subjects"
 )
 
@@ -1099,11 +1100,11 @@ func (r *runner) huge(ctx context.Context) (err error) {
 	defer func() { err = errors.Join(err, e.close()) }()
 	nc := e.conns[0]
 	what := func(s string) string { return fmt.Sprintf("%s streams: %s", count(n), s) }
-	if err := r.request(nc, &nats.Msg{Subject: r.api("set", streamName("huge", 0)), Data: r.payload}); err != nil {
-		return fmt.Errorf("huge: first stream: %w", err)
-	}
 	if _, err := e.worker.stop(stopTimeout); err != nil {
 		return err
+	}
+	if err := firstHugeStream(filepath.Join(e.data, "huge", "s0.db"), r.payload); err != nil {
+		return fmt.Errorf("huge: first stream: %w", err)
 	}
 	t0 := time.Now()
 	if err := copyStreams(ctx, filepath.Join(e.data, "huge"), n); err != nil {
@@ -1203,6 +1204,23 @@ func (r *runner) list(nc *nats.Conn, prefix, body string) (int, error) {
 
 // copyStreams copies dir/s0.db (and its -wal, if the worker left one) to
 // dir/s1.db … dir/s<n-1>.db.
+// firstHugeStream writes the stream file the huge row copies, with one
+// message. It is written without a stream name (store.Options.Name): a
+// stream file records its stream's name at its first write and is damage
+// under any other, so only an unnamed file can be copied to other names;
+// each copy records its own name at its first write.
+func firstHugeStream(path string, payload []byte) error {
+	s, err := store.Open(path, store.Options{Create: true, NoSweep: true})
+	if err != nil {
+		return err
+	}
+	res, err := s.Append([]store.Write{{Data: payload}})
+	if err == nil {
+		err = res[0].Err
+	}
+	return errors.Join(err, s.Close())
+}
+
 func copyStreams(ctx context.Context, dir string, n int) error {
 	var files [][]byte
 	var suffixes []string
