@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -132,8 +135,12 @@ func parseJob(op string, body []byte, h nats.Header) (*job, error) {
 	case subjects.OpKeys:
 		err = decodeOptional(body, &j.keys)
 	case subjects.OpConfig:
-		if len(bytes.TrimSpace(body)) > 0 {
-			j.config = body
+		if !blank(body) {
+			// The store reads the patch; what encoding/json would let
+			// through there is refused here.
+			if err = strictFields(body, configFields, "desc"); err == nil {
+				j.config = body
+			}
 		}
 	case subjects.OpInventory, subjects.OpDestroy:
 		// No body is defined; anything sent is ignored, as a NATS user
@@ -190,6 +197,14 @@ func decodeStrict(body []byte, v any) error {
 
 // decodeJSON is decodeStrict through encoding/json alone.
 func decodeJSON(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return badRequest("invalid JSON: not UTF-8")
+	}
+	if names := jsonFields(v); names != nil {
+		if err := strictFields(body, names, ""); err != nil {
+			return err
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -219,10 +234,115 @@ func jsonProblem(err error) string {
 
 // decodeOptional is decodeStrict where an empty body means all defaults.
 func decodeOptional(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
+	if blank(body) {
 		return nil
 	}
 	return decodeStrict(body, v)
+}
+
+// blank reports whether body holds nothing but JSON white space.
+func blank(body []byte) bool { return len(bytes.Trim(body, " \t\r\n")) == 0 }
+
+// strictFields refuses what encoding/json lets through when it decodes an
+// object into a struct, so that every body has one meaning: text that is
+// not UTF-8 (it would become U+FFFD), null as the body (it would read as
+// {}), a name not spelled exactly as one of names (it matches names in
+// any letter case), a name given twice (it keeps the last) and null in
+// a value, except in the field nullable (it leaves the field or element
+// unset, so that {"seq":null,"key":"k"} would read as a key and
+// {"seqs":[null]} as seq 0). Anything else that is wrong is left for the
+// decoder to report.
+func strictFields(body []byte, names []string, nullable string) error {
+	if !utf8.Valid(body) {
+		return badRequest("invalid JSON: not UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil
+	}
+	if tok == nil {
+		return badRequest("invalid JSON: null where an object is expected")
+	}
+	if tok != json.Delim('{') {
+		return nil
+	}
+	seen := make([]string, 0, len(names))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil
+		}
+		switch {
+		case !slices.Contains(names, name):
+			return badRequest(fmt.Sprintf("unknown field %s", strconv.Quote(name)))
+		case slices.Contains(seen, name):
+			return badRequest(fmt.Sprintf("field %s given twice", strconv.Quote(name)))
+		case name != nullable && hasNull(raw):
+			return badRequest(fmt.Sprintf("field %s cannot be or hold null", strconv.Quote(name)))
+		}
+		seen = append(seen, name)
+	}
+	return nil
+}
+
+// hasNull reports whether the JSON value raw is or holds null.
+func hasNull(raw []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if tok == nil {
+			return true
+		}
+	}
+}
+
+// configFields are the JSON names of a config patch.
+var configFields = structFields(reflect.TypeFor[store.Config]())
+
+// fieldsOf caches the JSON names of the request types by type.
+var fieldsOf sync.Map // reflect.Type -> []string
+
+// jsonFields returns the JSON names of the struct v points to, or nil
+// when v does not point to a struct.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	if names, ok := fieldsOf.Load(t); ok {
+		return names.([]string)
+	}
+	names := structFields(t.Elem())
+	fieldsOf.Store(t, names)
+	return names
+}
+
+// structFields returns the JSON names of the exported fields of struct t.
+func structFields(t reflect.Type) []string {
+	var names []string
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 func (g getReq) validate() error {
@@ -371,6 +491,11 @@ func addUserHeader(w *store.Write, name string, vals []string) error {
 	for _, v := range vals {
 		if strings.ContainsAny(v, "\r\n") {
 			return badRequest(fmt.Sprintf("header %s has a line break", strconv.Quote(name)))
+		}
+		// NATS clients trim a header value when they send it, so such a
+		// value would not be read back as it was stored.
+		if v != strings.Trim(v, " \t") {
+			return badRequest(fmt.Sprintf("header %s has a value that begins or ends with white space", strconv.Quote(name)))
 		}
 	}
 	if len(vals) == 0 {

@@ -134,8 +134,8 @@ func TestClient_SetGet(t *testing.T) {
 		}
 	})
 	t.Run("EmptyKey", func(t *testing.T) {
-		if _, err := st.Set(ctx, nil, client.WithKey("")); !errors.Is(err, subjects.ErrBadRequest) {
-			t.Fatalf("Set(empty key) error = %v, want bad_request", err)
+		if _, err := st.Set(ctx, nil, client.WithKey("")); !errors.Is(err, client.ErrInvalidHeader) {
+			t.Fatalf("Set(empty key) error = %v, want ErrInvalidHeader", err)
 		}
 	})
 	t.Run("TTLDisabled", func(t *testing.T) {

@@ -23,6 +23,12 @@
 // When no worker listens, the error wraps both [ErrNoWorker] and
 // [nats.ErrNoResponders].
 //
+// A key, message id and user headers of a [Stream.Set] travel as NATS
+// header values, which NATS clients trim of white space at both ends and
+// cannot carry line breaks in. So that nothing is changed in transit (a
+// key " padded " would be stored as "padded"), the client refuses such
+// values before sending, with an error wrapping [ErrInvalidHeader].
+//
 // A live mirror of a stream follows the protocol's recipe: call
 // [Stream.Watch] first, read the stream with [Stream.GetAllPage] noting the
 // first page's revision, then apply the events whose revision is above it.

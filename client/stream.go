@@ -43,8 +43,11 @@ type setOptions struct {
 type SetOption func(*setOptions)
 
 // WithKey makes the write keyed: once it commits, no other message of the
-// stream has key. An empty key is refused by the worker, not taken as
-// "no key".
+// stream has key. A key the protocol does not allow (empty, more than
+// 1024 bytes, not UTF-8, a control character, white space at either end)
+// is refused before sending with an error wrapping [ErrInvalidHeader]: a
+// key travels as a NATS header value, which would silently lose white
+// space at its ends.
 func WithKey(key string) SetOption { return func(o *setOptions) { o.key = &key } }
 
 // WithPreviousSeq makes a keyed write conditional: it commits only if the
@@ -54,13 +57,20 @@ func WithPreviousSeq(n uint64) SetOption { return func(o *setOptions) { o.previo
 
 // WithMsgID deduplicates the write: a retry with the same id within the
 // stream's duplicate window writes nothing and acknowledges the first write.
+// An empty id means none; an id that begins or ends with white space or
+// holds a line break is refused like a key (see [WithKey]).
 func WithMsgID(id string) SetOption { return func(o *setOptions) { o.msgID = id } }
 
-// WithTTL makes the message expire after d; the stream must allow it.
+// WithTTL makes the message expire after d; the stream must allow it. A
+// negative d is refused with an error wrapping [ErrInvalidHeader].
 func WithTTL(d time.Duration) SetOption { return func(o *setOptions) { o.ttl = d } }
 
 // WithHeader adds user headers to the message. Names starting with
-// "Persist-" or "Nats-" are not stored.
+// "Nats-" are not stored. A name the worker refuses (see
+// [subjects.ClassifyHeader]; any "Persist-" name but the protocol's own)
+// and a value that begins or ends with white space or holds a line break
+// (NATS headers do not carry them as given) are refused before sending,
+// with an error wrapping [ErrInvalidHeader].
 func WithHeader(h nats.Header) SetOption {
 	return func(o *setOptions) {
 		if o.header == nil {
@@ -91,8 +101,14 @@ func (s *Stream) Set(ctx context.Context, data []byte, opts ...SetOption) (Ack, 
 	if o.msgID != "" {
 		hdr[subjects.HeaderMsgID] = []string{o.msgID}
 	}
+	if o.ttl < 0 {
+		return Ack{}, fmt.Errorf("%w: TTL %v is not positive", ErrInvalidHeader, o.ttl)
+	}
 	if o.ttl != 0 {
 		hdr[subjects.HeaderTTL] = []string{o.ttl.String()}
+	}
+	if err := checkHeader(hdr); err != nil {
+		return Ack{}, err
 	}
 	if len(hdr) == 0 {
 		hdr = nil

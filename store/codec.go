@@ -168,13 +168,20 @@ func encodeData(data []byte, c Config) ([]byte, int64) {
 	return data, 0
 }
 
+// maxDecoded bounds what a stored payload decompresses to. No message
+// larger than the largest NATS max_payload (64 MiB) can have been written,
+// and a damaged zstd frame that claims a larger content size must not
+// make the worker allocate it (gozstd.Decompress allocates what the frame
+// claims, and panics when that is not a valid slice length).
+const maxDecoded = 64 << 20
+
 // decodeData reverses [encodeData]; a payload that does not decompress is
 // damage.
 func decodeData(stored []byte, flags int64) ([]byte, error) {
 	if flags&flagZstd == 0 {
 		return stored, nil
 	}
-	data, err := gozstd.Decompress(nil, stored)
+	data, err := gozstd.DecompressLimited(nil, stored, maxDecoded)
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
 	}

@@ -1,10 +1,16 @@
 package subjects
 
 import (
+	"encoding/json"
 	"errors"
+	"net/textproto"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 func FuzzName(f *testing.F) {
@@ -103,30 +109,181 @@ func FuzzEscape(f *testing.F) {
 	})
 }
 
+// FuzzHeader checks ClassifyHeader against the rules of PROTOCOL.md
+// section 4: the four request names exactly, the worker's output names and
+// Nats- names in any ASCII letter case are dropped, any other Persist-
+// name is refused, and every other name is stored, so it must be one that
+// NATS clients send again (nats.go refuses printable ASCII outside
+// [!-~] and `"(),/:;<=>?@[\]{}`, and read "Status" as the server's).
 func FuzzHeader(f *testing.F) {
-	for _, s := range []string{"Persist-TTL", "persist-ttl", "Nats-Msg-Id", "X-A", "90", "90s", "-1s", "0", "1e3s", "Persist-\u212Aey"} {
+	for _, s := range []string{"Persist-TTL", "persist-ttl", "Nats-Msg-Id", "X-A", "90", "Persist-\u212Aey", "Persist-Key",
+		"Persist-Previous-Seq", "Persist-Msg-Id", "PERSIST-SEQ", "persist-next-seq", "Persist-Sync", "Persist-", "Nats-", "NATS-X",
+		"", " ", "X A", "X:A", "X\x00", "\x7f", "é", "Persist-Seq ", "X_A", "X.A", "X!#$%&'*+-.^_`|~A", "Status", "STATUS", "Statuses"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		switch k := ClassifyHeader(s); k {
-		case HeaderRequest:
-			if s != HeaderKey && s != HeaderPreviousSeq && s != HeaderMsgID && s != HeaderTTL {
-				t.Fatalf("ClassifyHeader(%q) = %v", s, k)
+		want := HeaderUser
+		lower := strings.ToLower(s)
+		switch {
+		case s == "" || strings.EqualFold(s, "Status") || strings.ContainsFunc(s, func(r rune) bool { return r < '!' || r > '~' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) }):
+			want = HeaderBad
+		case s == HeaderKey || s == HeaderPreviousSeq || s == HeaderMsgID || s == HeaderTTL:
+			want = HeaderRequest
+		case strings.HasPrefix(lower, "nats-"):
+			want = HeaderIgnored
+		case strings.HasPrefix(lower, "persist-"):
+			want = HeaderBad
+			for _, h := range []string{HeaderSeq, HeaderTime, HeaderExpires, HeaderOp, HeaderRevision, HeaderReason, HeaderEnd, HeaderLastSeq, HeaderNumPending, HeaderNextSeq} {
+				if lower == strings.ToLower(h) {
+					want = HeaderIgnored
+				}
 			}
-		case HeaderUser:
-			l := strings.ToLower(s)
-			if strings.HasPrefix(l, "persist-") || strings.HasPrefix(l, "nats-") {
-				t.Fatalf("ClassifyHeader(%q) = %v, would store a reserved name", s, k)
+		}
+		if got := ClassifyHeader(s); got != want {
+			t.Fatalf("ClassifyHeader(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// FuzzParseAPI checks how a request subject is read under any valid
+// prefix: a request of a known operation and a valid stream, a known
+// operation with a missing or invalid stream (ErrInvalidName, answered 400
+// invalid_stream and counted against op), or not a request of this prefix
+// at all (ErrUnknownSubject), and nothing else.
+func FuzzParseAPI(f *testing.F) {
+	for _, s := range []string{
+		"persist.api.get.acme", "persist.api.get", "persist.api.get.", "persist.api.get..x", "persist.api.get.acme.",
+		"persist.api.get.*", "persist.api.get.>", "persist.api.*.acme", "persist.api.>", "persist.api.getx.acme",
+		"persist.api.GET.acme", "persist.api.get.%2e", "persist.api.get.%2E%2E", "persist.api.get...", "persist.api",
+		"persist.api.", "persist.ev.acme", "persist", "", "persistx.api.get.acme", "app.persist.api.get.acme",
+		"persist.api.set.acme.notes%2Etxt", "persist.api.list.acme", "persist.api.get.acme\x00", "persist.api.get.a b",
+	} {
+		f.Add(DefaultPrefix, s)
+	}
+	f.Add("app.persist", "app.persist.api.keys.acme")
+	f.Add("app", "app.api.config.a.b")
+	f.Fuzz(func(t *testing.T, prefix, subject string) {
+		if ValidatePrefix(prefix) != nil {
+			prefix = DefaultPrefix
+		}
+		op, stream, err := ParseAPI(prefix, subject)
+		rest, isAPI := strings.CutPrefix(subject, prefix+".api.")
+		tok, name, _ := strings.Cut(rest, ".")
+		switch {
+		case err == nil:
+			if !ValidOp(op) || ValidateName(stream) != nil || APISubject(prefix, op, stream) != subject {
+				t.Fatalf("ParseAPI(%q, %q) = %q, %q: not a request it rebuilds", prefix, subject, op, stream)
 			}
-		case HeaderIgnored, HeaderBad:
+		case errors.Is(err, ErrInvalidName):
+			if errors.Is(err, ErrUnknownSubject) || !isAPI || op != tok || !ValidOp(op) || stream != "" || ValidateName(name) == nil {
+				t.Fatalf("ParseAPI(%q, %q) = %q, %q, %v: wrong invalid stream", prefix, subject, op, stream, err)
+			}
+		case errors.Is(err, ErrUnknownSubject):
+			if op != "" || stream != "" || isAPI && ValidOp(tok) {
+				t.Fatalf("ParseAPI(%q, %q) = %q, %q, %v: a request of a known operation", prefix, subject, op, stream, err)
+			}
 		default:
-			t.Fatalf("ClassifyHeader(%q) = %v", s, k)
+			t.Fatalf("ParseAPI(%q, %q) = %v, neither invalid name nor unknown subject", prefix, subject, err)
 		}
-		if d, err := ParseTTL(s); err == nil && (d <= 0 || d > MaxTTL) {
-			t.Fatalf("ParseTTL(%q) = %v, out of range", s, d)
+		// The worker subscribes to <prefix>.api.<op>.> and <prefix>.api.*,
+		// where a NATS wildcard matches whole tokens only: a subject it
+		// reads as a request has no empty token and no wildcard.
+		if err == nil {
+			for tok := range strings.SplitSeq(subject, ".") {
+				if tok == "" || tok == "*" || tok == ">" {
+					t.Fatalf("ParseAPI(%q, %q) accepted token %q", prefix, subject, tok)
+				}
+			}
 		}
-		if ValidateKey(s) == nil && (len(s) == 0 || len(s) > MaxKeyLen || strings.Trim(s, " \t\r\n\v\f") != s) {
-			t.Fatalf("ValidateKey(%q) accepted", s)
+	})
+}
+
+// FuzzPrefix checks ValidatePrefix, and that under a valid prefix every
+// request and event subject of a valid name reads back as it was built.
+func FuzzPrefix(f *testing.F) {
+	for _, p := range []string{DefaultPrefix, "app.persist", "a", "", ".", "a.", ".a", "a..b", "*", ">", "a.*", "a b", "a=b", "a%2E", strings.Repeat("a", MaxPrefixLen+1)} {
+		f.Add(p, "acme.docs")
+	}
+	f.Fuzz(func(t *testing.T, prefix, name string) {
+		if err := ValidatePrefix(prefix); err != nil {
+			return
+		}
+		if len(prefix) > MaxPrefixLen {
+			t.Fatalf("ValidatePrefix(%q) accepted %d bytes", prefix, len(prefix))
+		}
+		for tok := range strings.SplitSeq(prefix, ".") {
+			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n%=") {
+				t.Fatalf("ValidatePrefix(%q) accepted token %q", prefix, tok)
+			}
+		}
+		if ValidateName(name) != nil {
+			return
+		}
+		for _, op := range Ops {
+			if gotOp, gotName, err := ParseAPI(prefix, APISubject(prefix, op, name)); err != nil || gotOp != op || gotName != name {
+				t.Fatalf("ParseAPI(%q, APISubject(%q, %q)) = %q, %q, %v", prefix, op, name, gotOp, gotName, err)
+			}
+		}
+		if got, err := ParseEvent(prefix, EventSubject(prefix, name)); err != nil || got != name {
+			t.Fatalf("ParseEvent(EventSubject(%q, %q)) = %q, %v", prefix, name, got, err)
+		}
+	})
+}
+
+// FuzzTTL checks ParseTTL against the rule of Persist-TTL: a positive Go
+// duration or a positive integer of seconds, at most MaxTTL, in at most 64
+// bytes.
+func FuzzTTL(f *testing.F) {
+	for _, s := range []string{"90", "90s", "1500ms", "2h", "1h30m", "0", "0s", "-1s", "+1s", "1e3", "1.5", "1.5s", "007", "",
+		" 90", "90 ", "9223372036854775807", "9223372036854775808", "3153600000", "3153600001", "876000h", "876001h", "1ns", ".5s", "1µs"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTTL(s)
+		var want time.Duration
+		ok := s != "" && len(s) <= 64
+		if strings.Trim(s, "0123456789") == "" {
+			n, perr := strconv.ParseUint(s, 10, 64)
+			ok = ok && perr == nil && n >= 1 && n <= uint64(MaxTTL/time.Second)
+			want = time.Duration(n) * time.Second
+		} else {
+			d, perr := time.ParseDuration(s)
+			ok = ok && perr == nil && d > 0 && d <= MaxTTL
+			want = d
+		}
+		if ok != (err == nil) || ok && got != want {
+			t.Fatalf("ParseTTL(%q) = %v, %v; want %v, accepted %v", s, got, err, want, ok)
+		}
+	})
+}
+
+// FuzzKey checks ValidateKey against the key rule of PROTOCOL.md section 4
+// (1 to 1024 bytes of UTF-8, no control characters, no ASCII white space
+// at either end), and that an accepted key survives a NATS header, whose
+// clients trim white space around a value and cannot carry a line break,
+// and a JSON string.
+func FuzzKey(f *testing.F) {
+	for _, s := range []string{"k", "", " padded ", "padded ", " padded", "a b", "a\tb", "\ta", "a\r", "a\nb", "a\x00b", "\x7f",
+		"é", "\xff", "\u0085", "a\u0085", "\u00a0a", "\u2028", "a\u200b", strings.Repeat("k", MaxKeyLen), strings.Repeat("k", MaxKeyLen+1),
+		strings.Repeat("é", MaxKeyLen/2), "a\vb", "\fa", "a.b*>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ok := s != "" && len(s) <= MaxKeyLen && utf8.ValidString(s) &&
+			!strings.ContainsAny(s[:1]+s[len(s)-1:], " \t\n\v\f\r") && !strings.ContainsFunc(s, unicode.IsControl)
+		if err := ValidateKey(s); ok != (err == nil) {
+			t.Fatalf("ValidateKey(%q) = %v, want accepted %v", s, err, ok)
+		}
+		if !ok {
+			return
+		}
+		if textproto.TrimString(s) != s || strings.ContainsAny(s, "\r\n") {
+			t.Fatalf("ValidateKey(%q) accepted a key a NATS header would change", s)
+		}
+		b, err := json.Marshal(s)
+		var back string
+		if err != nil || json.Unmarshal(b, &back) != nil || back != s {
+			t.Fatalf("key %q does not survive JSON: %s -> %q", s, b, back)
 		}
 	})
 }

@@ -88,15 +88,19 @@ func (k HeaderKind) String() string {
 
 // ClassifyHeader says how a header named name on a set or setmany is
 // treated. The Persist- and Nats- prefixes are matched in any ASCII letter
-// case. A name must be printable ASCII without ':' (RFC 5322 field-name),
-// since a stored user header is sent again on every read and must not break
-// the header block.
+// case. A name must be printable ASCII without any of "(),/:;<=>?@[\]{},
+// since a stored user header is sent again on every read and on its event:
+// NATS clients (nats.go among them) refuse to send any other name, which
+// would make the message unreadable. "Status" in any letter case is
+// refused too: NATS clients read it as the server's status line, so that a
+// message with "Status: 503" and an empty body would read as "no
+// responders".
 func ClassifyHeader(name string) HeaderKind {
-	if name == "" {
+	if name == "" || strings.EqualFold(name, "Status") {
 		return HeaderBad
 	}
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c >= 0x7F || c == ':' {
+		if c := name[i]; c <= ' ' || c >= 0x7F || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
 			return HeaderBad
 		}
 	}
