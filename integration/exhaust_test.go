@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,21 +242,12 @@ func (t *exhaustTally) except(allowed ...string) (int, string) {
 	defer t.mu.Unlock()
 	total, names := 0, []string{}
 	for k, v := range t.n {
-		if !containsString(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			total += v
 			names = append(names, fmt.Sprintf("%s=%d", k, v))
 		}
 	}
 	return total, strings.Join(names, " ")
-}
-
-func containsString(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // exhaustBystander is another client using its own stream while a test
@@ -605,10 +597,11 @@ func TestExhaust_SlowConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	body := []byte(`{"max_msgs":10000}`)
+	perPage, _ := getAllRaw(t, nc, "persist.api.getall.slow.big", body)
 	sampler := exhaustSample(t, nc, w)
 	other := exhaustBystand(t, s.ClientURL(), "other.s")
 	pages := pick(40, 400)
-	body := []byte(`{"max_msgs":10000}`)
 
 	// A nats.go client whose inbox holds at most 10 messages and is
 	// never read: the client drops what does not fit.
@@ -644,22 +637,26 @@ func TestExhaust_SlowConsumer(t *testing.T) {
 	}
 	slowBefore := s.NumSlowConsumers()
 
-	// A normal client reading the whole stream meanwhile gets all of it.
-	if got := len(readAll(t, big)); got != msgs {
-		t.Errorf("a reading client got %d messages, want %d", got, msgs)
-	}
 	// The worker answers every page of the lazy client (identical pages:
-	// all start at seq 1), and the server gives up on the raw one.
-	perPage, _ := getAllRaw(t, nc, "persist.api.getall.slow.big", body)
+	// all start at seq 1), and the server gives up on the raw one. The
+	// pages of one stream are answered in order, so a normal client
+	// reading it after them gets the whole stream once they are sent.
+	waitFor(t, 10*time.Minute, func() bool { return s.NumSlowConsumers() > slowBefore })
 	want := pages * (len(perPage) + 1)
-	waitFor(t, 5*time.Minute, func() bool {
+	waitFor(t, 10*time.Minute, func() bool {
 		n, _, _ := lazySub.Pending()
 		d, _ := lazySub.Dropped()
 		return n+d >= want
 	})
-	waitFor(t, 5*time.Minute, func() bool { return s.NumSlowConsumers() > slowBefore })
+	if got := len(readAll(t, big)); got != msgs {
+		t.Errorf("a reading client got %d messages, want %d", got, msgs)
+	}
 	sampler.check(t, exhaustDefaultBudget+exhaustBaseRSS+exhaustSlack)
 	other.check(t)
+	// The server closed the client that never read, not the worker.
+	if out := w.stderr.String(); strings.Contains(out, "NATS disconnected") {
+		t.Errorf("the worker lost its NATS connection:\n%s", out)
+	}
 	dropped, _ := lazySub.Dropped()
 	figures := sampler.figures()
 	figures["pages_requested"], figures["page_msgs"] = 2*pages, len(perPage)
