@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,11 @@ const (
 	DefaultTrimDelay = 2 * time.Second
 	// DefaultMemoryQuota is the bytes all memory streams may hold.
 	DefaultMemoryQuota = 1 << 30
+	// DefaultMaxWait is how long a request may wait in the worker before
+	// it is refused 429 overloaded instead of applied: longer than a
+	// client usually waits for a reply, short enough that a worker behind
+	// on its work does not apply writes whose clients gave up long ago.
+	DefaultMaxWait = 5 * time.Second
 )
 
 // MaxDirLen is the longest absolute path of a data, archive or backup
@@ -86,7 +93,16 @@ type Options struct {
 	MaxStreamsPerNamespace int           // 0 is unlimited
 	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
+	MaxWait                time.Duration // refuse requests waiting longer (429 overloaded); 0 is DefaultMaxWait, negative is no bound
 	Logger                 *slog.Logger  // nil discards logs
+
+	// InstanceCheckInterval is how often the broker looks for another
+	// live worker serving the same prefix (any micro service with an
+	// endpoint under <prefix>.api.), besides the check in New and at
+	// every (re)connect; 0 is DefaultInstanceCheckInterval. Negative turns
+	// every check off: only for tests that run two brokers on one prefix
+	// on purpose, since two workers on a prefix split its streams.
+	InstanceCheckInterval time.Duration
 }
 
 // streamAPI is what the broker uses of a [store.Stream].
@@ -174,11 +190,21 @@ type Broker struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 
+	dirLock  *os.File    // the data directory's lock (dirlock.go)
+	single   singleCheck // the periodic check for another worker (single.go)
+	conflict chan error  // see Conflict
+
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
 	shutdownErr  error
 
 	stats counters
+	eps   map[string]*endpoint // by endpoint name: each op, and noStream
+
+	damaged sync.Map // stream -> struct{}: damaged files already logged
+
+	slowLogged atomic.Int64  // when slow consumers were last logged, Unix ns
+	slowSince  atomic.Uint64 // slow-consumer events counted up to that line
 }
 
 // New validates opts, registers the micro service on nc and starts serving.
@@ -221,6 +247,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if opts.MemoryQuota == 0 {
 		opts.MemoryQuota = DefaultMemoryQuota
 	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = DefaultMaxWait
+	}
 	switch {
 	case opts.ArchiveInterval < 0, opts.IdleTimeout < 0, opts.MemoryIdleTimeout < 0, opts.TrimDelay < 0:
 		return nil, errors.New("broker: negative duration option")
@@ -249,6 +278,16 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dirLock, err := prepareDirs(opts)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			dirLock.Close()
+		}
+	}()
 	b := &Broker{
 		nc:           nc,
 		opts:         opts,
@@ -265,10 +304,31 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		janitorStop:  make(chan struct{}),
 		janitorDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
+		dirLock:      dirLock,
+		conflict:     make(chan error, 1),
+		eps:          make(map[string]*endpoint, len(subjects.Ops)+1),
 	}
+	if opts.InstanceCheckInterval == 0 {
+		b.opts.InstanceCheckInterval = DefaultInstanceCheckInterval
+	}
+	if err := b.checkAlone(); err != nil {
+		return nil, err
+	}
+	for _, op := range subjects.Ops {
+		b.eps[op] = new(endpoint)
+	}
+	b.eps[noStream] = new(endpoint)
 	b.slots = make(chan struct{}, b.budget.MaxOpen)
 	log.Info("open stream budget", "max_open", b.budget.MaxOpen, "bound_by", b.budget.BoundBy,
 		"memory_cap", b.budget.MemoryCap, "descriptor_cap", b.budget.DescriptorCap, "nofile", b.budget.NoFile)
+	// Before micro hooks the connection's error handler, which then calls
+	// this one after its own.
+	prevErr := nc.ErrorHandler()
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if !b.AsyncError(sub, err) && prevErr != nil {
+			prevErr(c, sub, err)
+		}
+	})
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:         opts.Name,
 		Version:      Version,
@@ -277,14 +337,35 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		StatsHandler: b.statsData,
 	})
 	if err != nil {
+		nc.SetErrorHandler(prevErr)
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	fail := func(name string, err error) (*Broker, error) {
+		_ = svc.Stop()
+		nc.SetErrorHandler(prevErr)
+		return nil, fmt.Errorf("broker: endpoint %s: %w", name, err)
+	}
+	// An endpoint's subscription may hold as many requests as the queues
+	// (and at least the client library's defaults): a flood fills the
+	// queues, which answer 429 overloaded, before the subscription's
+	// pending limit drops requests without a reply.
+	pending := micro.WithEndpointPendingLimits(max(h.queues.all, nats.DefaultSubPendingMsgsLimit),
+		max(h.queues.allBytes, nats.DefaultSubPendingBytesLimit))
 	for _, op := range subjects.Ops {
 		subj := b.prefix + ".api." + op + ".>"
-		if err := svc.AddEndpoint(op, micro.HandlerFunc(b.handle), micro.WithEndpointSubject(subj)); err != nil {
-			_ = svc.Stop()
-			return nil, fmt.Errorf("broker: endpoint %s: %w", op, err)
+		ep := b.eps[op]
+		handler := func(req micro.Request) {
+			ep.sawRequest(req)
+			b.handle(req)
 		}
+		if err := svc.AddEndpoint(op, micro.HandlerFunc(handler), micro.WithEndpointSubject(subj), pending); err != nil {
+			return fail(op, err)
+		}
+	}
+	// <prefix>.api.* matches only the subjects that name no stream, so no
+	// valid request is delivered twice.
+	if err := svc.AddEndpoint(noStream, micro.HandlerFunc(b.handleNoStream), micro.WithEndpointSubject(b.prefix+".api.*")); err != nil {
+		return fail(noStream, err)
 	}
 	b.svc = svc
 	for range runWorkers {
@@ -306,6 +387,8 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	} else {
 		go b.janitor()
 	}
+	b.startSingle()
+	started = true
 	return b, nil
 }
 
@@ -314,8 +397,12 @@ func (b *Broker) Service() micro.Service { return b.svc }
 
 // Shutdown stops taking requests, answers every request already received,
 // closes every stream and flushes the connection. Requests still waiting
-// to start when ctx is done are answered 503 unavailable. It is idempotent:
-// later calls wait for the first and return its result.
+// to start when ctx is done are answered 503 unavailable. When NATS is not
+// reachable (never reached, or lost before or during Shutdown), nothing
+// could be answered: requests not yet started are not applied, every stream
+// is closed at once and Shutdown returns nil without waiting for ctx, since
+// every write that was acknowledged is on disk. It is idempotent: later
+// calls wait for the first and return its result.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.shutdownOnce.Do(func() {
 		b.shutdownErr = b.shutdown(ctx)
@@ -334,18 +421,46 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 }
 
+// errNATSUnreachable is the cause of shutdown's live context when the
+// connection is not (or no longer) connected.
+var errNATSUnreachable = errors.New("NATS unreachable")
+
 func (b *Broker) shutdown(ctx context.Context) error {
 	parent := ctx
 	var errs []error
+	// live is ctx, also done once the connection is not connected: then
+	// no reply can leave, and waiting for anything on the wire is waiting
+	// for ctx's deadline.
+	live, cancelLive := context.WithCancelCause(ctx)
+	status := b.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	go func() {
+		select {
+		case <-status:
+			cancelLive(errNATSUnreachable)
+		case <-live.Done():
+		}
+	}()
+	defer func() {
+		cancelLive(nil)
+		b.nc.RemoveStatusListener(status)
+	}()
+	if !b.nc.IsConnected() {
+		cancelLive(errNATSUnreachable)
+	}
+	b.stopSingle()
 	// Stopping drains the endpoint subscriptions: the server stops sending
 	// and the messages already received are still handed to the handler.
 	if err := b.svc.Stop(); err != nil {
 		errs = append(errs, err)
 	}
-	b.waitDrained(ctx)
-	stop := context.AfterFunc(ctx, func() { b.aborted.Store(true) })
+	b.waitDrained(ctx, live)
+	// From here on, a request not yet started when live is done is
+	// answered 503 (a reply that goes nowhere once NATS is gone) and not
+	// applied: its client cannot learn the outcome, and a request is
+	// applied whole or not at all.
+	stop := context.AfterFunc(live, func() { b.aborted.Store(true) })
 	defer stop()
-	if ctx.Err() != nil {
+	if live.Err() != nil {
 		b.aborted.Store(true)
 	}
 	b.closed.Store(true)
@@ -391,18 +506,24 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		})
 	}
 	closing.Wait()
-	if !b.nc.IsClosed() {
+	b.releaseDir()
+	if live.Err() == nil {
+		fctx := live
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+			fctx, cancel = context.WithTimeout(live, flushTimeout)
 			defer cancel()
 		}
-		if err := b.nc.FlushWithContext(ctx); err != nil {
+		if err := b.nc.FlushWithContext(fctx); err != nil && context.Cause(live) != errNATSUnreachable {
 			errs = append(errs, fmt.Errorf("broker: flush: %w", err))
 		}
 	}
 	if len(errs) > 0 {
 		return errs[0]
+	}
+	if context.Cause(live) == errNATSUnreachable && parent.Err() == nil {
+		b.log.Warn("stopped with NATS unreachable: requests not yet started were not applied and replies not yet sent are lost; every acknowledged write is on disk")
+		return nil
 	}
 	// A flush with a done context may still see its reply first: the
 	// deadline's error does not depend on that race.
@@ -410,22 +531,23 @@ func (b *Broker) shutdown(ctx context.Context) error {
 }
 
 // waitDrained waits until the handlers have returned for every request the
-// server sent before the service stopped, or ctx is done. A flush makes sure
-// that all of them were read from the connection; then a barrier, queued
-// behind them on every asynchronous subscription of the connection, fires
-// once each subscription handled what it had.
-func (b *Broker) waitDrained(ctx context.Context) {
+// server sent before the service stopped, or ctx is done. A flush (given
+// up when live is done: NATS unreachable) makes sure that all of them were
+// read from the connection; then a barrier, queued behind them on every
+// asynchronous subscription of the connection, fires once each
+// subscription handled what it had.
+func (b *Broker) waitDrained(ctx, live context.Context) {
 	if b.nc.IsClosed() {
 		return
 	}
-	if b.nc.IsConnected() {
-		fctx := ctx
+	if live.Err() == nil {
+		fctx := live
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
-			fctx, cancel = context.WithTimeout(ctx, flushTimeout)
+			fctx, cancel = context.WithTimeout(live, flushTimeout)
 			defer cancel()
 		}
-		if err := b.nc.FlushWithContext(fctx); err != nil {
+		if err := b.nc.FlushWithContext(fctx); err != nil && context.Cause(live) != errNATSUnreachable {
 			b.log.Warn("flush while stopping", "err", err)
 		}
 	}
@@ -445,16 +567,17 @@ func (b *Broker) waitDrained(ctx context.Context) {
 // arrival order. A get on an open idle stream is answered right here.
 func (b *Broker) handle(req micro.Request) {
 	reply := req.Reply()
-	op := ""
+	var op, name string
+	var err error
 	defer func() {
 		if r := recover(); r != nil {
 			b.log.Error("panic while handling request", "subject", req.Subject(), "panic", r, "stack", string(debug.Stack()))
-			b.replyError(op, reply, subjects.ErrInternal)
+			b.replyError(op, name, reply, subjects.ErrInternal)
 		}
 	}()
-	op, name, err := subjects.ParseAPI(b.prefix, req.Subject())
+	op, name, err = subjects.ParseAPI(b.prefix, req.Subject())
 	if err != nil {
-		b.replyError(op, reply, subjects.ErrInvalidStream.WithDescription(err.Error()))
+		b.replyError(op, "", reply, subjects.ErrInvalidStream.WithDescription(err.Error()))
 		return
 	}
 	if h := b.hooks.onRequest; h != nil {
@@ -475,6 +598,17 @@ func (b *Broker) handle(req micro.Request) {
 	b.enqueue(name, q)
 }
 
+// handleNoStream answers a subject with nothing after the operation
+// (<prefix>.api.<op>), known operation or not: 400 invalid_stream.
+func (b *Broker) handleNoStream(req micro.Request) {
+	b.eps[noStream].sawRequest(req)
+	desc := "the subject names no stream"
+	if op := strings.TrimPrefix(req.Subject(), b.prefix+".api."); !subjects.ValidOp(op) {
+		desc = "unknown operation and no stream"
+	}
+	b.replyError(noStream, "", req.Reply(), subjects.ErrInvalidStream.WithDescription(desc))
+}
+
 // requestSize is what a request holds while it waits in a queue, counted
 // in the queue's byte bound: its body, its headers and its reply subject
 // (the stream name is kept once per entry, not per request).
@@ -492,42 +626,52 @@ func requestSize(reply string, data []byte, hdr nats.Header) int {
 // overloaded is the answer to a request past a queue bound.
 func overloaded(desc string) error { return subjects.ErrOverloaded.WithDescription(desc) }
 
+// Answers of requests the worker does not apply.
+var (
+	errStopping = subjects.ErrUnavailable.WithDescription("the worker is stopping")
+	errWaited   = overloaded("the request waited too long in the worker")
+)
+
 // enqueue appends r to its stream's queue and puts the stream on the run
 // queue when nobody owns it.
 func (b *Broker) enqueue(name string, r *request) {
 	if b.closed.Load() {
-		b.replyError(r.op, r.reply, subjects.ErrUnavailable.WithDescription("the worker is stopping"))
+		b.replyError(r.op, name, r.reply, errStopping)
 		return
 	}
 	lim := b.hooks.queues
+	now := b.hooks.now()
 	if b.queued.Add(1) > int64(lim.all) {
 		b.queued.Add(-1)
-		b.replyError(r.op, r.reply, overloaded("too many requests waiting in the worker"))
+		b.replyError(r.op, name, r.reply, overloaded("too many requests waiting in the worker"))
 		return
 	}
 	if b.queuedBytes.Add(int64(r.size)) > int64(lim.allBytes) {
 		b.queued.Add(-1)
 		b.queuedBytes.Add(-int64(r.size))
-		b.replyError(r.op, r.reply, overloaded("too many requests waiting in the worker"))
+		b.replyError(r.op, name, r.reply, overloaded("too many requests waiting in the worker"))
 		return
 	}
 	sh := b.reg.shard(name)
 	sh.mu.Lock()
 	e := sh.streams[name]
 	if e == nil {
-		e = &entry{name: name, path: filepath.Join(b.opts.DataDir, subjects.Path(name)), sh: sh}
+		e = &entry{name: name, path: b.streamPath(name), sh: sh}
 		sh.streams[name] = e
 	}
 	if len(e.queue) >= lim.perStream {
 		sh.mu.Unlock()
 		b.queued.Add(-1)
 		b.queuedBytes.Add(-int64(r.size))
-		b.replyError(r.op, r.reply, overloaded("too many requests waiting for this stream"))
+		b.replyError(r.op, name, r.reply, overloaded("too many requests waiting for this stream"))
 		return
 	}
+	// One clock read: the request's arrival, for its wait (see
+	// Options.MaxWait), is also when its stream was last used.
+	r.at = now
 	e.queue = append(e.queue, r)
 	run := b.own(e)
-	e.lastUsed = b.hooks.now() // idle means no request for a while
+	e.lastUsed = now // idle means no request for a while
 	sh.mu.Unlock()
 	if run {
 		b.runq.push(e)
@@ -551,7 +695,7 @@ func (b *Broker) inline(name string, r *request) bool {
 	if !ok {
 		return false
 	}
-	if j := b.parse(r); j != nil {
+	if j := b.parse(name, r); j != nil {
 		b.applyDone(e, []*job{j})
 	}
 	b.handBack(e, false)

@@ -120,6 +120,7 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 // stream joins the index that list reads.
 func (b *Broker) opened(e *entry, st *store.Stream, memory bool) {
 	e.st = st
+	b.damaged.Delete(e.name) // repaired: log it again if it is damaged again
 	e.sh.mu.Lock()
 	e.memory, e.state = memory, stateOpen
 	e.sh.mu.Unlock()

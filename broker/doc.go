@@ -4,8 +4,8 @@
 // <prefix>.ev.<stream>, keeping the streams themselves in package store.
 //
 // [New] registers a nats.go micro service with one endpoint per operation,
-// in a queue group (workers in one group share the request subjects; each
-// stream file must still be served by one worker only). The endpoint
+// in a queue group (reserved for partitioned workers: one worker serves a
+// prefix today, see "Start-up checks"). The endpoint
 // handler only checks the subject and the queue bounds (which count a
 // request's body, headers and reply subject), then appends the raw
 // request to its stream's queue; parsing is the stream's work. A list,
@@ -99,13 +99,52 @@
 // the name index's and the read-ahead's locks are leaves, held across no
 // I/O; the store's stream lock is taken only by the entry's owner.
 //
+// # Back-pressure
+//
+// A request past a queue bound (per stream, or all streams together, in
+// requests and bytes) is answered 429 overloaded at once, and so is one
+// that waited in the worker longer than [Options.MaxWait] by the time it
+// is about to be applied: its arrival is the one clock read the handler
+// makes, and a refused request (a whole setmany) changes nothing. Each
+// endpoint subscription's pending limit is at least the queue bounds, so
+// that a flood is refused with 429s before the NATS client drops requests
+// unanswered; a drop that happens anyway (a slow consumer) is counted in
+// [Stats] and logged at most once per 10 s ([Broker.AsyncError]).
+//
 // Store errors become wire errors in exactly one table (see wireError);
-// anything unexpected is answered 500 internal and logged. A panic while
-// serving one request is recovered, answered 500 and logged with its stack.
+// anything unexpected is answered 500 internal and logged with its op and
+// stream; a damaged file is logged once per stream, with its path. A panic
+// while serving one request is recovered, answered 500 and logged with its
+// stack. Every error reply counts in its endpoint's errors, in [Stats] and
+// in micro's own (the Errors column of nats micro stats), also when a
+// worker sends it after the handler returned. A subject that names an
+// operation but no stream (<prefix>.api.<op>, known op or not) is
+// answered 400 invalid_stream by one more endpoint, no_stream, on
+// <prefix>.api.*, which matches no valid request's subject.
+//
+// # Start-up checks and one worker per prefix
+//
+// Before it subscribes anything, [New] creates the data, archive and
+// backup directories when missing and writes, syncs and removes a probe
+// file in each (an unwritable directory fails the start, not the first
+// write), then takes an exclusive flock on the data directory itself, held
+// until Shutdown or the process's end: a second broker on the directory
+// fails with [ErrDataDirLocked] (dirlock.go). It then asks the micro
+// services on the connection ($SRV.INFO, and $SRV.STATS of each match,
+// with replies under $SRV._persist_reply., which the worker's user may
+// subscribe to) whether one serves an endpoint under <prefix>.api.; one
+// does: [ErrPrefixInUse], naming it. The same check runs every
+// [Options.InstanceCheckInterval] and at every reconnect; of two brokers
+// that find each other, the younger (later start in STATS, then greater
+// id) stops its endpoints and sends the error on [Broker.Conflict]; the
+// older keeps serving (single.go).
 //
 // [Broker.Shutdown] stops the service and waits, without polling, until
 // the handlers returned for every request received (a flush, then a
 // barrier on the connection's subscriptions), answers them, closes every
 // stream (16 at once) and flushes the connection, so no acknowledged write
-// is lost.
+// is lost. It follows the connection's status: once NATS is not
+// connected, nothing can be answered, so requests not yet started are not
+// applied (answered 503 into nothing), every stream is closed at once, no
+// flush is waited for, and it returns nil.
 package broker

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-persist/persist/store"
@@ -33,10 +34,12 @@ var wireErrors = []struct {
 	{store.ErrTooManyOpen, subjects.ErrOverloaded.WithDescription("too many streams open in the worker"), false},
 }
 
-// wireError maps err to the error sent to the client. An error that is
-// already a wire error goes out as it is; anything unknown is logged and
-// answered 500 internal without details.
-func (b *Broker) wireError(err error) *subjects.Error {
+// wireError maps err, the answer to a request of op on stream, to the
+// error sent to the client. An error that is already a wire error goes
+// out as it is; anything unknown is logged with op and stream and
+// answered 500 internal without details. A damaged file is logged once
+// per stream (see damagedOnce).
+func (b *Broker) wireError(op, stream string, err error) *subjects.Error {
 	var we *subjects.Error
 	if errors.As(err, &we) {
 		return we
@@ -52,14 +55,31 @@ func (b *Broker) wireError(err error) *subjects.Error {
 				}
 				return m.wire.WithDescription(desc)
 			}
-			if m.err == store.ErrCorrupt {
-				b.log.Warn("damaged stream file", "err", err)
+			if m.err == store.ErrCorrupt && b.damagedOnce(stream) {
+				b.log.Error("damaged stream file: every request of the stream answers 503 damaged until it is repaired or removed",
+					"stream", stream, "path", b.streamPath(stream), "op", op, "err", err)
 			}
 			return m.wire
 		}
 	}
-	b.log.Error("internal error", "err", err)
+	b.log.Error("internal error", "op", op, "stream", stream, "err", err)
 	return subjects.ErrInternal
+}
+
+// damagedOnce reports whether stream was not known to be damaged yet, and
+// marks it. The marks are as many as damaged files (found on disk, never
+// made up by a request); a stream that opens again loses its mark.
+func (b *Broker) damagedOnce(stream string) bool {
+	_, seen := b.damaged.LoadOrStore(stream, struct{}{})
+	return !seen
+}
+
+// streamPath is the path of stream's file.
+func (b *Broker) streamPath(stream string) string {
+	if stream == "" {
+		return ""
+	}
+	return filepath.Join(b.opts.DataDir, subjects.Path(stream))
 }
 
 // badRequest is a 400 bad_request with a description for the client.

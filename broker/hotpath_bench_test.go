@@ -82,7 +82,7 @@ func BenchmarkAnswerWrites(b *testing.B) {
 		for _, j := range batch {
 			j.answered = false
 		}
-		f.b.answerWrites(batch, res)
+		f.b.answerWrites("bench.w", batch, res)
 	}
 }
 
@@ -104,7 +104,7 @@ func BenchmarkReplyError(b *testing.B) {
 	f := newFixture(b, Options{})
 	b.ReportAllocs()
 	for b.Loop() {
-		f.b.replyError(subjects.OpSet, "bench.reply", subjects.ErrOverloaded)
+		f.b.replyError(subjects.OpSet, "bench.s", "bench.reply", subjects.ErrOverloaded)
 	}
 }
 

@@ -23,13 +23,13 @@ type listReply struct {
 func (b *Broker) list(reply, prefix string, body []byte) {
 	var req pageReq
 	if err := decodeOptional(body, &req); err != nil {
-		b.replyError(subjects.OpList, reply, err)
+		b.replyError(subjects.OpList, prefix, reply, err)
 		return
 	}
 	limit := req.limit()
 	files, err := b.names.page(prefix, req.After, limit+1, func() ([]string, error) { return b.diskStreamNames(prefix) })
 	if err != nil {
-		b.replyError(subjects.OpList, reply, err)
+		b.replyError(subjects.OpList, prefix, reply, err)
 		return
 	}
 	mem := b.memoryStreamNames(prefix)

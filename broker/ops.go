@@ -41,7 +41,7 @@ func (b *Broker) applyWrites(e *entry, batch []*job) {
 	if len(ws) == 0 {
 		// Every item was refused while parsing: nothing to write, and a
 		// setmany that writes nothing creates no stream.
-		b.answerWrites(batch, nil)
+		b.answerWrites(e.name, batch, nil)
 		return
 	}
 	created, err := b.open(e, true, nil)
@@ -74,13 +74,13 @@ func (b *Broker) applyWrites(e *entry, batch []*job) {
 	if created && e.st.Revision() == 0 {
 		b.drop(e)
 	}
-	b.answerWrites(batch, res)
+	b.answerWrites(e.name, batch, res)
 }
 
 // answerWrites sends each job its results; res holds, in order, the results
 // of the items that reached the store. Replies are written by hand into one
 // buffer, as encoding/json would write setReply and itemError.
-func (b *Broker) answerWrites(batch []*job, res []store.WriteResult) {
+func (b *Broker) answerWrites(stream string, batch []*job, res []store.WriteResult) {
 	enc := getEncoder()
 	defer putEncoder(enc)
 	for _, j := range batch {
@@ -100,12 +100,12 @@ func (b *Broker) answerWrites(batch []*job, res []store.WriteResult) {
 			}
 			if err != nil {
 				if !j.many {
-					b.replyError(j.op, j.reply, err)
+					b.replyError(j.op, stream, j.reply, err)
 					j.answered = true
 					break
 				}
 				body = append(body, `{"error":`...)
-				body = append(appendError(body, b.wireError(err)), '}')
+				body = append(appendError(body, b.wireError(j.op, stream, err)), '}')
 				continue
 			}
 			body = appendSetReply(body, r)
@@ -128,7 +128,7 @@ func (b *Broker) answerWrites(batch []*job, res []store.WriteResult) {
 // closed so that the next request opens it afresh.
 func (b *Broker) failAll(e *entry, batch []*job, err error) {
 	for _, j := range batch {
-		b.replyError(j.op, j.reply, err)
+		b.replyError(j.op, e.name, j.reply, err)
 		j.answered = true
 	}
 	if e.st != nil && (errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrClosed)) {
@@ -145,7 +145,7 @@ func (b *Broker) applyOne(e *entry, j *job) {
 	}
 	if _, err := b.open(e, false, nil); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			b.answerMissing(j)
+			b.answerMissing(e.name, j)
 			return
 		}
 		b.failAll(e, []*job{j}, err)
@@ -214,10 +214,10 @@ type keysReply struct {
 
 // answerMissing answers a job on a stream that does not exist, creating
 // nothing (PROTOCOL.md section 1, "Creation").
-func (b *Broker) answerMissing(j *job) {
+func (b *Broker) answerMissing(stream string, j *job) {
 	switch j.op {
 	case subjects.OpGet, subjects.OpDestroy:
-		b.replyError(j.op, j.reply, subjects.ErrNotFound.WithDescription("no such stream"))
+		b.replyError(j.op, stream, j.reply, subjects.ErrNotFound.WithDescription("no such stream"))
 	case subjects.OpGetAll:
 		b.respond(j.reply, terminator(store.ReadResult{}), nil)
 	case subjects.OpInventory:
@@ -261,7 +261,7 @@ func (b *Broker) createWithConfig(e *entry, j *job) {
 		err = cfg.Validate()
 	}
 	if err != nil {
-		b.replyError(j.op, j.reply, err)
+		b.replyError(j.op, e.name, j.reply, err)
 		j.answered = true
 		return
 	}

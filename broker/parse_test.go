@@ -135,14 +135,14 @@ func TestParseJob_ErrorsSpeakJSON(t *testing.T) {
 func TestWireError_Description(t *testing.T) {
 	b := &Broker{log: slog.New(slog.DiscardHandler)}
 	_, err := store.ParseConfigPatch(store.DefaultConfig(), []byte(`{"max_msgs":0}`))
-	we := b.wireError(err)
+	we := b.wireError(subjects.OpSet, "acme.s", err)
 	if we.Code != 400 || we.Reason != "bad_request" {
 		t.Fatalf("wireError(%v) = %+v, want 400 bad_request", err, we)
 	}
 	if strings.HasPrefix(we.Description, "store:") || strings.HasPrefix(we.Description, "invalid argument") || !strings.Contains(we.Description, "max_msgs") {
 		t.Fatalf("description = %q, want the reason without prefixes", we.Description)
 	}
-	if got := b.wireError(store.ErrNotFound); got.Description != "not found" {
+	if got := b.wireError(subjects.OpGet, "acme.s", store.ErrNotFound); got.Description != "not found" {
 		t.Fatalf("wireError(ErrNotFound).Description = %q, want %q", got.Description, "not found")
 	}
 }

@@ -33,7 +33,8 @@ type request struct {
 	reply string
 	data  []byte
 	hdr   nats.Header
-	size  int // bytes counted in the queue limits
+	size  int       // bytes counted in the queue limits
+	at    time.Time // when it was queued (hooks.now)
 }
 
 func (r *request) isWrite() bool { return r.op == subjects.OpSet || r.op == subjects.OpSetMany }

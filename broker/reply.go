@@ -6,12 +6,12 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
-// replyError answers reply with err mapped to its wire error.
-func (b *Broker) replyError(op, reply string, err error) {
-	we := b.wireError(err)
-	if op != "" {
-		b.stats.errorCount(op).Add(1)
-	}
+// replyError answers reply with err mapped to its wire error, and counts
+// it as an error of the endpoint op (an op or noStream). stream is for the
+// log ("" when the subject named none).
+func (b *Broker) replyError(op, stream, reply string, err error) {
+	we := b.wireError(op, stream, err)
+	b.countError(op, we)
 	if reply == "" {
 		return
 	}
@@ -29,7 +29,7 @@ func (b *Broker) replyJSON(reply string, v any) {
 	body, err := e.marshal(v)
 	if err != nil {
 		b.log.Error("encode reply", "err", err)
-		b.replyError("", reply, subjects.ErrInternal)
+		b.replyError("", "", reply, subjects.ErrInternal)
 		return
 	}
 	b.respond(reply, nil, body)

@@ -1,10 +1,17 @@
 package broker
 
 import (
-	"sync"
+	"errors"
+	"math/bits"
+	"reflect"
+	"runtime"
 	"sync/atomic"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // counters are the broker's own statistics, served with micro's stats.
@@ -14,13 +21,16 @@ type counters struct {
 	eventsPublished, eventErrors    atomic.Uint64
 	commits, commitItems, commitReq atomic.Uint64
 	maxBatch                        atomic.Uint64
-	errors                          sync.Map // op -> *atomic.Uint64
+	overloaded, shed                atomic.Uint64
+	slowConsumers                   atomic.Uint64
+	wait                            waitHistogram
 }
 
 // statsData is the micro StatsHandler: the broker's counters, and the
 // number of error replies of the endpoint.
 func (b *Broker) statsData(ep *micro.Endpoint) any {
-	return Stats{
+	p50, p99, maxWait := b.stats.wait.summary()
+	s := Stats{
 		OpenStreams:       int(b.openStreams.Load()),
 		OpenFiles:         len(b.slots),
 		MaxOpen:           b.budget.MaxOpen,
@@ -37,37 +47,217 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		CommittedItems:    b.stats.commitItems.Load(),
 		CommittedRequests: b.stats.commitReq.Load(),
 		MaxBatchItems:     b.stats.maxBatch.Load(),
-		Errors:            b.stats.errorCount(ep.Name).Load(),
+		Overloaded:        b.stats.overloaded.Load(),
+		Shed:              b.stats.shed.Load(),
+		SlowConsumers:     b.stats.slowConsumers.Load(),
+		WaitP50:           millis(p50),
+		WaitP99:           millis(p99),
+		WaitMax:           millis(maxWait),
+		Goroutines:        runtime.NumGoroutine(),
 	}
+	if e := b.eps[ep.Name]; e != nil {
+		s.Errors = e.errors.Load()
+	}
+	return s
 }
+
+// millis is d in milliseconds, to the microsecond.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Stats is the custom data of every endpoint in the micro service's stats
 // (nats micro stats): the worker's stream cache, events and group commits,
-// and the endpoint's own error replies.
+// its back-pressure, and the endpoint's own error replies.
 type Stats struct {
-	OpenStreams       int    `json:"open_streams"`
-	OpenFiles         int    `json:"open_files"`
-	MaxOpen           int    `json:"max_open"`     // the open-file budget
-	IdleStreams       int    `json:"idle_streams"` // open files nobody uses now
-	MemoryBytes       int64  `json:"memory_bytes"`
-	CacheHits         uint64 `json:"cache_hits"`
-	CacheMisses       uint64 `json:"cache_misses"`
-	Trims             uint64 `json:"trims"`       // idle streams trimmed
-	EarlyTrims        uint64 `json:"early_trims"` // of them, trimmed before the trim delay to keep the memory budget
-	Evictions         uint64 `json:"evictions"`   // idle streams closed to free a slot
-	EventsPublished   uint64 `json:"events_published"`
-	EventErrors       uint64 `json:"event_errors"`
-	Commits           uint64 `json:"commits"`            // group commits
-	CommittedItems    uint64 `json:"committed_items"`    // writes in them
-	CommittedRequests uint64 `json:"committed_requests"` // set and setmany requests in them
-	MaxBatchItems     uint64 `json:"max_batch_items"`
-	Errors            uint64 `json:"errors"` // error replies of this endpoint
+	OpenStreams       int     `json:"open_streams"`
+	OpenFiles         int     `json:"open_files"`
+	MaxOpen           int     `json:"max_open"`     // the open-file budget
+	IdleStreams       int     `json:"idle_streams"` // open files nobody uses now
+	MemoryBytes       int64   `json:"memory_bytes"`
+	CacheHits         uint64  `json:"cache_hits"`
+	CacheMisses       uint64  `json:"cache_misses"`
+	Trims             uint64  `json:"trims"`       // idle streams trimmed
+	EarlyTrims        uint64  `json:"early_trims"` // of them, trimmed before the trim delay to keep the memory budget
+	Evictions         uint64  `json:"evictions"`   // idle streams closed to free a slot
+	EventsPublished   uint64  `json:"events_published"`
+	EventErrors       uint64  `json:"event_errors"`
+	Commits           uint64  `json:"commits"`            // group commits
+	CommittedItems    uint64  `json:"committed_items"`    // writes in them
+	CommittedRequests uint64  `json:"committed_requests"` // set and setmany requests in them
+	MaxBatchItems     uint64  `json:"max_batch_items"`
+	Overloaded        uint64  `json:"overloaded"`     // requests answered 429 overloaded, all endpoints
+	Shed              uint64  `json:"shed"`           // of them, refused for waiting longer than Options.MaxWait
+	SlowConsumers     uint64  `json:"slow_consumers"` // times a subscription of the connection dropped messages
+	WaitP50           float64 `json:"wait_p50_ms"`    // time requests waited in the worker before being applied, since start
+	WaitP99           float64 `json:"wait_p99_ms"`
+	WaitMax           float64 `json:"wait_max_ms"`
+	Goroutines        int     `json:"goroutines"` // of the whole process
+	Errors            uint64  `json:"errors"`     // error replies of this endpoint
 }
 
-func (c *counters) errorCount(op string) *atomic.Uint64 {
-	if v, ok := c.errors.Load(op); ok {
-		return v.(*atomic.Uint64)
+// noStream is the endpoint of subjects that name an operation but no
+// stream (<prefix>.api.<op>): a name no operation has.
+const noStream = "no_stream"
+
+// endpoint is what the broker keeps of one micro endpoint: its error
+// replies, and its subscription, so that error replies sent after the
+// handler returned still count in micro's own stats (the Errors column of
+// nats micro stats).
+type endpoint struct {
+	errors atomic.Uint64
+	sub    atomic.Pointer[nats.Subscription]
+}
+
+// sawRequest remembers the subscription req came on, once.
+func (ep *endpoint) sawRequest(req micro.Request) {
+	if ep.sub.Load() == nil {
+		ep.sub.Store(requestSub(req))
 	}
-	v, _ := c.errors.LoadOrStore(op, new(atomic.Uint64))
-	return v.(*atomic.Uint64)
+}
+
+var msgType = reflect.TypeFor[*nats.Msg]()
+
+// requestSub returns the subscription req came on, nil if it cannot be
+// found. micro keeps it in its request's unexported *nats.Msg and counts a
+// request's error only when the handler itself answered it; the
+// broker answers most requests later, from a worker, and reports each
+// error reply to micro as an asynchronous error of the endpoint's
+// subscription instead (see countError), which micro counts the same way.
+func requestSub(req micro.Request) *nats.Subscription {
+	v := reflect.ValueOf(req)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	s := v.Elem()
+	for i := range s.NumField() {
+		if f := s.Field(i); f.Type() == msgType && !f.IsNil() {
+			return (*nats.Msg)(f.UnsafePointer()).Sub
+		}
+	}
+	return nil
+}
+
+// countError counts an error reply of the endpoint key (an op, or
+// noStream) in the broker's stats and in micro's.
+func (b *Broker) countError(key string, we *subjects.Error) {
+	ep := b.eps[key]
+	if ep == nil {
+		return
+	}
+	ep.errors.Add(1)
+	if we.Reason == subjects.ErrOverloaded.Reason {
+		b.stats.overloaded.Add(1)
+	}
+	sub := ep.sub.Load()
+	if sub == nil {
+		return
+	}
+	// micro's error handler counts it in the endpoint's NumErrors and
+	// LastError, then calls the broker's (asyncError), which ignores it.
+	if h := b.nc.ErrorHandler(); h != nil {
+		h(b.nc, sub, we)
+	}
+}
+
+// slowLogInterval is the least time between two log lines about slow
+// consumers.
+const slowLogInterval = 10 * time.Second
+
+// AsyncError is the broker's part of the connection's asynchronous error
+// handler. [New] installs it, chained before the handler the connection
+// had, so a caller need not call it; it is exported for a caller that
+// replaces the connection's error handler later. It counts slow-consumer
+// events (a subscription's pending limit was hit and messages were
+// dropped) and logs them at most once per 10 s, with the count since the
+// last line. It reports whether err was handled: a slow consumer, or an
+// error reply the broker reported to micro's stats itself; other errors
+// are for the caller to log.
+func (b *Broker) AsyncError(sub *nats.Subscription, err error) bool {
+	if _, ok := err.(*subjects.Error); ok {
+		return true
+	}
+	if !errors.Is(err, nats.ErrSlowConsumer) {
+		return false
+	}
+	total := b.stats.slowConsumers.Add(1)
+	now := time.Now().UnixNano()
+	last := b.slowLogged.Load()
+	if now-last < int64(slowLogInterval) || !b.slowLogged.CompareAndSwap(last, now) {
+		return true
+	}
+	since := total - b.slowSince.Swap(total)
+	subject, dropped := "", 0
+	if sub != nil {
+		subject = sub.Subject
+		dropped, _ = sub.Dropped()
+	}
+	b.log.Warn("slow consumer: NATS dropped messages the worker could not take in time",
+		"events", since, "events_total", total, "subject", subject, "dropped", dropped)
+	return true
+}
+
+// waitBuckets is the number of buckets of a waitHistogram: 4 per power
+// of two of microseconds, up to about 2^40 µs.
+const waitBuckets = 4 * 40
+
+// waitHistogram counts the time requests waited in the worker, in buckets
+// of about 25 % width, without allocating.
+type waitHistogram struct {
+	n   [waitBuckets]atomic.Uint64
+	max atomic.Int64
+}
+
+// bucket is the index of the bucket of d.
+func waitBucket(d time.Duration) int {
+	us := uint64(max(d.Microseconds(), 0))
+	if us < 4 {
+		return int(us)
+	}
+	msb := bits.Len64(us) - 1 // >= 2
+	i := (msb-1)*4 + int(us>>(msb-2)&3)
+	return min(i, waitBuckets-1)
+}
+
+// waitBucketLimit is the upper end of bucket i.
+func waitBucketLimit(i int) time.Duration {
+	if i < 4 {
+		return time.Duration(i+1) * time.Microsecond
+	}
+	msb, sub := i/4+1, i%4
+	return time.Duration((4+uint64(sub)+1)<<(msb-2)) * time.Microsecond
+}
+
+func (h *waitHistogram) add(d time.Duration) {
+	h.n[waitBucket(d)].Add(1)
+	for {
+		m := h.max.Load()
+		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
+}
+
+// summary returns the median, the 99th percentile (each the upper end of
+// its bucket, at most the maximum) and the maximum.
+func (h *waitHistogram) summary() (p50, p99, maxWait time.Duration) {
+	var counts [waitBuckets]uint64
+	total := uint64(0)
+	for i := range counts {
+		counts[i] = h.n[i].Load()
+		total += counts[i]
+	}
+	maxWait = time.Duration(h.max.Load())
+	if total == 0 {
+		return 0, 0, maxWait
+	}
+	at := func(q float64) time.Duration {
+		rank := uint64(q*float64(total-1)) + 1
+		seen := uint64(0)
+		for i, c := range counts {
+			if seen += c; seen >= rank {
+				return min(waitBucketLimit(i), maxWait)
+			}
+		}
+		return maxWait
+	}
+	return at(0.50), at(0.99), maxWait
 }

@@ -137,25 +137,38 @@ func (b *Broker) takeBatch(e *entry) []*request {
 }
 
 // applyRequests parses and applies a batch taken by takeBatch. A request
-// that does not parse is answered at once; the writes are committed in
-// groups of at most maxBatchItems items.
+// that waited longer than Options.MaxWait is refused 429 overloaded and
+// not applied (its client has likely given up); a request that does not
+// parse is answered at once; the writes are committed in groups of at most
+// maxBatchItems items.
 func (b *Broker) applyRequests(e *entry, batch []*request) {
 	if b.aborted.Load() {
 		for _, r := range batch {
-			b.replyError(r.op, r.reply, subjects.ErrUnavailable.WithDescription("the worker is stopping"))
+			b.replyError(r.op, e.name, r.reply, errStopping)
 		}
 		return
 	}
+	now := b.hooks.now()
 	jobs := make([]*job, 0, len(batch))
 	items := 0
 	for _, r := range batch {
-		j := b.parse(r)
+		j := b.parse(e.name, r)
 		if j == nil {
 			continue
 		}
 		if len(jobs) > 0 && items+len(j.items) > maxBatchItems {
 			b.applyDone(e, jobs)
 			jobs, items = jobs[:0], 0
+			// The next requests are about to be applied now.
+			now = b.hooks.now()
+		}
+		waited := now.Sub(r.at)
+		b.stats.wait.add(waited)
+		if b.opts.MaxWait > 0 && waited > b.opts.MaxWait {
+			b.stats.shed.Add(1)
+			b.replyError(j.op, e.name, j.reply, errWaited)
+			putJob(j)
+			continue
 		}
 		jobs = append(jobs, j)
 		items += len(j.items)
@@ -174,18 +187,19 @@ func (b *Broker) applyDone(e *entry, batch []*job) {
 	}
 }
 
-// parse parses r into a job, or answers it and returns nil.
-func (b *Broker) parse(r *request) (j *job) {
+// parse parses r, a request for stream, into a job, or answers it and
+// returns nil.
+func (b *Broker) parse(stream string, r *request) (j *job) {
 	defer func() {
 		if p := recover(); p != nil {
-			b.log.Error("panic while parsing request", "op", r.op, "panic", p, "stack", string(debug.Stack()))
-			b.replyError(r.op, r.reply, subjects.ErrInternal)
+			b.log.Error("panic while parsing request", "op", r.op, "stream", stream, "panic", p, "stack", string(debug.Stack()))
+			b.replyError(r.op, stream, r.reply, subjects.ErrInternal)
 			j = nil
 		}
 	}()
 	j, err := parseJob(r.op, r.data, r.hdr)
 	if err != nil {
-		b.replyError(r.op, r.reply, err)
+		b.replyError(r.op, stream, r.reply, err)
 		return nil
 	}
 	if j.isWrite() {
@@ -203,7 +217,7 @@ func (b *Broker) apply(e *entry, batch []*job) {
 			b.log.Error("panic while applying request", "stream", e.name, "op", batch[0].op, "panic", r, "stack", string(debug.Stack()))
 			for _, j := range batch {
 				if !j.answered {
-					b.replyError(j.op, j.reply, subjects.ErrInternal)
+					b.replyError(j.op, e.name, j.reply, subjects.ErrInternal)
 				}
 			}
 		}

@@ -52,9 +52,42 @@
 // streams are copies of a template file built once per process, which is
 // several times faster than creating the schema through SQLite. Before
 // SQLite opens a file read-write, its header is checked without SQLite: a
-// file that is not a stream file, has a newer schema, or is truncated is
-// reported as [ErrCorrupt] and left byte for byte as it is. Damage found
-// later (SQLITE_CORRUPT, SQLITE_NOTADB) is reported as ErrCorrupt too.
+// file that is not a stream file, has a newer schema, is truncated, or has
+// header fields SQLite would refuse (versions, schema format, a text
+// encoding other than UTF-8) is reported as [ErrCorrupt] and left byte for
+// byte as it is. So is a file
+// that is there but cannot be opened (no permission, a directory in its
+// place, or in place of its -wal): unreadable is damage, unlike a missing
+// file (ErrNotFound, or created with Options.Create), running out of
+// descriptors ([ErrTooManyOpen]) and a file another program holds
+// ([ErrLocked]). Damage found later (SQLITE_CORRUPT, SQLITE_NOTADB, or one
+// of the package's statements failing to prepare because the schema is not
+// what the header claims) is reported as ErrCorrupt too. An open that fails leaves no file behind that
+// was not there: it removes the -wal it made, and never checkpoints.
+//
+// A -wal that is not the database's own: the WAL header holds a page size,
+// a checkpoint sequence and two salts, and each frame a checksum chained
+// from them; SQLite replays every frame up to the last valid commit, and
+// nothing in a WAL names the database it belongs to (SQLite even takes the
+// page size from the WAL). A -wal of another SQLite database has its
+// tables, not a stream's, so the open fails as ErrCorrupt before anything
+// is written, and both files stay as they were. A -wal copied from another
+// stream, though, has the same page size and schema and is replayed as if
+// it were the stream's own: the stream opens with that stream's pages on
+// top of its own checkpointed ones, which reads as the other stream's
+// messages or, where the two disagree, as damage. Telling the two apart
+// would need an identity of the stream's file recorded outside the pages a
+// WAL can replace; SQLite's format has no such place, so a closed stream's
+// database and -wal are copied and moved together, never one alone.
+//
+// The stream's config is stored as a JSON object in the meta row, in a
+// format versioned apart from the schema and read tolerantly (see
+// storedConfigVersion in storedconfig.go): fields this version does not
+// know are ignored, logged once per process and written back unchanged by
+// the next config change; a known field with a value it cannot use reads as
+// its default. Only a config that is not a JSON object is damage. A newer
+// schema (tables this code does not know) is damage; a newer config field
+// is not.
 //
 // The -wal file is persistent: a stream keeps it when it closes, so that
 // opening, writing once and closing a stream creates and deletes no file
@@ -82,6 +115,20 @@
 // the WAL hook; handle.go makes those calls on the C library directly,
 // guarded by a test that the handles it uses are the connection's.
 //
+// A full disk (or quota) is [ErrStorageFull]: SQLITE_FULL, which SQLite
+// reports when a write of a page fails with ENOSPC or EDQUOT, an
+// SQLITE_IOERR whose errno is one of those (a failed fsync, truncate or
+// growth of the -wal), and ENOSPC or EDQUOT while creating a stream's file.
+// The failed transaction is rolled back and the stream's counters, config,
+// rate window and expiry deadline are only taken from a transaction that
+// committed, so the stream is as before the call: the next write after
+// space returns gets the next seq, and reads keep working (Inventory too:
+// when its sweep cannot commit it reports the counts as stored). A new
+// stream that cannot be made ready is removed again.
+//
+// Every error about a stream's file names its path, so a caller can log
+// it once without adding it.
+//
 // With sync off, commits use synchronous=NORMAL: an acknowledged write
 // survives a crash of the process, whether it is in the -wal or already
 // checkpointed. With sync on, synchronous=FULL: it also survives losing
@@ -91,7 +138,13 @@
 //
 // Message times are assigned from [Options.Now] and never decrease within a
 // stream, so messages too old for max_age are always a prefix of the stream.
-// Expired messages are never returned by any read; they are removed by one
+// Expired messages (past their TTL, or older than max_age: time < now -
+// max_age) are never returned by any read, whether a sweep has removed them
+// yet or not: [Stream.Get], [Stream.GetKey], [Stream.Read] and [Stream.Keys]
+// filter them in their queries, and [Stream.Inventory] sweeps first and
+// reports the first seq a reader would see (so its count and first seq
+// agree with reads). Only streams with max_age add its condition to their
+// queries; the others run the same queries as without it. They are removed by one
 // timer per stream (no goroutine per stream), armed for the earliest
 // deadline and re-armed after commits, or by [Stream.Sweep]. The same timer
 // writes archive snapshots for tiered storage at most once per

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -42,7 +41,7 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate, blocks: s.blockBuf[:0]}
 	defer func() { s.blockBuf = tx.blocks[:0] }() // reused by the next transaction
 	if err := s.exec("BEGIN IMMEDIATE", nil); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	err = fn(tx)
 	if err == nil {
@@ -53,7 +52,7 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	}
 	if err == nil && tx.cfgDirty {
 		var b []byte
-		if b, err = json.Marshal(tx.cfg); err == nil {
+		if b, err = encodeStoredConfig(tx.cfg, s.cfgExtra); err == nil {
 			err = execOnce(s.conn, "UPDATE meta SET config = ? WHERE id = 1", nil, string(b))
 		}
 	}
@@ -61,13 +60,16 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 		err = s.exec("COMMIT", nil)
 	}
 	if err != nil {
+		// Before the rollback, which may change what the connection
+		// reports.
+		err = s.dbErr(err)
 		if !s.conn.AutocommitEnabled() {
 			if rerr := s.exec("ROLLBACK", nil); rerr != nil {
 				s.opts.Logger.Error("store: rollback failed", "stream", s.path, "err", rerr)
 			}
 		}
 		s.settleQuota(s.m.bytes)
-		return dbErr(err)
+		return err
 	}
 	changed := tx.m != s.m || tx.cfgDirty
 	s.m, s.cfg, s.rate = tx.m, tx.cfg, tx.rate

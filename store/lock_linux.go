@@ -43,7 +43,7 @@ const (
 func lockFile(path string) (*os.File, error) {
 	fd, err := openRW(path)
 	if err != nil {
-		return nil, outOfFiles(err)
+		return nil, openErr(err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: sqlitePendingByte, Len: sqliteLockBytes}

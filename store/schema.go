@@ -225,11 +225,11 @@ func createFile(path string, durable bool) error {
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("store: create %s: %w", path, err)
+		return fmt.Errorf("store: create %s: %w", path, fileErr(err))
 	}
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".new-*")
 	if err != nil {
-		return fmt.Errorf("store: create %s: %w", path, err)
+		return fmt.Errorf("store: create %s: %w", path, fileErr(err))
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
@@ -251,7 +251,7 @@ func createFile(path string, durable bool) error {
 		err = syncDir(dir)
 	}
 	if err != nil {
-		return fmt.Errorf("store: create %s: %w", path, err)
+		return fmt.Errorf("store: create %s: %w", path, fileErr(err))
 	}
 	return nil
 }
@@ -282,18 +282,28 @@ func checkFile(path string) error {
 func inspectFile(path string) (version int, wal bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, false, outOfFiles(err)
+		return 0, false, openErr(err)
 	}
 	defer f.Close()
 	version, wal, _, err = inspectOpen(f, path)
 	return version, wal, err
 }
 
-// outOfFiles marks an error of opening a file for want of descriptors
-// as ErrTooManyOpen, which a budget can act on.
-func outOfFiles(err error) error {
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-		return fmt.Errorf("%w: %v", ErrTooManyOpen, err)
+// openErr marks an error of opening a stream's file (or its -wal): for
+// want of descriptors it is ErrTooManyOpen, which a budget can act on; a
+// file that is there but cannot be opened (no permission, a directory in
+// its place) is unreadable, which is damage: ErrCorrupt. Other errors,
+// fs.ErrNotExist among them, are returned as they are.
+func openErr(err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err
+	}
+	switch errno {
+	case syscall.EMFILE, syscall.ENFILE:
+		return fmt.Errorf("%w: %w", ErrTooManyOpen, err)
+	case syscall.EACCES, syscall.EPERM, syscall.EISDIR:
+		return fmt.Errorf("%w: unreadable: %w", ErrCorrupt, err)
 	}
 	return err
 }
@@ -333,6 +343,19 @@ func checkHeader(path string, h [100]byte, size, walSize int64) error {
 	}
 	if pageSize < 512 || pageSize&(pageSize-1) != 0 {
 		return fmt.Errorf("%w: %s: bad page size", ErrCorrupt, path)
+	}
+	// Fields SQLite refuses with a generic SQL error ("unsupported file
+	// format") at the first statement rather than at the open: the read
+	// and write versions, the schema format number, and the text
+	// encoding, which is UTF-8 in every stream file.
+	if h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2 {
+		return fmt.Errorf("%w: %s: unknown file format version", ErrCorrupt, path)
+	}
+	if f := binary.BigEndian.Uint32(h[44:]); f < 1 || f > 4 {
+		return fmt.Errorf("%w: %s: unknown schema format %d", ErrCorrupt, path, f)
+	}
+	if enc := binary.BigEndian.Uint32(h[56:]); enc != 1 {
+		return fmt.Errorf("%w: %s: text encoding %d is not UTF-8", ErrCorrupt, path, enc)
 	}
 	if id := binary.BigEndian.Uint32(h[68:]); id != applicationID {
 		return fmt.Errorf("%w: %s: not a stream file (application id %#x)", ErrCorrupt, path, id)
@@ -428,9 +451,11 @@ func readRevision(conn *sqlite.Conn) (uint64, error) {
 	return uint64(rev), nil
 }
 
-// dbErr marks SQLite's "this file is damaged" results as ErrCorrupt.
+// dbErr marks SQLite's "this file is damaged" results as ErrCorrupt and
+// its "disk full" result as ErrStorageFull. ([Stream.dbErr] also finds a
+// full disk behind an I/O error.)
 func dbErr(err error) error {
-	if err == nil || errors.Is(err, ErrCorrupt) {
+	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrStorageFull) || errors.Is(err, ErrLocked) {
 		return err
 	}
 	switch sqlite.ErrCode(err).ToPrimary() {
@@ -438,8 +463,62 @@ func dbErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	case sqlite.ResultBusy, sqlite.ResultLocked:
 		return fmt.Errorf("%w: %v", ErrLocked, err)
+	case sqlite.ResultFull:
+		// SQLite's write of a page failed with ENOSPC or EDQUOT.
+		return fmt.Errorf("%w: %v", ErrStorageFull, err)
 	}
 	return fmt.Errorf("store: %w", err)
+}
+
+// noSpace reports whether errno means the disk (or the quota) is full.
+func noSpace(errno syscall.Errno) bool { return errno == syscall.ENOSPC || errno == syscall.EDQUOT }
+
+// fileErr marks an error of the os package for lack of space as
+// ErrStorageFull.
+func fileErr(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) && noSpace(errno) {
+		return fmt.Errorf("%w: %v", ErrStorageFull, err)
+	}
+	return err
+}
+
+// connErr is dbErr for an error of conn, which also finds a full disk
+// behind SQLite's I/O errors (a failed fsync, truncate or growth of the
+// -wal reports SQLITE_IOERR, and the errno only through the connection).
+// A -wal that cannot be opened is marked as openErr marks a file. Call it
+// before anything else runs on conn.
+func connErr(conn *sqlite.Conn, err error) error {
+	if err == nil || conn == nil {
+		return dbErr(err)
+	}
+	switch sqlite.ErrCode(err).ToPrimary() {
+	case sqlite.ResultIOErr:
+		tls, db := rawConn(conn)
+		if noSpace(syscall.Errno(lib.Xsqlite3_system_errno(tls, db))) {
+			return fmt.Errorf("%w: %v", ErrStorageFull, err)
+		}
+	case sqlite.ResultCantOpen:
+		// The -wal, opened at the first read.
+		tls, db := rawConn(conn)
+		errno := syscall.Errno(lib.Xsqlite3_system_errno(tls, db))
+		if e := openErr(errno); e != error(errno) {
+			return fmt.Errorf("%w (%v)", e, err)
+		}
+	}
+	return dbErr(err)
+}
+
+// dbErr is connErr on the stream's connection, naming the stream's path.
+func (s *Stream) dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = connErr(s.conn, err)
+	if !strings.Contains(err.Error(), s.path) {
+		err = fmt.Errorf("%w: %s", err, s.path)
+	}
+	return err
 }
 
 // exec runs one statement, calling fn per row. The statement stays
@@ -466,7 +545,7 @@ func (s *Stream) prep(query string) (*sqlite.Stmt, error) {
 	}
 	st, _, err := s.conn.PrepareTransient(query)
 	if err != nil {
-		return nil, err
+		return nil, prepErr(err)
 	}
 	if s.stmts == nil {
 		s.stmts = make(map[string]*sqlite.Stmt)
@@ -487,12 +566,24 @@ func (s *Stream) finalizeStmts() error {
 	return first
 }
 
+// prepErr marks a failure to prepare one of the package's statements for
+// an error in the SQL (SQLITE_ERROR: "no such table", "no such column")
+// as ErrCorrupt: the statements are fixed and correct for the schema the
+// file's header claims, so only a file whose schema is not that one fails
+// them. It keeps SQLite's error code.
+func prepErr(err error) error {
+	if sqlite.ErrCode(err) == sqlite.ResultError {
+		return fmt.Errorf("%w: the schema is not a stream's: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
 // execOnce is [Stream.exec] for statements that run rarely: they are not kept
 // prepared, since every cached statement costs memory on every open stream.
 func execOnce(conn *sqlite.Conn, query string, fn func(*sqlite.Stmt) error, args ...any) error {
 	st, _, err := conn.PrepareTransient(query)
 	if err != nil {
-		return err
+		return prepErr(err)
 	}
 	defer st.Finalize()
 	bind(st, args)
@@ -557,7 +648,7 @@ func execScript(conn *sqlite.Conn, script string) error {
 		}
 		st, trailing, err := conn.PrepareTransient(script)
 		if err != nil {
-			return err
+			return prepErr(err)
 		}
 		if st != nil {
 			err = step(st, nil)

@@ -72,13 +72,16 @@ type Stream struct {
 	memory     bool
 	closed     bool
 
-	m       meta
-	cfg     Config
-	syncOn  bool // the synchronous mode set on the connection
-	syncSet bool
-	rate    rateWindow
-	held    int64 // bytes reserved from opts.Quota
-	archive archiveState
+	m   meta
+	cfg Config
+	// cfgExtra is what the stored config holds that this code does not
+	// know, kept for the next write of the config (see storedConfig).
+	cfgExtra map[string]json.RawMessage
+	syncOn   bool // the synchronous mode set on the connection
+	syncSet  bool
+	rate     rateWindow
+	held     int64 // bytes reserved from opts.Quota
+	archive  archiveState
 
 	// deadline is the Unix ms at which the next expiry is due (0: none). It
 	// may be early, never late: writes only lower it, sweeps recompute it.
@@ -199,7 +202,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		}
 	}
 	if err := s.applySync(); err != nil {
-		return fail(dbErr(err))
+		return fail(s.dbErr(err))
 	}
 	s.arm()
 	s.mu.Unlock()
@@ -304,7 +307,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	}
 	for _, p := range connPragmas {
 		if err := execScript(conn, p); err != nil {
-			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, connErr(conn, err))
 		}
 	}
 	// The header was checked already (application id, schema version).
@@ -318,11 +321,11 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	}
 	if !wal { // e.g. a copy restored from the archive
 		if err := execScript(conn, "PRAGMA journal_mode=WAL"); err != nil {
-			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
+			return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, connErr(conn, err))
 		}
 	}
 	if err := migrate(conn, version); err != nil {
-		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, dbErr(err))
+		return nil, nil, false, false, fmt.Errorf("store: open %s: migrate: %w", path, connErr(conn, err))
 	}
 	return conn, lockf, newWAL, created, nil
 }
@@ -377,28 +380,33 @@ func (s *Stream) load() error {
 		expires, firstID = columnInt64(st, 6), columnInt64(st, 7)
 		return nil
 	})
-	if sqlite.ErrCode(err) == sqlite.ResultError {
+	if errors.Is(err, ErrCorrupt) && sqlite.ErrCode(err) == sqlite.ResultError {
 		// Only a missing table or column makes this query fail to
-		// prepare on a file whose header was found sound.
+		// prepare on a file whose header was found sound (see prepErr).
 		return fmt.Errorf("%w: %s: missing tables: %v", ErrCorrupt, s.path, err)
 	}
 	if err != nil {
-		return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
+		return fmt.Errorf("store: open %s: %w", s.path, s.dbErr(err))
 	}
 	if !found {
 		return fmt.Errorf("%w: %s: no meta row", ErrCorrupt, s.path)
 	}
-	cfg, err := parseStoredConfig(cfgJSON)
+	sc, err := parseStoredConfig(cfgJSON)
 	if err != nil {
-		return fmt.Errorf("%w: %s: stored config: %v", ErrCorrupt, s.path, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
 	}
+	if (len(sc.unknown) > 0 || len(sc.bad) > 0) && onceFor(&configWarned, s.path) {
+		s.opts.Logger.Warn("store: stored config has fields this version ignores", "stream", s.path, "version", sc.version, "unknown", sc.unknown, "defaulted", sc.bad)
+	}
+	cfg := sc.cfg
+	s.cfgExtra = sc.extra
 	if cfg.MaxAge > 0 {
 		err := execOnce(s.conn, firstTimeQuery, func(st *sqlite.Stmt) error {
 			first = columnInt64(st, 0)
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("store: open %s: %w", s.path, dbErr(err))
+			return fmt.Errorf("store: open %s: %w", s.path, s.dbErr(err))
 		}
 	}
 	if s.memory {
@@ -407,24 +415,6 @@ func (s *Stream) load() error {
 	s.cfg = cfg
 	s.deadline = deadlineOf(cfg, expires, first, firstID)
 	return nil
-}
-
-// defaultConfigJSON is the config a stream created with the defaults
-// stores; most streams have it, and it needs no parsing.
-var defaultConfigJSON = func() string {
-	b, err := json.Marshal(DefaultConfig())
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}()
-
-// parseStoredConfig parses the config JSON of the meta row.
-func parseStoredConfig(s string) (Config, error) {
-	if s == defaultConfigJSON {
-		return DefaultConfig(), nil
-	}
-	return ParseConfigPatch(DefaultConfig(), []byte(s))
 }
 
 // applySync sets the durability of the following commits from the config.
@@ -506,6 +496,22 @@ const msgColumns = "seq, time, key, expires, flags, header, data"
 // has passed is gone for readers even before a sweep removes it.
 const notExpired = "(expires IS NULL OR expires > ?)"
 
+// notTooOld is the condition reads add on a stream with max_age, with
+// the bound of [Stream.ageCutoff]: a message older than max_age is gone
+// for readers even before a sweep removes it (after a reopen, the sweep
+// runs only at the next write or timer call). Streams without max_age do
+// not pay for it: their reads use queries without it.
+const notTooOld = " AND time >= ?"
+
+// ageCutoff is the time of the oldest message max_age keeps at now, the
+// bound the sweep removes below (math.MinInt64 without max_age).
+func (s *Stream) ageCutoff(now int64) int64 {
+	if s.cfg.MaxAge <= 0 {
+		return math.MinInt64
+	}
+	return now - s.cfg.MaxAge
+}
+
 func scanMsg(st *sqlite.Stmt) (*Message, error) {
 	m := &Message{Seq: uint64(st.ColumnInt64(0)), Time: st.ColumnInt64(1)}
 	if !st.ColumnIsNull(2) {
@@ -535,7 +541,12 @@ func (s *Stream) Get(seq uint64) (*Message, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	return s.getOne("SELECT "+msgColumns+" FROM msgs WHERE seq = ? AND "+notExpired, int64(min(seq, math.MaxInt64)), s.nowMs())
+	const q = "SELECT " + msgColumns + " FROM msgs WHERE seq = ? AND " + notExpired
+	now := s.nowMs()
+	if s.cfg.MaxAge > 0 {
+		return s.getOne(q+notTooOld, int64(min(seq, math.MaxInt64)), now, s.ageCutoff(now))
+	}
+	return s.getOne(q, int64(min(seq, math.MaxInt64)), now)
 }
 
 // GetKey returns the message with key, or ErrNotFound.
@@ -544,7 +555,12 @@ func (s *Stream) GetKey(key string) (*Message, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	return s.getOne("SELECT "+msgColumns+" FROM msgs WHERE key = ? AND "+notExpired, key, s.nowMs())
+	const q = "SELECT " + msgColumns + " FROM msgs WHERE key = ? AND " + notExpired
+	now := s.nowMs()
+	if s.cfg.MaxAge > 0 {
+		return s.getOne(q+notTooOld, key, now, s.ageCutoff(now))
+	}
+	return s.getOne(q, key, now)
 }
 
 func (s *Stream) getOne(query string, args ...any) (*Message, error) {
@@ -554,7 +570,7 @@ func (s *Stream) getOne(query string, args ...any) (*Message, error) {
 		return err
 	}, args...)
 	if err != nil {
-		return nil, dbErr(err)
+		return nil, s.dbErr(err)
 	}
 	if m == nil {
 		return nil, ErrNotFound
@@ -584,11 +600,11 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 	}
 	now := s.nowMs()
 	if err := s.exec("BEGIN", nil); err != nil {
-		return res, dbErr(err)
+		return res, s.dbErr(err)
 	}
 	defer func() {
 		if cerr := s.exec("COMMIT", nil); err == nil && cerr != nil {
-			err = dbErr(cerr)
+			err = s.dbErr(cerr)
 		}
 	}()
 	var sent int
@@ -612,22 +628,22 @@ func (s *Stream) Read(q ReadQuery, fn func(*Message) error) (res ReadResult, err
 		sent++
 		bytes += size
 		return nil
-	}, start, end, q.StartTime, now)
+	}, start, end, max(q.StartTime, s.ageCutoff(now)), now)
 	if fnErr != nil {
 		return res, fnErr
 	}
 	if err != nil && err != errPageFull {
-		return res, dbErr(err)
+		return res, s.dbErr(err)
 	}
 	if next == 0 {
 		return res, nil
 	}
 	res.NextSeq = next
 	// Times never go backwards, so every message from next on also has
-	// time >= q.StartTime: the pending ones are the live messages of the
-	// seq range [next, end].
+	// time >= q.StartTime and is young enough for max_age: the pending
+	// ones are the live messages of the seq range [next, end].
 	res.NumPending, err = s.countRange(int64(next), min(end, int64(s.m.lastSeq)), now)
-	return res, dbErr(err)
+	return res, s.dbErr(err)
 }
 
 // countRange counts the messages with seq in [first, last] that have not
@@ -678,16 +694,23 @@ func (s *Stream) Keys(after string, limit int) ([]string, bool, error) {
 	defer s.mu.Unlock()
 	keys := []string{}
 	more := false
-	err := s.exec("SELECT key FROM msgs WHERE key > ? AND "+notExpired+" ORDER BY key LIMIT ?", func(st *sqlite.Stmt) error {
+	add := func(st *sqlite.Stmt) error {
 		if len(keys) == limit {
 			more = true
 			return nil
 		}
 		keys = append(keys, st.ColumnText(0))
 		return nil
-	}, after, s.nowMs(), limit+1)
+	}
+	const q = "SELECT key FROM msgs WHERE key > ? AND " + notExpired
+	var err error
+	if now := s.nowMs(); s.cfg.MaxAge > 0 {
+		err = s.exec(q+notTooOld+" ORDER BY key LIMIT ?", add, after, now, s.ageCutoff(now), limit+1)
+	} else {
+		err = s.exec(q+" ORDER BY key LIMIT ?", add, after, now, limit+1)
+	}
 	if err != nil {
-		return nil, false, dbErr(err)
+		return nil, false, s.dbErr(err)
 	}
 	return keys, more, nil
 }
@@ -699,7 +722,9 @@ func (s *Stream) Inventory() (Inventory, error) {
 		return Inventory{}, err
 	}
 	defer s.mu.Unlock()
-	if err := s.sweepIfDue(); err != nil {
+	// On a full disk the sweep cannot commit; the inventory is a read and
+	// still answers, with the counts as stored.
+	if err := s.sweepIfDue(); err != nil && !errors.Is(err, ErrStorageFull) {
 		return Inventory{}, err
 	}
 	inv := Inventory{
@@ -709,12 +734,16 @@ func (s *Stream) Inventory() (Inventory, error) {
 		Revision: s.m.revision,
 		Limits:   s.cfg.NonDefault(),
 	}
-	err := s.exec("SELECT seq FROM msgs WHERE "+notExpired+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
+	// The sweep above removed what had expired, unless the clock moved
+	// past a deadline since; the first seq is the first one readers see
+	// either way.
+	now := s.nowMs()
+	err := s.exec("SELECT seq FROM msgs WHERE "+notExpired+notTooOld+" ORDER BY seq LIMIT 1", func(st *sqlite.Stmt) error {
 		inv.FirstSeq = uint64(st.ColumnInt64(0))
 		return nil
-	}, s.nowMs())
+	}, now, s.ageCutoff(now))
 	if err != nil {
-		return Inventory{}, dbErr(err)
+		return Inventory{}, s.dbErr(err)
 	}
 	return inv, nil
 }
@@ -747,10 +776,10 @@ func (s *Stream) Trim() error {
 		}
 	}
 	if err := s.finalizeStmts(); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	if err := execScript(s.conn, "PRAGMA shrink_memory"); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	releaseCStack(s.conn)
 	return nil
@@ -798,7 +827,7 @@ func (s *Stream) SetConfig(c Config) (Config, error) {
 		return tx.setConfig(c)
 	})
 	if err == nil {
-		err = dbErr(s.applySync())
+		err = s.dbErr(s.applySync())
 	}
 	s.mu.Unlock()
 	if err != nil {

@@ -90,7 +90,7 @@ func (s *Stream) recomputeDeadline() error {
 		return nil
 	})
 	if err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	s.deadline = deadlineOf(s.cfg, expires, first, firstID)
 	return nil
@@ -222,7 +222,7 @@ func (s *Stream) checkpoint(truncate bool) error {
 		mode = "TRUNCATE"
 	} else if !s.walLimitSet {
 		if err := execScript(s.conn, walLimitPragma); err != nil {
-			return dbErr(err)
+			return s.dbErr(err)
 		}
 		s.walLimitSet = true
 	}
@@ -231,7 +231,7 @@ func (s *Stream) checkpoint(truncate bool) error {
 		busy = st.ColumnInt64(0)
 		return nil
 	}); err != nil {
-		return dbErr(err)
+		return s.dbErr(err)
 	}
 	if busy == 0 {
 		s.walFrames = 0

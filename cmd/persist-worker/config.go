@@ -58,10 +58,13 @@ type config struct {
 	MaxStreamsPerNamespace int
 	MaxStreams             int
 	MemoryQuota            byteSize
+	MaxWait                time.Duration
 
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+
+	InstanceCheckInterval time.Duration
 
 	// Filled in by validation.
 	listenHost string
@@ -78,7 +81,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server (port 0 picks a free port); ignored with --nats-url")
 	fs.StringVar(&cfg.Prefix, "prefix", subjects.DefaultPrefix, "first `token`(s) of every subject the worker serves and publishes")
 	fs.StringVar(&cfg.Name, "name", "persist", "service `name` shown by 'nats micro ls'")
-	fs.StringVar(&cfg.QueueGroup, "queue-group", "persist", "queue `group` of the request subscriptions; workers in one group share the requests")
+	fs.StringVar(&cfg.QueueGroup, "queue-group", "persist", "queue `group` of the request subscriptions. Reserved for partitioned workers to come: one worker serves a prefix today (a second one is refused, see --instance-check-interval), so the group changes nothing yet")
 	fs.StringVar(&cfg.Creds, "nats-creds", "", "NATS credentials `file` (JWT and nkey seed) for --nats-url")
 	fs.StringVar(&cfg.NKey, "nats-nkey", "", "`file` holding an nkey seed to authenticate with at --nats-url")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM `file` of the CA(s) that sign the server's certificate")
@@ -97,10 +100,21 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxStreams, "max-streams", 0, "most streams in all, memory streams included; 0: unlimited (counted from disk on the first creation, never at start-up)")
 	cfg.MemoryQuota = 1 << 30
 	fs.Var(&cfg.MemoryQuota, "memory-quota", "memory-stream `bytes` in all (a number, or with a suffix: 512MiB, 1GiB, 2GB)")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Second, "answer 429 overloaded, without applying it, a request that waited longer than this `duration` in the worker; 0: no bound")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "least log `level`: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight and for closing the streams")
+	fs.DurationVar(&cfg.InstanceCheckInterval, "instance-check-interval", 10*time.Second, "how often to look for another live worker serving --prefix (also checked at start and at every reconnect); of two, the one started later stops with an error")
 	return fs
+}
+
+// maxWait is --max-wait as broker.Options.MaxWait takes it, where 0 is
+// the default and a negative value no bound.
+func (c *config) maxWait() time.Duration {
+	if c.MaxWait <= 0 {
+		return -1
+	}
+	return c.MaxWait
 }
 
 // parseConfig fills a config from the environment and args, as
@@ -168,6 +182,7 @@ func (c *config) validate() error {
 		{"--trim-delay", c.TrimDelay, 1},
 		{"--memory-idle-timeout", c.MemoryIdleTimeout, 0},
 		{"--shutdown-timeout", c.ShutdownTimeout, 1},
+		{"--instance-check-interval", c.InstanceCheckInterval, 1},
 	} {
 		if d.v < d.min {
 			if d.min == 0 {
@@ -266,6 +281,22 @@ func printUsage(w io.Writer) {
 Serves durable, SQLite-backed message streams over NATS. Without
 --nats-url it runs an embedded NATS server on --listen (no authentication:
 keep it on a trusted address); with --nats-url it joins that deployment.
+
+At start it checks, before serving anything, that --data, --archive and
+--backup are writable, takes an exclusive lock on --data (a second worker
+on the same directory fails at once, naming the holder's pid), and asks
+the NATS services ($SRV.INFO) whether another live worker already serves
+--prefix: if one does, it refuses to start, naming it. Two workers on one
+prefix would split every stream's requests; the check is repeated every
+--instance-check-interval and at every reconnect, and of two workers that
+found each other late, the one started later stops.
+
+On SIGINT/SIGTERM it answers what is in flight, closes every stream and
+exits 0. With NATS unreachable nothing can be answered: it closes every
+stream at once, without waiting for --shutdown-timeout, and exits 0 (every
+acknowledged write is on disk; requests received but not yet applied are
+not applied). Exit status: 0 stopped cleanly, 1 failed (a start-up check,
+another worker on the prefix, NATS closed for good), 2 bad command line.
 `)
 }
 

@@ -94,7 +94,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MaxStreamsPerNamespace: cfg.MaxStreamsPerNamespace,
 		MaxStreams:             cfg.MaxStreams,
 		MemoryQuota:            int64(cfg.MemoryQuota),
+		MaxWait:                cfg.maxWait(),
 		Logger:                 logger,
+		InstanceCheckInterval:  cfg.InstanceCheckInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
@@ -119,6 +121,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	case <-closed:
 		runErr = fmt.Errorf("NATS connection closed for good: %v", nc.LastError())
 		logger.Error("NATS connection closed for good; shutting down", "err", nc.LastError())
+	case runErr = <-b.Conflict():
+		// The broker logged the other worker and stopped taking requests.
+		logger.Error("shutting down: another worker serves the prefix", "err", runErr)
 	}
 
 	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
