@@ -147,14 +147,11 @@ func discover(nc *nats.Conn, subj string, limit int) ([]*nats.Msg, error) {
 	wait := discoverWait
 	for len(msgs) < limit {
 		m, err := sub.NextMsg(wait)
-		if errors.Is(err, nats.ErrTimeout) {
-			break
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+			break // nats.go reports "no responders" (no service at all) as an error
 		}
 		if err != nil {
 			return nil, err
-		}
-		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-			break // no responders: no service at all
 		}
 		msgs = append(msgs, m)
 		if wait = min(discoverStall, time.Until(deadline)); wait <= 0 {
