@@ -3,8 +3,10 @@ package integration
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -112,6 +114,18 @@ func exhaustShedFigures(data map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// exhaustSlowConsumers is the worker's own count of slow-consumer events
+// on its subscriptions, and whether its stats report one at all.
+func exhaustSlowConsumers(data map[string]any) (n float64, ok bool) {
+	for k, v := range data {
+		if strings.Contains(k, "slow") {
+			f, _ := v.(float64)
+			n, ok = n+f, true
+		}
+	}
+	return n, ok
 }
 
 // exhaustSampler samples the worker's RSS and its open-stream counts
@@ -419,6 +433,56 @@ func (p *exhaustPipe) outstanding() int {
 	return len(p.waiting)
 }
 
+// exhaustItems is the body of a setmany of n items of size bytes each,
+// with msg ids tag-0 … tag-(n-1) and data starting with the same.
+func exhaustItems(tag string, n, size int) []byte {
+	var b strings.Builder
+	b.WriteByte('[')
+	pad := strings.Repeat("x", size)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		id := tag + "-" + strconv.Itoa(i)
+		data := (id + " " + pad)[:max(size, len(id))]
+		fmt.Fprintf(&b, `{"data":%q,"msg_id":%q}`, base64.StdEncoding.EncodeToString([]byte(data)), id)
+	}
+	b.WriteByte(']')
+	return []byte(b.String())
+}
+
+// exhaustPage requests one getall page and reads it to its end: true
+// for a whole page, false for a 429 overloaded. Anything else fails.
+func exhaustPage(tb testing.TB, nc *nats.Conn, subject string, body []byte) bool {
+	tb.Helper()
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		tb.Fatal(err)
+	}
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		m, err := sub.NextMsg(5 * time.Minute)
+		if err != nil {
+			tb.Fatalf("getall %s: %v", subject, err)
+		}
+		switch r := exhaustReason(m); {
+		case r == "overloaded":
+			return false
+		case r != "ok":
+			tb.Fatalf("getall %s: %s %s", subject, r, m.Data)
+		case m.Header.Get("Persist-End") != "":
+			return true
+		}
+	}
+}
+
 // exhaustCount is the number of streams under prefix, paging through list.
 func exhaustCount(tb testing.TB, c *client.Client, prefix string) int {
 	tb.Helper()
@@ -637,17 +701,14 @@ func TestExhaust_SlowConsumer(t *testing.T) {
 	}
 	slowBefore := s.NumSlowConsumers()
 
-	// The worker answers every page of the lazy client (identical pages:
-	// all start at seq 1), and the server gives up on the raw one. The
-	// pages of one stream are answered in order, so a normal client
-	// reading it after them gets the whole stream once they are sent.
-	waitFor(t, 10*time.Minute, func() bool { return s.NumSlowConsumers() > slowBefore })
-	want := pages * (len(perPage) + 1)
-	waitFor(t, 10*time.Minute, func() bool {
-		n, _, _ := lazySub.Pending()
-		d, _ := lazySub.Dropped()
-		return n+d >= want
-	})
+	// The worker answers every page request, a page or 429 overloaded if
+	// it waited longer than --max-wait, in order for one stream: once a
+	// later request of the stream gets its page, all before it were
+	// answered.
+	sentinels := 0
+	for answered := false; !answered; sentinels++ {
+		answered = exhaustPage(t, nc, "persist.api.getall.slow.big", body)
+	}
 	if got := len(readAll(t, big)); got != msgs {
 		t.Errorf("a reading client got %d messages, want %d", got, msgs)
 	}
@@ -659,7 +720,9 @@ func TestExhaust_SlowConsumer(t *testing.T) {
 	}
 	dropped, _ := lazySub.Dropped()
 	figures := sampler.figures()
-	figures["pages_requested"], figures["page_msgs"] = 2*pages, len(perPage)
+	lazyGot, _, _ := lazySub.Pending()
+	figures["pages_requested"], figures["page_msgs"], figures["sentinels"] = 2*pages, len(perPage), sentinels
+	figures["lazy_client_received"] = lazyGot + dropped
 	figures["lazy_client_dropped"], figures["server_slow_consumers"] = dropped, s.NumSlowConsumers()-slowBefore
 	figures["bystander_ok"] = other.ok.Load()
 	if d, _, err := exhaustStats(nc, "getall"); err == nil {
@@ -684,12 +747,19 @@ func TestExhaust_DistinctStreams(t *testing.T) {
 	// 16 namespaces, then a get of it.
 	var tally exhaustTally
 	var wg sync.WaitGroup
-	stop := time.Now().Add(duration)
+	// For duration, and on until the quota is reached (however slow the
+	// machine), within a generous limit.
+	stop, limit := time.Now().Add(duration), time.Now().Add(duration+5*time.Minute)
+	running := func() bool {
+		now := time.Now()
+		return now.Before(stop) || tally.get("set_too_many_streams") == 0 && now.Before(limit)
+	}
+	start := time.Now()
 	for range 8 {
 		nc := connect(t, s.ClientURL())
 		for range 8 {
 			wg.Go(func() {
-				for time.Now().Before(stop) {
+				for running() {
 					stream := fmt.Sprintf("ns%d.s%x", rand.IntN(16), rand.Uint64())
 					m, err := nc.Request("persist.api.set."+stream, []byte("x"), 30*time.Second)
 					if err != nil {
@@ -715,7 +785,7 @@ func TestExhaust_DistinctStreams(t *testing.T) {
 	other.check(t)
 	files := len(dbFiles(t, data))
 	figures := tally.into(sampler.figures(), "replies")
-	figures["max_streams"], figures["stream_files"], figures["seconds"] = maxStreams, files, duration.Seconds()
+	figures["max_streams"], figures["stream_files"], figures["seconds"] = maxStreams, files, time.Since(start).Seconds()
 	figures["memory_budget_mib"], figures["bystander_ok"] = budget>>20, other.ok.Load()
 	report(t, "exhaust_distinct_streams", figures)
 
@@ -731,4 +801,201 @@ func TestExhaust_DistinctStreams(t *testing.T) {
 	if n, what := tally.except("set_ok", "get_ok", "set_too_many_streams", "set_overloaded"); n > 0 {
 		t.Errorf("unexpected outcomes: %s", what)
 	}
+}
+
+// exhaustBatch is one setmany of a flood writer, retried with the same
+// msg ids until acknowledged or the flood ends.
+type exhaustBatch struct {
+	id       string
+	items    int
+	attempts int
+	acked    bool // an attempt was answered ok within the client's timeout
+	lateOK   bool // an attempt was answered ok after the client gave up
+}
+
+// exhaustFlood runs writers sending items-item setmany requests of size
+// bytes each to one stream with a client timeout, for d, against a worker
+// with --max-wait maxWait (0: its default, 5 s), and reports what the
+// worker answered and stored.
+func exhaustFlood(t *testing.T, name string, writers, items, size int, timeout, d, maxWait time.Duration) {
+	var args []string
+	if maxWait > 0 {
+		args = []string{"--max-wait", maxWait.String()}
+	} else {
+		maxWait = 5 * time.Second
+	}
+	s, w, _ := exhaustWorker(t, args...)
+	nc := connect(t, s.ClientURL())
+	sampler := exhaustSample(t, nc, w)
+	const stream = "flood.s"
+
+	var mu sync.Mutex
+	var batches []*exhaustBatch
+	var tally exhaustTally      // per attempt: ok, overloaded, …, timeout; late_<reason>
+	var lateOKMax time.Duration // the longest a request applied late took to be answered
+	late := func(c *exhaustCall, m *nats.Msg) {
+		r := exhaustReason(m)
+		tally.add("late_"+r, 1)
+		if c == nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if r == "ok" {
+			c.tag.(*exhaustBatch).lateOK = true
+			lateOKMax = max(lateOKMax, time.Since(c.sent))
+		}
+	}
+	pipes := make([]*exhaustPipe, 8)
+	for i := range pipes {
+		pipes[i] = exhaustNewPipe(t, s.ClientURL(), late)
+	}
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for wr := range writers {
+		p := pipes[wr%len(pipes)]
+		wg.Go(func() {
+			for n := 0; time.Now().Before(stop); n++ {
+				b := &exhaustBatch{id: fmt.Sprintf("w%d-b%d", wr, n), items: items}
+				mu.Lock()
+				batches = append(batches, b)
+				mu.Unlock()
+				body := exhaustItems(b.id, items, size)
+				for !b.acked && time.Now().Before(stop) {
+					mu.Lock()
+					b.attempts++
+					mu.Unlock()
+					c, err := p.send("persist.api.setmany."+stream, body, b)
+					if err != nil {
+						tally.add("publish_error", 1)
+						time.Sleep(100 * time.Millisecond)
+						continue
+					}
+					m := p.wait(c, timeout)
+					if m == nil {
+						tally.add("timeout", 1)
+						continue // retried at once, with the same msg ids
+					}
+					r := exhaustReason(m)
+					tally.add(r, 1)
+					if r == "ok" {
+						mu.Lock()
+						b.acked = true
+						mu.Unlock()
+					} else {
+						time.Sleep(100 * time.Millisecond) // back off after 429
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Every request is answered, late or not.
+	unanswered := 0
+	deadline := time.Now().Add(time.Minute)
+	for _, p := range pipes {
+		for p.outstanding() > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		unanswered += p.outstanding()
+	}
+	sampler.finish()
+	stats, _, statsErr := exhaustStats(nc, "setmany")
+
+	// What was stored, by batch.
+	stored := map[string]int{}
+	storedItems, duplicates := 0, 0
+	seen := map[string]bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for m, err := range client.New(nc).Stream(stream).GetAll(ctx, client.Query{MaxMsgs: 10000}) {
+		if err != nil {
+			t.Fatalf("GetAll error = %v", err)
+		}
+		id, _, _ := strings.Cut(string(m.Data), " ")
+		if seen[id] {
+			duplicates++
+		}
+		seen[id] = true
+		batch := id[:strings.LastIndexByte(id, '-')]
+		stored[batch]++
+		storedItems++
+	}
+	ackedItems, unackedStored, silent, partial, neverAcked := 0, 0, 0, 0, 0
+	for _, b := range batches {
+		n := stored[b.id]
+		if n != 0 && n != b.items {
+			partial++
+		}
+		switch {
+		case b.acked:
+			ackedItems += b.items
+		case n > 0 && b.lateOK:
+			unackedStored += n
+		case n > 0:
+			silent += n
+		default:
+			neverAcked++
+		}
+	}
+	figures := tally.into(sampler.figures(), "replies")
+	for k, v := range exhaustShedFigures(stats) {
+		figures[k] = v
+	}
+	figures["writers"], figures["items_per_request"], figures["timeout_ms"] = writers, items, timeout.Milliseconds()
+	figures["seconds"], figures["batches"], figures["unanswered"] = d.Seconds(), len(batches), unanswered
+	figures["items_acked"], figures["items_stored"] = ackedItems, storedItems
+	figures["stored_unacked_items"], figures["stored_silently_items"] = unackedStored, silent
+	figures["duplicates"], figures["late_ok_latency_max_ms"] = duplicates, lateOKMax.Milliseconds()
+	figures["max_wait_ms"] = maxWait.Milliseconds()
+	report(t, name, figures)
+
+	if statsErr != nil {
+		t.Errorf("stats: %v", statsErr)
+	}
+	if unanswered > 0 {
+		t.Errorf("%d requests never answered", unanswered)
+	}
+	if n, ok := exhaustSlowConsumers(stats); !ok || n > 0 {
+		t.Errorf("slow-consumer count %v (reported: %v), want 0", n, ok)
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(stats)), func(k string) bool { return strings.Contains(k, "shed") }) {
+		t.Errorf("stats report no shed count: %v", stats)
+	}
+	// A write is stored only when an attempt was answered ok, in time or
+	// after the client gave up; never silently, never twice, never half.
+	if silent > 0 || duplicates > 0 || partial > 0 {
+		t.Errorf("stored without any ok reply: %d items; duplicates %d; partly stored batches %d", silent, duplicates, partial)
+	}
+	// A request is applied only if it waited at most maxWait; then comes
+	// its group's commit. Being answered far later means it was applied
+	// long after its client gave up, which --max-wait is there to stop.
+	if bound := maxWait + 10*time.Second; lateOKMax > bound {
+		t.Errorf("a write was acknowledged %v after it was sent, past --max-wait %v and a commit", lateOKMax, maxWait)
+	}
+	if ackedItems > storedItems {
+		t.Errorf("%d items acknowledged but %d stored", ackedItems, storedItems)
+	}
+}
+
+func TestExhaust_Flood(t *testing.T) {
+	d := pick(20*time.Second, 60*time.Second)
+	// The operator's setting: --max-wait below the clients' timeout, so
+	// that what waited too long is refused before the client gives up.
+	t.Run("100x2s", func(t *testing.T) {
+		exhaustFlood(t, "flood_100x2s", 64, 100, 1000, 2*time.Second, d, time.Second)
+	})
+	t.Run("500x1s", func(t *testing.T) {
+		exhaustFlood(t, "flood_500x1s", 64, 500, 1000, time.Second, d, 500*time.Millisecond)
+	})
+	if !longMode {
+		return
+	}
+	// The default --max-wait (5 s) is longer than these clients wait.
+	t.Run("100x2s_default", func(t *testing.T) {
+		exhaustFlood(t, "flood_100x2s_default_max_wait", 64, 100, 1000, 2*time.Second, d, 0)
+	})
+	t.Run("500x1s_default", func(t *testing.T) {
+		exhaustFlood(t, "flood_500x1s_default_max_wait", 64, 500, 1000, time.Second, d, 0)
+	})
 }
