@@ -203,8 +203,8 @@ type Broker struct {
 
 	damaged sync.Map // stream -> struct{}: damaged files already logged
 
-	slowLogged atomic.Int64  // when slow consumers were last logged, Unix ns
-	slowSince  atomic.Uint64 // slow-consumer events counted up to that line
+	slowLog     logEvery // slow consumers
+	badReplyLog logEvery // requests with a reply subject under the prefix
 }
 
 // New validates opts, registers the micro service on nc and starts serving.
@@ -567,6 +567,9 @@ func (b *Broker) waitDrained(ctx, live context.Context) {
 // arrival order. A get on an open idle stream is answered right here.
 func (b *Broker) handle(req micro.Request) {
 	reply := req.Reply()
+	if b.badReply(req.Subject(), reply) {
+		return
+	}
 	var op, name string
 	var err error
 	defer func() {
@@ -602,11 +605,33 @@ func (b *Broker) handle(req micro.Request) {
 // (<prefix>.api.<op>), known operation or not: 400 invalid_stream.
 func (b *Broker) handleNoStream(req micro.Request) {
 	b.eps[noStream].sawRequest(req)
+	if b.badReply(req.Subject(), req.Reply()) {
+		return
+	}
 	desc := "the subject names no stream"
 	if op := strings.TrimPrefix(req.Subject(), b.prefix+".api."); !subjects.ValidOp(op) {
 		desc = "unknown operation and no stream"
 	}
 	b.replyError(noStream, "", req.Reply(), subjects.ErrInvalidStream.WithDescription(desc))
+}
+
+// badReply reports whether a request names a reply subject under the
+// worker's own prefix, and then refuses it unanswered and unapplied: the
+// worker's reply would be published there as a request of another stream
+// or as an event, with the worker's permissions, so that a client allowed
+// only its own streams could write into, or fake events of, any other. A
+// NATS user's reply subject is an inbox; the worker counts such requests
+// in its stats and logs them at most once per interval.
+func (b *Broker) badReply(subject, reply string) bool {
+	if len(reply) <= len(b.prefix) || reply[len(b.prefix)] != '.' || reply[:len(b.prefix)] != b.prefix {
+		return false
+	}
+	total := b.stats.badReplies.Add(1)
+	if since, ok := b.badReplyLog.due(total); ok {
+		b.log.Warn("requests refused: their reply subject is under the worker's prefix",
+			"requests", since, "requests_total", total, "subject", subject, "reply", reply)
+	}
+	return true
 }
 
 // requestSize is what a request holds while it waits in a queue, counted

@@ -148,7 +148,7 @@ func discover(nc *nats.Conn, subj string, limit int) ([]*nats.Msg, error) {
 	for len(msgs) < limit {
 		m, err := sub.NextMsg(wait)
 		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
-			break // no (more) replies; no responders: no service at all
+			break // no (more) replies; nats.go reports "no responders" (no service at all) as an error
 		}
 		if err != nil {
 			return nil, err

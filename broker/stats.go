@@ -23,6 +23,7 @@ type counters struct {
 	maxBatch                        atomic.Uint64
 	overloaded, shed                atomic.Uint64
 	slowConsumers                   atomic.Uint64
+	badReplies                      atomic.Uint64
 	wait                            waitHistogram
 }
 
@@ -50,6 +51,7 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		Overloaded:        b.stats.overloaded.Load(),
 		Shed:              b.stats.shed.Load(),
 		SlowConsumers:     b.stats.slowConsumers.Load(),
+		BadReplies:        b.stats.badReplies.Load(),
 		WaitP50:           millis(p50),
 		WaitP99:           millis(p99),
 		WaitMax:           millis(maxWait),
@@ -87,6 +89,7 @@ type Stats struct {
 	Overloaded        uint64  `json:"overloaded"`     // requests answered 429 overloaded, all endpoints
 	Shed              uint64  `json:"shed"`           // of them, refused for waiting longer than Options.MaxWait
 	SlowConsumers     uint64  `json:"slow_consumers"` // times a subscription of the connection dropped messages
+	BadReplies        uint64  `json:"bad_replies"`    // requests refused for a reply subject under the prefix
 	WaitP50           float64 `json:"wait_p50_ms"`    // time requests waited in the worker before being applied, since start
 	WaitP99           float64 `json:"wait_p99_ms"`
 	WaitMax           float64 `json:"wait_max_ms"`
@@ -179,12 +182,10 @@ func (b *Broker) AsyncError(sub *nats.Subscription, err error) bool {
 		return false
 	}
 	total := b.stats.slowConsumers.Add(1)
-	now := time.Now().UnixNano()
-	last := b.slowLogged.Load()
-	if now-last < int64(slowLogInterval) || !b.slowLogged.CompareAndSwap(last, now) {
+	since, ok := b.slowLog.due(total)
+	if !ok {
 		return true
 	}
-	since := total - b.slowSince.Swap(total)
 	subject, dropped := "", 0
 	if sub != nil {
 		subject = sub.Subject
@@ -193,6 +194,24 @@ func (b *Broker) AsyncError(sub *nats.Subscription, err error) bool {
 	b.log.Warn("slow consumer: NATS dropped messages the worker could not take in time",
 		"events", since, "events_total", total, "subject", subject, "dropped", dropped)
 	return true
+}
+
+// logEvery lets a line about frequent events be logged at most once per
+// slowLogInterval, with the number of events since the last line.
+type logEvery struct {
+	last  atomic.Int64  // when the line was last logged, Unix ns
+	since atomic.Uint64 // events counted up to that line
+}
+
+// due reports whether a line about total events so far is due, and how
+// many events happened since the last one.
+func (l *logEvery) due(total uint64) (uint64, bool) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(slowLogInterval) || !l.last.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	return total - l.since.Swap(total), true
 }
 
 // waitBuckets is the number of buckets of a waitHistogram: 4 per power
