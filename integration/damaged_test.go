@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,10 +16,6 @@ import (
 	"github.com/nats-persist/persist/client"
 	"zombiezen.com/go/sqlite"
 )
-
-// faultUID is the unprivileged user the damaged-file worker runs as when
-// the test runs as root, who could read a file of mode 000.
-const faultUID = 65534
 
 // faultDamage is one way a stream file can be damaged: damage is applied
 // to the file at path of a stream of msgs messages of size bytes each,
@@ -242,61 +236,21 @@ var faultDamagedRequests = []struct{ op, body string }{
 	{"destroy", ``},
 }
 
-// faultUnprivileged prepares root, which holds the data directory, for a
-// worker run as faultUID: the directories are traversable and the data
-// directory is that user's. It returns the worker binary to run (a copy
-// the user may execute), the process attributes and a TMPDIR for it.
-func faultUnprivileged(tb testing.TB, root, data string) (bin string, attr *syscall.SysProcAttr, tmp string) {
+// faultNoBypass returns the command that runs the worker with args so
+// that file permissions apply to it. Root reads a file of any mode: then
+// the worker runs under util-linux's setpriv without the two capabilities
+// that let root ignore permissions (CAP_DAC_OVERRIDE and
+// CAP_DAC_READ_SEARCH), still as root, so that it reaches its data
+// wherever the test's TMPDIR is.
+func faultNoBypass(tb testing.TB, args ...string) *exec.Cmd {
 	tb.Helper()
-	bin = filepath.Join(root, "bin", "persist-worker")
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	b, err := os.ReadFile(workerBin)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	tmp = filepath.Join(root, "tmp")
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		tb.Fatal(err)
-	}
 	if os.Geteuid() != 0 {
-		// Not root: mode 000 already keeps the worker out.
-		return bin, nil, tmp
+		return exec.Command(workerBin, args...)
 	}
-	for d := os.TempDir(); ; d = filepath.Dir(d) {
-		if st, err := os.Stat(d); err != nil || st.Mode().Perm()&0o001 == 0 {
-			tb.Fatalf("%s is not traversable by others, so a worker running as uid %d cannot reach its data: set TMPDIR to a directory it can reach (%v)", d, faultUID, err)
-		}
-		if d == filepath.Dir(d) {
-			break
-		}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		tb.Fatalf("the unreadable-file case needs setpriv (util-linux) to run the worker without root's permission bypass: %v", err)
 	}
-	// t.TempDir's directories are private to the test's user.
-	for d := root; d != filepath.Dir(d) && d != os.TempDir(); d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.Chmod(d, st.Mode().Perm()|0o111); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	for _, d := range []string{data, tmp} {
-		err := filepath.WalkDir(d, func(p string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Lchown(p, faultUID, faultUID)
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return bin, &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: faultUID, Gid: faultUID}}, tmp
+	return exec.Command("setpriv", append([]string{"--bounding-set", "-dac_override,-dac_read_search", "--", workerBin}, args...)...)
 }
 
 // TestFault_DamagedFiles damages stream files in every way faultDamages
@@ -356,12 +310,8 @@ func faultCheckDamaged(t *testing.T, cases []faultDamage) {
 		d.damage(t, path)
 		paths[d.name] = path
 	}
-	bin, attr, tmp := faultUnprivileged(t, root, data)
 	before := faultSnapshot(t, damagedDir)
-
-	cmd := exec.Command(bin, "--nats-url", url, "--data", data, "--log-level", "warn", "--idle-timeout", "1s")
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.SysProcAttr = attr
+	cmd := faultNoBypass(t, "--nats-url", url, "--data", data, "--log-level", "warn", "--idle-timeout", "1s")
 	w := faultStart(t, url, cmd)
 
 	// Between any two requests to damaged streams, a healthy stream (old or
