@@ -64,18 +64,17 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 	opts := b.storeOptions(e, true)
 	opts.Config = cfg
 	opts.Memory = memory
-	err = nil
+	// The store makes the stream's directory (a full disk is
+	// store.ErrStorageFull there, whether for the directory or the file).
 	b.dirMu.RLock()
-	if !opts.Memory {
-		err = os.MkdirAll(filepath.Dir(e.path), 0o755)
-	}
-	if err == nil {
-		st, err = store.Open(e.path, opts)
-	}
+	st, err = store.Open(e.path, opts)
 	b.dirMu.RUnlock()
 	if err != nil {
 		if !opts.Memory {
 			b.releaseSlot()
+			// The directories made for it go too: a creation that
+			// failed (on a full disk, say) leaves nothing behind.
+			b.pruneDirs(e.path)
 		}
 		b.releaseStream(ns)
 		return false, err

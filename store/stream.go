@@ -290,6 +290,8 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		return nil, nil, false, false, err
 	}
 	newWAL = !hasWAL
+	// The returns below zero newWAL before the deferred cleanup reads it.
+	madeWAL := newWAL && !created
 	conn, err := sqlite.OpenConn(streamURI(path), sqlite.OpenReadWrite|sqlite.OpenURI)
 	if err != nil {
 		return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, dbErr(err))
@@ -301,7 +303,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 	defer func() {
 		if err != nil {
 			conn.Close()
-			if newWAL && !created {
+			if madeWAL {
 				os.Remove(path + "-wal") // see Open's fail
 			}
 		}
