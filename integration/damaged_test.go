@@ -312,7 +312,7 @@ func faultCheckDamaged(t *testing.T, cases []faultDamage) {
 	}
 	before := faultSnapshot(t, damagedDir)
 	cmd := faultNoBypass(t, "--nats-url", url, "--data", data, "--log-level", "warn", "--idle-timeout", "1s")
-	w := faultStart(t, url, cmd)
+	w := startWorkerCmd(t, url, cmd)
 
 	// Between any two requests to damaged streams, a healthy stream (old or
 	// new, in the same namespace or not) is written and read.

@@ -199,7 +199,7 @@ func TestFault_DiskFull(t *testing.T) {
 	url := s.ClientURL()
 	ns := faultTmpfs(t, "size="+strconv.Itoa(faultTmpfsSize))
 	start := func() *worker {
-		return faultStart(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn", "--idle-timeout", "1s"))
+		return startWorkerCmd(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn", "--idle-timeout", "1s"))
 	}
 	w := start()
 	c := client.New(connect(t, url), client.WithTimeout(20*time.Second))
@@ -414,7 +414,7 @@ func TestFault_InodesFull(t *testing.T) {
 	s := runServer(t, -1)
 	url := s.ClientURL()
 	ns := faultTmpfs(t, "size=16m,nr_inodes=64")
-	faultStart(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn"))
+	startWorkerCmd(t, url, ns.command(workerBin, "--nats-url", url, "--data", ns.dir, "--log-level", "warn"))
 	c := client.New(connect(t, url), client.WithTimeout(20*time.Second))
 	var acked []ackedWrite
 	st := c.Stream("acme.inodes")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -91,32 +90,6 @@ func faultCall(nc *nats.Conn, op, stream string, hdr nats.Header, body []byte, t
 		}
 		n++
 	}
-}
-
-// faultStart runs cmd, a worker child process (or a program that becomes
-// one), collecting its output, and waits until it answers at url. It is
-// killed at the end of the test if still running.
-func faultStart(tb testing.TB, url string, cmd *exec.Cmd) *worker {
-	tb.Helper()
-	w := &worker{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = w.stderr
-	cmd.Stderr = w.stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	go func() {
-		w.err = cmd.Wait()
-		close(w.done)
-	}()
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		<-w.done
-		if tb.Failed() {
-			tb.Logf("worker output:\n%s", w.stderr.String())
-		}
-	})
-	waitReady(tb, url, w)
-	return w
 }
 
 // faultFile is what faultSnapshot records of one file.

@@ -148,12 +148,19 @@ func startWorker(tb testing.TB, url string, args ...string) *worker {
 // requests at url.
 func spawnWorker(tb testing.TB, url string, args ...string) *worker {
 	tb.Helper()
-	cmd := exec.Command(workerBin, append([]string{"--log-level", "warn"}, args...)...)
+	return startWorkerCmd(tb, url, exec.Command(workerBin, append([]string{"--log-level", "warn"}, args...)...))
+}
+
+// startWorkerCmd runs cmd, a worker child process (or a program that
+// becomes one), collecting its output, and waits until it answers at url.
+// It is killed at the end of the test if still running.
+func startWorkerCmd(tb testing.TB, url string, cmd *exec.Cmd) *worker {
+	tb.Helper()
 	w := &worker{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = w.stderr
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() {
 		w.err = cmd.Wait()
