@@ -33,9 +33,10 @@ func TestProcess_SIGTERMNATSNeverReached(t *testing.T) {
 
 func TestProcess_SIGTERMNATSGone(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	// Random ports, not freePort's: a port free a moment ago may be taken
+	// by a parallel test by the time the server listens.
 	data := t.TempDir()
-	srv := runServer(t, &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	srv := runServer(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
 	w := startChild(t, "--data", data, "--nats-url", srv.ClientURL(), "--shutdown-timeout", longShutdownTimeout)
 	w.logs.wait(t, "persist worker started")
 
@@ -60,7 +61,7 @@ func TestProcess_SIGTERMNATSGone(t *testing.T) {
 	checkStoppedUnreachable(t, w)
 
 	// Every acknowledged write is there after a restart, byte for byte.
-	srv = runServer(t, &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	srv = runServer(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
 	w = startChild(t, "--data", data, "--nats-url", srv.ClientURL())
 	w.logs.wait(t, "persist worker started")
 	nc, err = nats.Connect(srv.ClientURL())

@@ -73,9 +73,9 @@ func TestProcess_SamePrefix(t *testing.T) {
 // 1 naming the other, which keeps serving.
 func TestProcess_SamePrefixJoinedLate(t *testing.T) {
 	t.Parallel()
-	clusterPort := freePort(t)
 	a := runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		ServerName: "a", Cluster: server.ClusterOpts{Name: "c", Host: "127.0.0.1", Port: clusterPort}})
+		ServerName: "a", Cluster: server.ClusterOpts{Name: "c", Host: "127.0.0.1", Port: -1}})
+	clusterPort := a.ClusterAddr().Port
 	bOpts := &server.Options{Host: "127.0.0.1", Port: freePort(t), NoSigs: true, NoLog: true, ServerName: "b"}
 	b := runServer(t, bOpts)
 
