@@ -29,9 +29,13 @@ func serviceID(t *testing.T, nc *nats.Conn, name string) string {
 
 func TestProcess_SamePrefix(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	first := startChild(t, "--data", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	// Port 0: the embedded server picks a free port itself, which no
+	// parallel test can take first.
+	first := startChild(t, "--data", t.TempDir(), "--listen", "127.0.0.1:0")
+	url, _ := first.logs.wait(t, "embedded NATS server listening")["url"].(string)
+	if url == "" {
+		t.Fatalf("no url in the listening line; log:\n%s", first.logs)
+	}
 	first.logs.wait(t, "persist worker started")
 	nc, err := nats.Connect(url)
 	if err != nil {
