@@ -120,7 +120,10 @@
 // worker sends it after the handler returned. A subject that names an
 // operation but no stream (<prefix>.api.<op>, known op or not) is
 // answered 400 invalid_stream by one more endpoint, no_stream, on
-// <prefix>.api.*, which matches no valid request's subject.
+// <prefix>.api.*, which matches no valid request's subject. A request
+// whose reply subject is under the prefix is neither answered nor applied
+// (badReply): the worker publishes replies with its own permissions, so
+// such a reply would arrive as a request of another stream or as an event.
 //
 // # Start-up checks and one worker per prefix
 //
