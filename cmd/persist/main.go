@@ -66,11 +66,6 @@ type terminated struct{ code int }
 // main parses args and runs the verb they name.
 func (c *cli) main(ctx context.Context, args []string) int {
 	app := c.app()
-	if len(args) == 0 {
-		app.UsageWriter(c.stderr)
-		app.Usage(nil)
-		return 2
-	}
 	verb, code, err := c.parse(app, args)
 	if code >= 0 {
 		return code
@@ -113,6 +108,14 @@ func (c *cli) parse(app *kingpin.Application, args []string) (verb string, code 
 	}
 	if err != nil {
 		return verb, -1, err
+	}
+	if verb == "" && !slices.ContainsFunc(ctx.Elements, func(e *kingpin.ParseElement) bool {
+		return e.Clause == app.HelpFlag || e.Clause == app.VersionFlag
+	}) {
+		// No verb is a usage error: the usage goes to stderr, exit 2.
+		app.UsageWriter(c.stderr)
+		app.Usage(nil)
+		return "", 2, nil
 	}
 	verb, err = app.Parse(args)
 	return verb, -1, err

@@ -296,14 +296,14 @@ func (im *importer) flush(ctx context.Context) error {
 		results, err = im.st.SetMany(ctx, im.items)
 	}
 	if err != nil {
-		return im.c.fail(what, fmt.Errorf("lines %d to %d: %w", im.lines[0], im.lines[len(im.lines)-1], err))
+		return im.c.fail(fmt.Sprintf("%s: lines %d to %d", what, im.lines[0], im.lines[len(im.lines)-1]), err)
 	}
 	var first error
 	for i, r := range results {
 		switch {
 		case r.Err != nil:
 			if first == nil {
-				first = im.c.fail(what, fmt.Errorf("line %d: %w", im.lines[i], r.Err))
+				first = im.c.fail(fmt.Sprintf("%s: line %d", what, im.lines[i]), r.Err)
 				if errors.Is(r.Err, subjects.ErrTTLDisabled) {
 					first = fmt.Errorf("%w (allow TTLs with: persist config %s --allow-msg-ttl)", first, im.st.Name())
 				}

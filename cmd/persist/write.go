@@ -147,6 +147,9 @@ func (c *cli) declareDelete(app *kingpin.Application) {
 			}
 		}
 		if all && !force {
+			if !c.isTerminal(c.stdin) {
+				return command.Usagef("delete %s --all: not asking without a terminal: add --force", stream)
+			}
 			if err := c.confirm(fmt.Sprintf("Delete every message of %s?", stream)); err != nil {
 				return err
 			}
@@ -188,12 +191,9 @@ func plural(n int64, word string) string {
 	return word + "s"
 }
 
-// confirm asks question on the terminal and returns nil for yes. Without
-// a terminal it refuses, as a usage error: a script says --force.
+// confirm asks question on the terminal (the caller has checked there is
+// one) and returns nil for yes.
 func (c *cli) confirm(question string) error {
-	if !c.isTerminal(c.stdin) {
-		return command.Usagef("%s Not asking without a terminal: add --force", strings.TrimSuffix(question, "?")+"?")
-	}
 	fmt.Fprintf(c.stderr, "%s [y/N] ", question)
 	line, _ := bufio.NewReader(c.stdin).ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(line)) {
