@@ -327,7 +327,7 @@ type changesAnswer struct {
 // speaks the wire itself until the client has Changes.
 func changesPage(ctx context.Context, nc *nats.Conn, prefix, stream string, rev uint64, timeout time.Duration) (changesAnswer, error) {
 	var a changesAnswer
-	body, err := json.Marshal(map[string]uint64{"after_revision": rev})
+	body, err := json.Marshal(subjects.ChangesRequest{AfterRevision: rev})
 	if err != nil {
 		return a, err
 	}
@@ -339,13 +339,13 @@ func changesPage(ctx context.Context, nc *nats.Conn, prefix, stream string, rev 
 		return a, err
 	}
 	defer sub.Unsubscribe()
-	subj := subjects.APISubject(prefix, "changes", stream)
+	subj := subjects.APISubject(prefix, subjects.OpChanges, stream)
 	if err := nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: body}); err != nil {
 		return a, err
 	}
 	for {
-		if len(a.changes) > client.MaxPageMsgs {
-			return a, fmt.Errorf("more than %d changes without a terminator", client.MaxPageMsgs)
+		if len(a.changes) > subjects.MaxPageMsgs {
+			return a, fmt.Errorf("more than %d changes without a terminator", subjects.MaxPageMsgs)
 		}
 		m, err := sub.NextMsgWithContext(ctx)
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -358,9 +358,7 @@ func changesPage(ctx context.Context, nc *nats.Conn, prefix, stream string, rev 
 			return a, client.ErrNoWorker
 		}
 		if code := m.Header.Get("Nats-Service-Error-Code"); code != "" {
-			var reply struct {
-				Error *subjects.Error `json:"error"`
-			}
+			var reply subjects.ErrorReply
 			if json.Unmarshal(m.Data, &reply) == nil && reply.Error != nil {
 				return a, reply.Error
 			}
@@ -381,9 +379,7 @@ func changesPage(ctx context.Context, nc *nats.Conn, prefix, stream string, rev 
 		}
 		ch := change{Event: ev}
 		if ev.Op == subjects.OpDelete {
-			var keys struct {
-				Keys []string `json:"keys"`
-			}
+			var keys subjects.DeleteEvent
 			_ = json.Unmarshal(m.Data, &keys) // DecodeEvent checked the body
 			ch.keys = keys.Keys
 		}

@@ -120,8 +120,8 @@ func (c *cli) declareImport(app *kingpin.Application) {
 		if err := checkStream(stream); err != nil {
 			return err
 		}
-		if batch < 1 || batch > client.MaxSetMany {
-			return command.Usagef("--batch %d: want 1 to %d", batch, client.MaxSetMany)
+		if batch < 1 || batch > subjects.MaxSetMany {
+			return command.Usagef("--batch %d: want 1 to %d", batch, subjects.MaxSetMany)
 		}
 		in, size := c.stdin, int64(0)
 		if file != "" && file != "-" {

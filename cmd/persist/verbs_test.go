@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/nats-persist/persist/client"
 	"github.com/nats-persist/persist/subjects"
 )

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-persist/persist/client"
 	"github.com/nats-persist/persist/cmd/internal/command"
+	"github.com/nats-persist/persist/subjects"
 )
 
 func (c *cli) declareSet(app *kingpin.Application) {
@@ -268,12 +269,12 @@ func (c *cli) declareConfig(app *kingpin.Application) {
 	cmd.Flag("max-msg-size", "Largest message accepted; -1 unlimited.").PlaceHolder("SIZE").StringVar(&f.maxMsgSize)
 	cmd.Flag("max-msgs-per-second", "Write rate limit in messages; -1 unlimited.").PlaceHolder("N").StringVar(&f.maxMsgsPerSecond)
 	cmd.Flag("max-bytes-per-second", "Write rate limit in bytes; -1 unlimited.").PlaceHolder("SIZE").StringVar(&f.maxBytesPerSecond)
-	cmd.Flag("discard", "When a limit is full: old drops the oldest, new refuses the write.").PlaceHolder("old|new").EnumVar(&f.discard, "old", "new")
+	cmd.Flag("discard", "When a limit is full: old drops the oldest, new refuses the write.").PlaceHolder("old|new").EnumVar(&f.discard, subjects.DiscardOld, subjects.DiscardNew)
 	cmd.Flag("allow-msg-ttl", "Allow set --ttl (--no-allow-msg-ttl forbids it).").IsSetByUser(&f.allowTTLSet).BoolVar(&f.allowTTL)
 	cmd.Flag("duplicate-window", "How long a --msg-id is remembered (2m, 24h).").PlaceHolder("DURATION").StringVar(&f.dupWindow)
 	cmd.Flag("sync", "fsync every commit before replying (--no-sync turns it off).").IsSetByUser(&f.syncSet).BoolVar(&f.sync)
-	cmd.Flag("storage", "file or memory; only when the stream is created.").PlaceHolder("file|memory").EnumVar(&f.storage, "file", "memory")
-	cmd.Flag("compression", "zstd or none.").PlaceHolder("zstd|none").EnumVar(&f.compression, "zstd", "none")
+	cmd.Flag("storage", "file or memory; only when the stream is created.").PlaceHolder("file|memory").EnumVar(&f.storage, subjects.StorageFile, subjects.StorageMemory)
+	cmd.Flag("compression", "zstd or none.").PlaceHolder("zstd|none").EnumVar(&f.compression, subjects.CompressionZstd, subjects.CompressionNone)
 	cmd.Flag("compression-threshold", "Payloads above this size are compressed.").PlaceHolder("SIZE").StringVar(&f.threshold)
 	cmd.Flag("desc", "A description: any JSON (a bare word is taken as a string; null clears it).").PlaceHolder("JSON").StringVar(&f.desc)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
