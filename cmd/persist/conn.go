@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,11 +217,25 @@ func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {
 	opts = append(opts, nats.Name("persist"), nats.Timeout(c.conn.timeout))
 	nc, err = nats.Connect(s.URL, opts...)
 	if err != nil {
-		where := s.URL
+		where := redactURL(s.URL)
 		if name != "" {
 			where += " (context " + name + ")"
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
 	return client.New(nc, client.WithPrefix(c.conn.prefix), client.WithTimeout(c.conn.timeout)), nc, nil
+}
+
+// redactURL hides the user information of server URLs (user:password@
+// or token@), which an error message must not print.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err == nil && u.User != nil {
+			u.User = url.User("xxxxx")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

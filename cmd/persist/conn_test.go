@@ -110,6 +110,12 @@ func TestConnection(t *testing.T) {
 		selectContext(t, filepath.Join(home, ".config"), "home")
 		okRun(t)
 	})
+	t.Run("PasswordNotPrinted", func(t *testing.T) {
+		r := invocation{}.run(ctx, "--server", "nats://app:s3cret@127.0.0.1:1", "--timeout", "1s", "info", "acme")
+		if r.code != 1 || strings.Contains(r.stderr, "s3cret") || !strings.Contains(r.stderr, "nats://xxxxx@127.0.0.1:1") {
+			t.Fatalf("connect error = %q, want the URL without its password", r.stderr)
+		}
+	})
 	t.Run("Unknown", func(t *testing.T) {
 		r := invocation{}.run(ctx, "--context", "nosuch", "info", "acme")
 		if r.code != 2 || !strings.Contains(r.stderr, `unknown context "nosuch"`) {

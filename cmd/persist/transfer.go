@@ -111,7 +111,7 @@ func (c *cli) declareImport(app *kingpin.Application) {
 		batch        int
 		prog         progressFlag
 	)
-	cmd := app.Command("import", "Append the messages of an export (standard input, or FILE) to a stream; running it again stores nothing twice.")
+	cmd := app.Command("import", "Append the messages of an export (standard input, or FILE) to a stream. Each message gets a msg id made from its origin, so running the import again within the stream's duplicate window (2m unless config --duplicate-window says more) stores nothing twice.")
 	cmd.Arg("stream", "Stream name.").Required().StringVar(&stream)
 	cmd.Arg("file", "The export to read; - or none is standard input.").StringVar(&file)
 	cmd.Flag("batch", "Messages per setmany request (at most 1000).").Default("500").IntVar(&batch)

@@ -257,16 +257,12 @@ func TestInfo(t *testing.T) {
 	w.ok(t, "", "set", "acme.docs", "a")
 	w.ok(t, "", "set", "acme.docs", "b")
 	w.ok(t, "", "config", "acme.docs", "--max-msgs", "10")
-	var info struct {
+	type infoJSON struct {
 		Stream string `json:"stream"`
 		client.Inventory
 		Config client.Config `json:"config"`
 	}
-	info = jsonLines[struct {
-		Stream string `json:"stream"`
-		client.Inventory
-		Config client.Config `json:"config"`
-	}](t, w.ok(t, "", "info", "acme.docs", "--json"))[0]
+	info := jsonLines[infoJSON](t, w.ok(t, "", "info", "acme.docs", "--json"))[0]
 	if info.Stream != "acme.docs" || info.Count != 2 || info.FirstSeq != 1 || info.LastSeq != 2 || info.Revision != 3 || info.Config.MaxMsgs != 10 {
 		t.Fatalf("info --json = %+v", info)
 	}

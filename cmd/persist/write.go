@@ -66,6 +66,9 @@ func (c *cli) declareSet(app *kingpin.Application) {
 		}
 		payload := []byte(data)
 		if data == "" || data == "-" {
+			if c.isTerminal(c.stdin) {
+				fmt.Fprintln(c.stderr, "persist: reading the payload from standard input; end it with Ctrl-D")
+			}
 			if payload, err = io.ReadAll(c.stdin); err != nil {
 				return fmt.Errorf("set %s: read standard input: %w", stream, err)
 			}
