@@ -77,7 +77,11 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	}
 	if err := c.verbs[verb](ctx); err != nil {
 		fmt.Fprintf(c.stderr, "persist: %v\n", err)
-		return command.ExitCode(err)
+		code := command.ExitCode(err)
+		if code == 2 {
+			fmt.Fprintf(c.stderr, "Run 'persist %s --help' for usage.\n", verb)
+		}
+		return code
 	}
 	return 0
 }

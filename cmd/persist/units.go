@@ -57,11 +57,23 @@ func parseMillis(s string) (int64, error) {
 	if s == "unlimited" || s == "0" {
 		return 0, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := parseDuration(s)
 	if err != nil || d < 0 {
-		return 0, errors.New("want a duration such as 90s, 10m or 24h, or 0")
+		return 0, errors.New("want a duration such as 90s, 10m, 24h or 30d, or 0")
 	}
 	return d.Milliseconds(), nil
+}
+
+// parseDuration reads a Go duration, or a whole number of days (30d).
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > 100*365 {
+			return 0, errors.New("bad number of days")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // formatSize writes a byte count readably: 1.5 KiB, 3 B.
@@ -86,11 +98,11 @@ func formatMillis(ms int64) string {
 // parseSince reads --since: a duration back from now (1h, 30m) or an
 // RFC 3339 time; it returns Unix ms.
 func parseSince(s string, now time.Time) (int64, error) {
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+	if d, err := parseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d).UnixMilli(), nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UnixMilli(), nil
 	}
-	return 0, errors.New("want a duration back from now (1h, 30m) or a time such as 2026-01-02T15:04:05Z")
+	return 0, errors.New("want a duration back from now (30m, 1h, 7d) or a time such as 2026-01-02T15:04:05Z")
 }

@@ -216,7 +216,7 @@ func TestConfig(t *testing.T) {
 	w := startWorker(t, nil)
 	ctx := context.Background()
 	out := w.ok(t, "", "config", "acme.cfg", "--json",
-		"--max-msgs", "100", "--max-bytes", "1MiB", "--max-age", "24h", "--max-msg-size", "64KiB",
+		"--max-msgs", "100", "--max-bytes", "1MiB", "--max-age", "1d", "--max-msg-size", "64KiB",
 		"--max-msgs-per-second", "50", "--max-bytes-per-second", "10MB", "--discard", "new",
 		"--allow-msg-ttl", "--duplicate-window", "10m", "--sync", "--storage", "file",
 		"--compression", "none", "--compression-threshold", "4KiB", "--desc", `{"team":"docs"}`)
@@ -242,7 +242,7 @@ func TestConfig(t *testing.T) {
 			t.Fatalf("config = %q, want a line %q", out, line)
 		}
 	}
-	for _, bad := range [][]string{{"--max-bytes", "lots"}, {"--max-age", "1d"}, {"--discard", "oldest"}, {"--max-msgs", "1.5"}} {
+	for _, bad := range [][]string{{"--max-bytes", "lots"}, {"--max-age", "1.5d"}, {"--discard", "oldest"}, {"--max-msgs", "1.5"}} {
 		if r := w.run(t, "", append([]string{"config", "acme.cfg"}, bad...)...); r.code != 2 {
 			t.Fatalf("config %v = %+v, want exit 2", bad, r)
 		}
@@ -447,4 +447,45 @@ func TestRequestErrors(t *testing.T) {
 			t.Fatalf("set of a large message = %+v, want exit 1 and msg_too_large", r)
 		}
 	})
+}
+
+func TestParseUnits(t *testing.T) {
+	sizes := []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0}, {"1048576", 1 << 20}, {"512KiB", 512 << 10}, {"10MB", 10_000_000}, {"1G", 1 << 30},
+		{"2 MiB", 2 << 20}, {"-1", -1}, {"unlimited", -1}, {"8B", 8},
+	}
+	for _, tt := range sizes {
+		if got, err := parseSize(tt.in); err != nil || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "1.5MiB", "-2", "KiB", "99999999999TiB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) succeeded, want an error", bad)
+		}
+	}
+	millis := []struct {
+		in   string
+		want int64
+	}{{"0", 0}, {"90s", 90_000}, {"1h30m", 5_400_000}, {"30d", 30 * 86_400_000}, {"unlimited", 0}}
+	for _, tt := range millis {
+		if got, err := parseMillis(tt.in); err != nil || got != tt.want {
+			t.Errorf("parseMillis(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "soon", "-1s", "1.5d", "d"} {
+		if _, err := parseMillis(bad); err == nil {
+			t.Errorf("parseMillis(%q) succeeded, want an error", bad)
+		}
+	}
+	now := time.UnixMilli(1_000_000_000_000)
+	if got, err := parseSince("2h", now); err != nil || got != now.Add(-2*time.Hour).UnixMilli() {
+		t.Errorf("parseSince(2h) = %d, %v", got, err)
+	}
+	if got, err := parseSince("2026-01-02T03:04:05Z", now); err != nil || got != time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli() {
+		t.Errorf("parseSince(RFC 3339) = %d, %v", got, err)
+	}
 }
