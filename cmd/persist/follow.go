@@ -121,6 +121,9 @@ func (c *cli) follow(ctx context.Context, nc *nats.Conn, st *client.Stream, q cl
 	}
 	// A message printed from a later page may come again as an event.
 	skip := func(ev client.Event) bool {
+		if ev.Op == subjects.OpDestroy {
+			lastSeq = 0 // a new stream of this name starts again at seq 1
+		}
 		return ev.Op == subjects.OpSet && ev.Msg.Seq <= lastSeq
 	}
 	return c.events(ctx, nc, st.Name(), rev, q.EndSeq, w, skip)

@@ -489,3 +489,21 @@ func TestParseUnits(t *testing.T) {
 		t.Errorf("parseSince(RFC 3339) = %d, %v", got, err)
 	}
 }
+
+func TestGetAll_FollowDestroy(t *testing.T) {
+	w := startWorker(t, nil)
+	w.ok(t, "", "set", "acme.docs", "old")
+	out, stop := w.background(t, "getall", "acme.docs", "--follow", "--json")
+	eventually(t, "the first message", func() bool { return strings.Contains(out.String(), `"seq":1`) })
+	w.ok(t, "", "destroy", "acme.docs", "--force")
+	w.ok(t, "", "set", "acme.docs", "new") // a new stream: seq 1, revision 1 again
+	eventually(t, "the new stream's set", func() bool { return strings.Count(out.String(), "\n") == 3 })
+	stop()
+	lines := jsonLines[eventJSON](t, out.String())
+	if l := lines[1]; l.Op != "destroy" {
+		t.Fatalf("second line = %+v, want the destroy", l)
+	}
+	if l := lines[2]; l.Op != "set" || l.Seq != 1 || l.Revision != 1 || string(*l.Data) != "new" {
+		t.Fatalf("third line = %+v, want the new stream's seq 1 at revision 1", l)
+	}
+}
