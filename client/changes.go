@@ -10,13 +10,10 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
-// ChangesQuery selects one page of a [Stream.ChangesPage]. Zero bounds
-// are the worker's defaults (1000 changes, 8 MiB).
-type ChangesQuery struct {
-	AfterRevision uint64 `json:"after_revision,omitempty"`
-	MaxMsgs       int    `json:"max_msgs,omitempty"`
-	MaxBytes      int64  `json:"max_bytes,omitempty"`
-}
+// ChangesQuery selects one page of a [Stream.ChangesPage]: the changes
+// after AfterRevision, bounded by MaxMsgs and MaxBytes (zero: the
+// worker's defaults, 1000 changes and 8 MiB).
+type ChangesQuery = subjects.ChangesRequest
 
 // ChangesPage is one page of a changes answer.
 type ChangesPage struct {
@@ -38,7 +35,7 @@ func (s *Stream) ChangesPage(ctx context.Context, q ChangesQuery) (ChangesPage, 
 	err = s.c.retrying(ctx, true, func() error {
 		p = ChangesPage{}
 		last := q.AfterRevision
-		term, err := s.c.stream(ctx, opChanges, s.name, body, func(m *nats.Msg) error {
+		term, err := s.c.stream(ctx, subjects.OpChanges, s.name, body, func(m *nats.Msg) error {
 			ev, err := DecodeEvent(m)
 			if err != nil {
 				return err

@@ -247,9 +247,7 @@ func replyError(m *nats.Msg) error {
 	if code == "" {
 		return nil
 	}
-	var body struct {
-		Error *subjects.Error `json:"error"`
-	}
+	var body subjects.ErrorReply
 	if err := json.Unmarshal(m.Data, &body); err == nil && body.Error != nil && body.Error.Reason != "" {
 		return body.Error
 	}

@@ -20,7 +20,7 @@ var (
 	ErrTTLDisabled       = subjects.ErrTTLDisabled       // 400 ttl_disabled
 	ErrNotFound          = subjects.ErrNotFound          // 404 not_found
 	ErrWrongLastSequence = subjects.ErrWrongLastSequence // 409 wrong_last_sequence
-	ErrRevisionGone      = errRevisionGone               // 410 revision_gone
+	ErrRevisionGone      = subjects.ErrRevisionGone      // 410 revision_gone
 	ErrMsgTooLarge       = subjects.ErrMsgTooLarge       // 413 msg_too_large
 	ErrRateLimited       = subjects.ErrRateLimited       // 429 rate_limited
 	ErrTooManyStreams    = subjects.ErrTooManyStreams    // 429 too_many_streams

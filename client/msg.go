@@ -87,20 +87,12 @@ func intHeader(h nats.Header, name string) (int64, error) {
 	return n, nil
 }
 
-// Query selects messages for [Stream.GetAll] and [Stream.GetAllPage]. Zero
-// fields mean "from the start", "to the end" and the worker's page bounds
-// (1000 messages, 8 MiB).
-type Query struct {
-	StartSeq  uint64 `json:"start_seq,omitempty"`
-	EndSeq    uint64 `json:"end_seq,omitempty"`    // inclusive
-	StartTime int64  `json:"start_time,omitempty"` // Unix ms: messages with time >= StartTime
-	MaxMsgs   int    `json:"max_msgs,omitempty"`   // bound on one page
-	MaxBytes  int64  `json:"max_bytes,omitempty"`  // bound on one page
-}
-
-// MaxPageMsgs is the most messages a worker sends in one getall page; a
-// page that goes on beyond it is refused rather than buffered.
-const MaxPageMsgs = 10000
+// Query selects messages for [Stream.GetAll] and [Stream.GetAllPage]:
+// StartSeq, EndSeq (inclusive), StartTime (Unix ms, time ≥ it) and the
+// bounds of one page, MaxMsgs and MaxBytes. Zero fields mean "from the
+// start", "to the end" and the worker's page bounds (1000 messages, 8
+// MiB).
+type Query = subjects.GetAllRequest
 
 // Page is one getall answer: its messages and the stream as it was when
 // the page was read.

@@ -12,12 +12,6 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
-// MaxSetMany is the most items one [Stream.SetMany] call may carry.
-const MaxSetMany = 1000
-
-// MaxDeleteSeqs is the most seqs one [Stream.DeleteSeqs] call may carry.
-const MaxDeleteSeqs = 10000
-
 // Stream is a handle on one named stream. It is safe for concurrent use.
 type Stream struct {
 	c    *Client
@@ -26,13 +20,6 @@ type Stream struct {
 
 // Name returns the stream's name.
 func (s *Stream) Name() string { return s.name }
-
-// Ack is the worker's answer to a committed write.
-type Ack struct {
-	Seq       uint64 `json:"seq"`
-	Time      int64  `json:"time"`                // Unix ms
-	Duplicate bool   `json:"duplicate,omitempty"` // an earlier write had the same msg id; nothing was written
-}
 
 // setOptions collects the [SetOption] values of one write.
 type setOptions struct {
@@ -168,46 +155,39 @@ type Result struct {
 	Err error
 }
 
-// wireItem is an [Item] as the setmany body spells it.
-type wireItem struct {
-	Data        []byte              `json:"data"`
-	Key         string              `json:"key,omitempty"`
-	Headers     map[string][]string `json:"headers,omitempty"`
-	MsgID       string              `json:"msg_id,omitempty"`
-	TTL         int64               `json:"ttl,omitempty"`
-	PreviousSeq *uint64             `json:"previous_seq,omitempty"`
-}
-
 // wire checks the item as [Stream.Set] checks its options and returns its
-// wire form with the msg id it is sent with.
-func (it Item) wire(c *Client) (wireItem, error) {
-	w := wireItem{Data: it.Data, Key: it.Key, Headers: it.Header, MsgID: it.MsgID, PreviousSeq: it.PreviousSeq}
-	if w.Data == nil {
-		w.Data = []byte{} // "data" is required: send "" rather than null
+// setmany form, with a msg id unless the client is WithoutMsgIDs.
+func (it Item) wire(c *Client) (subjects.SetManyItem, error) {
+	data := it.Data
+	if data == nil {
+		data = []byte{} // "data" is required: send "" rather than null
 	}
-	if w.MsgID == "" && !c.noIDs {
-		w.MsgID = NewMsgID()
+	w := subjects.SetManyItem{Data: &data, Headers: it.Header, PreviousSeq: it.PreviousSeq}
+	hdr := nats.Header{}
+	for k, vs := range it.Header {
+		hdr[k] = vs
+	}
+	if it.Key != "" {
+		w.Key = &it.Key
+		hdr[subjects.HeaderKey] = []string{it.Key}
+	}
+	id := it.MsgID
+	if id == "" && !c.noIDs {
+		id = NewMsgID()
+	}
+	if id != "" {
+		w.MsgID = &id
+		hdr[subjects.HeaderMsgID] = []string{id}
 	}
 	if it.TTL != 0 {
-		if w.TTL = it.TTL.Milliseconds(); w.TTL <= 0 {
+		ms := it.TTL.Milliseconds()
+		if ms <= 0 {
 			return w, fmt.Errorf("%w: TTL %v is not a positive number of milliseconds", ErrInvalidHeader, it.TTL)
 		}
+		w.TTL = &ms
 	}
 	if it.PreviousSeq != nil && it.Key == "" {
 		return w, fmt.Errorf("%w: a previous seq needs a key", ErrInvalidHeader)
-	}
-	hdr := nats.Header(it.Header)
-	if it.Key != "" || it.MsgID != "" {
-		hdr = nats.Header{}
-		for k, vs := range it.Header {
-			hdr[k] = vs
-		}
-		if it.Key != "" {
-			hdr[subjects.HeaderKey] = []string{it.Key}
-		}
-		if it.MsgID != "" {
-			hdr[subjects.HeaderMsgID] = []string{it.MsgID}
-		}
 	}
 	if err := checkHeader(hdr); err != nil {
 		return w, err
@@ -229,7 +209,7 @@ func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 	if len(items) > MaxSetMany {
 		return nil, fmt.Errorf("client: setmany of %d items, at most %d", len(items), MaxSetMany)
 	}
-	wire := make([]wireItem, len(items))
+	wire := make([]subjects.SetManyItem, len(items))
 	ids := true
 	for i, it := range items {
 		w, err := it.wire(s.c)
@@ -237,7 +217,7 @@ func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 			return nil, fmt.Errorf("client: setmany item %d: %w", i, err)
 		}
 		wire[i] = w
-		ids = ids && w.MsgID != ""
+		ids = ids && w.MsgID != nil
 	}
 	body, err := json.Marshal(wire)
 	if err != nil {
@@ -246,10 +226,7 @@ func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 	if err := s.c.checkSize("setmany", nil, body); err != nil {
 		return nil, err
 	}
-	var reply []struct {
-		Ack
-		Error *Error `json:"error"`
-	}
+	var reply []subjects.SetManyEntry
 	err = s.c.retrying(ctx, ids, func() error {
 		return s.c.call(ctx, subjects.OpSetMany, s.name, nil, body, &reply)
 	})
@@ -261,7 +238,7 @@ func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 	}
 	out := make([]Result, len(reply))
 	for i, r := range reply {
-		out[i].Ack = r.Ack
+		out[i].Ack = r.SetReply
 		if r.Error != nil {
 			out[i].Err = r.Error
 		}
@@ -271,9 +248,7 @@ func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 
 // Get returns the message with seq, or [ErrNotFound].
 func (s *Stream) Get(ctx context.Context, seq uint64) (*Msg, error) {
-	return s.get(ctx, struct {
-		Seq uint64 `json:"seq"`
-	}{seq})
+	return s.get(ctx, subjects.GetRequest{Seq: &seq})
 }
 
 // GetKey returns the message with key, or [ErrNotFound].
@@ -281,12 +256,10 @@ func (s *Stream) GetKey(ctx context.Context, key string) (*Msg, error) {
 	if err := subjects.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	return s.get(ctx, struct {
-		Key string `json:"key"`
-	}{key})
+	return s.get(ctx, subjects.GetRequest{Key: &key})
 }
 
-func (s *Stream) get(ctx context.Context, q any) (*Msg, error) {
+func (s *Stream) get(ctx context.Context, q subjects.GetRequest) (*Msg, error) {
 	body, err := json.Marshal(q)
 	if err != nil {
 		return nil, err
@@ -304,9 +277,7 @@ func (s *Stream) get(ctx context.Context, q any) (*Msg, error) {
 
 // DeleteSeq removes the message with seq and returns how many were removed.
 func (s *Stream) DeleteSeq(ctx context.Context, seq uint64) (int64, error) {
-	return s.delete(ctx, struct {
-		Seq uint64 `json:"seq"`
-	}{seq})
+	return s.delete(ctx, subjects.DeleteRequest{Seq: &seq})
 }
 
 // DeleteSeqs removes the messages with the given seqs (at most
@@ -318,16 +289,12 @@ func (s *Stream) DeleteSeqs(ctx context.Context, seqs ...uint64) (int64, error) 
 	if seqs == nil {
 		seqs = []uint64{}
 	}
-	return s.delete(ctx, struct {
-		Seqs []uint64 `json:"seqs"`
-	}{seqs})
+	return s.delete(ctx, subjects.DeleteRequest{Seqs: &seqs})
 }
 
 // DeleteThrough removes every message with a seq up to and including seq.
 func (s *Stream) DeleteThrough(ctx context.Context, seq uint64) (int64, error) {
-	return s.delete(ctx, struct {
-		LastSeq uint64 `json:"last_seq"`
-	}{seq})
+	return s.delete(ctx, subjects.DeleteRequest{LastSeq: &seq})
 }
 
 // DeleteKey removes the message with key.
@@ -335,28 +302,23 @@ func (s *Stream) DeleteKey(ctx context.Context, key string) (int64, error) {
 	if err := subjects.ValidateKey(key); err != nil {
 		return 0, fmt.Errorf("client: %w", err)
 	}
-	return s.delete(ctx, struct {
-		Key string `json:"key"`
-	}{key})
+	return s.delete(ctx, subjects.DeleteRequest{Key: &key})
 }
 
 // DeleteAll removes every message; seqs keep counting up afterwards.
 func (s *Stream) DeleteAll(ctx context.Context) (int64, error) {
-	return s.delete(ctx, struct {
-		All bool `json:"all"`
-	}{true})
+	all := true
+	return s.delete(ctx, subjects.DeleteRequest{All: &all})
 }
 
 // delete sends a delete. It is not retried after a timeout, since a lost
 // reply would turn into a count of 0 on the next attempt.
-func (s *Stream) delete(ctx context.Context, d any) (int64, error) {
+func (s *Stream) delete(ctx context.Context, d subjects.DeleteRequest) (int64, error) {
 	body, err := json.Marshal(d)
 	if err != nil {
 		return 0, err
 	}
-	var reply struct {
-		Count int64 `json:"count"`
-	}
+	var reply subjects.CountReply
 	err = s.c.retrying(ctx, false, func() error {
 		return s.c.call(ctx, subjects.OpDelete, s.name, nil, body, &reply)
 	})
@@ -399,21 +361,12 @@ func (s *Stream) Inventory(ctx context.Context) (Inventory, error) {
 	return inv, err
 }
 
-// pageRequest is the body of keys and list.
-type pageRequest struct {
-	After string `json:"after,omitempty"`
-	Limit int    `json:"limit,omitempty"`
-}
-
 // KeysPage returns one page of the stream's keys in byte order, starting
 // after after, at most limit of them (0: the worker's default of 1000).
 // more reports that there are further keys.
 func (s *Stream) KeysPage(ctx context.Context, after string, limit int) (keys []string, more bool, err error) {
-	var reply struct {
-		Keys []string `json:"keys"`
-		More bool     `json:"more"`
-	}
-	err = s.c.page(ctx, subjects.OpKeys, s.name, pageRequest{after, limit}, &reply)
+	var reply subjects.KeysReply
+	err = s.c.page(ctx, subjects.OpKeys, s.name, after, limit, &reply)
 	return reply.Keys, reply.More, err
 }
 
@@ -429,11 +382,8 @@ func (s *Stream) Keys(ctx context.Context) iter.Seq2[string, error] {
 // sorted, starting after the stream after, at most limit of them (0: the
 // worker's default of 1000). more reports that there are further names.
 func (c *Client) ListPage(ctx context.Context, prefix, after string, limit int) (names []string, more bool, err error) {
-	var reply struct {
-		Streams []string `json:"streams"`
-		More    bool     `json:"more"`
-	}
-	err = c.page(ctx, subjects.OpList, prefix, pageRequest{after, limit}, &reply)
+	var reply subjects.ListReply
+	err = c.page(ctx, subjects.OpList, prefix, after, limit, &reply)
 	return reply.Streams, reply.More, err
 }
 
@@ -445,8 +395,11 @@ func (c *Client) List(ctx context.Context, prefix string) iter.Seq2[string, erro
 }
 
 // page sends a keys or list request.
-func (c *Client) page(ctx context.Context, op, stream string, req pageRequest, out any) error {
-	body, err := json.Marshal(req)
+func (c *Client) page(ctx context.Context, op, stream, after string, limit int, out any) error {
+	if limit < 0 {
+		return fmt.Errorf("client: %s limit %d is negative", op, limit)
+	}
+	body, err := json.Marshal(subjects.PageRequest{After: after, Limit: uint64(limit)})
 	if err != nil {
 		return err
 	}
@@ -491,9 +444,7 @@ func pages(next func(after string) ([]string, bool, error)) iter.Seq2[string, er
 // [ErrNotFound]. It is not retried after a timeout, since a lost reply
 // would turn into not_found on the next attempt.
 func (s *Stream) Destroy(ctx context.Context) error {
-	var reply struct {
-		OK bool `json:"ok"`
-	}
+	var reply subjects.OKReply
 	err := s.c.retrying(ctx, false, func() error {
 		return s.c.call(ctx, subjects.OpDestroy, s.name, nil, nil, &reply)
 	})

@@ -57,10 +57,7 @@ func DecodeEvent(m *nats.Msg) (Event, error) {
 		ev.Msg, err = DecodeMsg(m)
 		ev.MsgID = m.Header.Get(subjects.HeaderMsgID)
 	case subjects.OpDelete:
-		var body struct {
-			Ranges [][2]uint64 `json:"ranges"`
-			Keys   []string    `json:"keys"`
-		}
+		var body subjects.DeleteEvent
 		err = json.Unmarshal(m.Data, &body)
 		for _, r := range body.Ranges {
 			if r[0] == 0 || r[0] > r[1] {
