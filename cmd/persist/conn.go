@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ type connFlags struct {
 	context                       string
 	prefix                        string
 	timeout                       time.Duration
+	retries                       int
 }
 
 // declare adds the connection flags to app.
@@ -42,7 +44,8 @@ func (f *connFlags) declare(app *kingpin.Application) {
 	app.Flag("tlsca", "TLS certificate authority chain.").Envar("NATS_CA").PlaceHolder("FILE").StringVar(&f.tlsCA)
 	app.Flag("context", "nats CLI context: a name under ~/.config/nats/context, or a .json file.").Envar("NATS_CONTEXT").PlaceHolder("NAME").StringVar(&f.context)
 	app.Flag("prefix", "Subject prefix the persist workers serve.").Envar("PERSIST_PREFIX").Default(subjects.DefaultPrefix).StringVar(&f.prefix)
-	app.Flag("timeout", "How long one request may take.").Envar("NATS_TIMEOUT").Default("5s").DurationVar(&f.timeout)
+	app.Flag("timeout", "How long one attempt of a request may take.").Envar("NATS_TIMEOUT").Default("5s").DurationVar(&f.timeout)
+	app.Flag("retries", "How often a request that timed out or met a busy or missing worker is tried again (writes keep their msg id, so none is stored twice).").Envar("PERSIST_RETRIES").Default(strconv.Itoa(client.DefaultRetry.Attempts - 1)).IntVar(&f.retries)
 }
 
 // natsContext is the part of a nats CLI context file that a connection
@@ -206,6 +209,9 @@ func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {
 	if c.conn.timeout <= 0 {
 		return nil, nil, command.Usagef("--timeout %v: must be positive", c.conn.timeout)
 	}
+	if c.conn.retries < 0 {
+		return nil, nil, command.Usagef("--retries %d: must be 0 or more", c.conn.retries)
+	}
 	s, name, err := c.conn.settings()
 	if err != nil {
 		return nil, nil, err
@@ -223,7 +229,9 @@ func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", where, err)
 	}
-	return client.New(nc, client.WithPrefix(c.conn.prefix), client.WithTimeout(c.conn.timeout)), nc, nil
+	retry := client.DefaultRetry
+	retry.Attempts = c.conn.retries + 1
+	return client.New(nc, client.WithPrefix(c.conn.prefix), client.WithTimeout(c.conn.timeout), client.WithRetry(retry)), nc, nil
 }
 
 // redactURL hides the user information of server URLs (user:password@

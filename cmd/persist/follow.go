@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/nats-io/nats.go"
@@ -81,14 +78,16 @@ func (c *cli) declareGetAll(app *kingpin.Application) {
 			}
 			return nil
 		}
-		return c.follow(ctx, nc, st, q)
+		return c.follow(ctx, st, q)
 	}
 }
 
 // follow prints the range q of st and then its events, by the live
 // mirror recipe: subscribe first, read the pages noting the first page's
-// revision, then print the events above it. It ends when ctx does.
-func (c *cli) follow(ctx context.Context, nc *nats.Conn, st *client.Stream, q client.Query) error {
+// revision, then print the events above it. A gap in the events is
+// caught up with changes; when those are gone, the range is read again.
+// It ends when ctx does.
+func (c *cli) follow(ctx context.Context, st *client.Stream, q client.Query) error {
 	what := "getall " + st.Name()
 	w, err := st.Watch(ctx)
 	if err != nil {
@@ -96,115 +95,98 @@ func (c *cli) follow(ctx context.Context, nc *nats.Conn, st *client.Stream, q cl
 	}
 	defer w.Stop()
 	p := c.printer()
-	var rev, lastSeq uint64
+	rev, lastSeq, err := c.printRange(ctx, st, q)
+	if err != nil {
+		return err
+	}
+	for {
+		ev, err := w.Next(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil // interrupted: the normal end of following
+		case errors.Is(err, client.ErrBadEvent):
+			fmt.Fprintf(c.stderr, "persist: %s: skipped an event: %v\n", what, err)
+			continue
+		case errors.Is(err, nats.ErrSlowConsumer):
+			continue // the next event of the stream carries the gap
+		case err != nil:
+			return c.fail(what, err)
+		}
+		if ev.Revision <= rev && ev.Gap == nil && ev.Op != subjects.OpDestroy {
+			continue // already in what was printed
+		}
+		if ev.Gap != nil || ev.Revision > rev+1 {
+			fmt.Fprintf(c.stderr, "persist: %s: missed events after revision %d; catching up\n", what, rev)
+			if rev, err = c.printChanges(ctx, st, rev, false); errors.Is(err, client.ErrRevisionGone) {
+				fmt.Fprintf(c.stderr, "persist: %s: those changes are no longer kept; reading the stream again\n", what)
+				rev, lastSeq, err = c.printRange(ctx, st, q)
+			}
+			if err != nil {
+				return c.fail(what, err)
+			}
+			continue
+		}
+		rev = ev.Revision
+		if ev.Op == subjects.OpDestroy {
+			rev, lastSeq = 0, 0 // a new stream of this name starts again at 1
+		}
+		if ev.Op == subjects.OpSet && (ev.Msg.Seq <= lastSeq || (q.EndSeq != 0 && ev.Msg.Seq > q.EndSeq)) {
+			continue // printed from a later page already, or out of range
+		}
+		if err := p.event(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// printRange prints the range q page by page and returns the first
+// page's revision and the last seq printed.
+func (c *cli) printRange(ctx context.Context, st *client.Stream, q client.Query) (rev, lastSeq uint64, err error) {
+	p := c.printer()
 	for first := true; ; first = false {
 		page, err := st.GetAllPage(ctx, q)
 		if err != nil {
-			return c.fail(what, err)
+			return 0, 0, c.fail("getall "+st.Name(), err)
 		}
 		if first {
 			rev = page.Revision
 		}
 		for _, m := range page.Msgs {
 			if err := p.msg(st.Name(), m); err != nil {
-				return err
+				return 0, 0, err
 			}
 			lastSeq = m.Seq
 		}
 		if page.NumPending == 0 {
-			break
+			return rev, lastSeq, nil
 		}
 		if page.NextSeq <= q.StartSeq {
-			return c.fail(what, fmt.Errorf("next seq %d does not continue from %d", page.NextSeq, q.StartSeq))
+			return 0, 0, c.fail("getall "+st.Name(), fmt.Errorf("next seq %d does not continue from %d", page.NextSeq, q.StartSeq))
 		}
 		q.StartSeq = page.NextSeq
 	}
-	// A message printed from a later page may come again as an event.
-	skip := func(ev client.Event) bool {
-		if ev.Op == subjects.OpDestroy {
-			lastSeq = 0 // a new stream of this name starts again at seq 1
-		}
-		return ev.Op == subjects.OpSet && ev.Msg.Seq <= lastSeq
-	}
-	return c.events(ctx, nc, st.Name(), rev, q.EndSeq, w, skip)
 }
 
-// events prints the events of w above revision rev until ctx ends. A
-// gap in revisions is caught up with changes; endSeq, when set, leaves
-// out set events beyond it.
-func (c *cli) events(ctx context.Context, nc *nats.Conn, stream string, rev, endSeq uint64, w *client.Watcher, skip func(client.Event) bool) error {
+// printChanges prints every change of st after rev and returns the
+// revision reached. With end, a JSON end object (or a line) follows.
+func (c *cli) printChanges(ctx context.Context, st *client.Stream, rev uint64, end bool) (uint64, error) {
 	p := c.printer()
-	for {
-		ev, err := w.Next(ctx)
-		if ctx.Err() != nil {
-			return nil // interrupted: the normal end of following
+	ch := st.Changes(ctx, rev)
+	for ev, err := range ch.All() {
+		if err != nil {
+			return rev, err
 		}
-		if errors.Is(err, client.ErrBadEvent) {
-			fmt.Fprintf(c.stderr, "persist: getall %s: skipped an event: %v\n", stream, err)
-			continue
-		}
-		if err != nil && !errors.Is(err, nats.ErrSlowConsumer) {
-			return c.fail("getall "+stream, err)
-		}
-		if err != nil || ev.Revision > rev+1 {
-			// Missed events: print what changed since the last one seen.
-			if rev, err = c.catchUp(ctx, nc, stream, rev); err != nil {
-				return err
-			}
-			continue
-		}
-		if ev.Revision <= rev && ev.Op != subjects.OpDestroy {
-			continue
+		if err := p.event(ev); err != nil {
+			return rev, err
 		}
 		rev = ev.Revision
-		if ev.Op == subjects.OpDestroy {
-			rev = 0 // a new stream of this name starts again at revision 0
-		}
-		if skip(ev) || (endSeq != 0 && ev.Op == subjects.OpSet && ev.Msg.Seq > endSeq) {
-			continue
-		}
-		if err := p.event(stream, ev, nil); err != nil {
-			return err
-		}
 	}
-}
-
-// catchUp prints the changes of stream after rev and returns the
-// revision they reach.
-func (c *cli) catchUp(ctx context.Context, nc *nats.Conn, stream string, rev uint64) (uint64, error) {
-	fmt.Fprintf(c.stderr, "persist: %s: missed events after revision %d; catching up with changes\n", stream, rev)
-	return c.printChanges(ctx, nc, stream, rev, false)
-}
-
-// printChanges prints every change of stream after rev, page by page, and
-// returns the revision reached. With end, a JSON end object (or a line)
-// follows.
-func (c *cli) printChanges(ctx context.Context, nc *nats.Conn, stream string, rev uint64, end bool) (uint64, error) {
-	p := c.printer()
-	for {
-		page, err := changesPage(ctx, nc, c.conn.prefix, stream, rev, c.conn.timeout)
-		if err != nil {
-			return rev, c.fail("changes "+stream, err)
-		}
-		for _, ch := range page.changes {
-			if err := p.event(stream, ch.Event, ch.keys); err != nil {
-				return rev, err
-			}
-			rev = ch.Revision
-		}
-		if page.pending == 0 {
-			rev = max(rev, page.revision)
-			break
-		}
-		if len(page.changes) == 0 {
-			return rev, c.fail("changes "+stream, errors.New("the worker reports changes pending but sent none"))
-		}
-	}
+	rev = max(rev, ch.Revision())
 	if end {
 		if p.json {
-			return rev, p.value(map[string]any{"stream": stream, "end": true, "revision": rev})
+			return rev, p.value(map[string]any{"stream": st.Name(), "end": true, "revision": rev})
 		}
-		fmt.Fprintf(c.stdout, "(%s at revision %d)\n", stream, rev)
+		fmt.Fprintf(c.stdout, "(%s at revision %d)\n", st.Name(), rev)
 	}
 	return rev, nil
 }
@@ -221,13 +203,16 @@ func (c *cli) declareChanges(app *kingpin.Application) {
 		if err := checkStream(stream); err != nil {
 			return err
 		}
-		_, nc, err := c.connect()
+		cl, nc, err := c.connect()
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
-		_, err = c.printChanges(ctx, nc, stream, after, true)
-		return err
+		_, err = c.printChanges(ctx, cl.Stream(stream), after, true)
+		if errors.Is(err, client.ErrRevisionGone) {
+			err = fmt.Errorf("%w; read the stream again with getall", err)
+		}
+		return c.fail("changes "+stream, err)
 	}
 }
 
@@ -236,156 +221,41 @@ func (c *cli) declareWatch(app *kingpin.Application) {
 	cmd := app.Command("watch", "Print the events of the streams matching PATTERN (acme.docs, acme.*, acme.>) until interrupted.")
 	cmd.Arg("pattern", "A stream name, with * for one token or a final > for the rest.").Required().StringVar(&pattern)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
-		if err := checkPattern(pattern); err != nil {
-			return err
-		}
-		_, nc, err := c.connect()
+		what := "watch " + pattern
+		cl, nc, err := c.connect()
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
-		return c.watch(ctx, nc, pattern)
-	}
-}
-
-// checkPattern accepts stream names with * tokens and a final >.
-func checkPattern(pattern string) error {
-	toks := strings.Split(pattern, ".")
-	for i, t := range toks {
-		if t == "*" || (t == ">" && i == len(toks)-1) {
-			continue
-		}
-		if err := subjects.ValidateToken(t); err != nil {
-			return command.Usagef("pattern %q: token %q: %v", pattern, t, err)
-		}
-	}
-	if len(toks) > 16 {
-		return command.Usagef("pattern %q: more than 16 tokens", pattern)
-	}
-	return nil
-}
-
-// watch prints events of every stream matching pattern, warning on a gap
-// in a stream's revisions.
-func (c *cli) watch(ctx context.Context, nc *nats.Conn, pattern string) error {
-	sub, err := nc.SubscribeSync(c.conn.prefix + ".ev." + pattern)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", pattern, err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		return fmt.Errorf("watch %s: %w", pattern, err)
-	}
-	p := c.printer()
-	last := map[string]uint64{}
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, nats.ErrSlowConsumer) {
-			fmt.Fprintf(c.stderr, "persist: watch %s: too slow, events were dropped\n", pattern)
-			continue
+		w, err := cl.Watch(ctx, pattern)
+		if errors.Is(err, subjects.ErrInvalidName) {
+			return command.Usagef("%s: %s", what, strings.TrimPrefix(err.Error(), "client: "))
 		}
 		if err != nil {
-			return fmt.Errorf("watch %s: %w", pattern, err)
+			return c.fail(what, err)
 		}
-		stream, err := subjects.ParseEvent(c.conn.prefix, m.Subject)
-		if err != nil {
-			continue
-		}
-		ev, err := client.DecodeEvent(m)
-		if err != nil {
-			fmt.Fprintf(c.stderr, "persist: watch %s: %s: skipped an event: %v\n", pattern, stream, err)
-			continue
-		}
-		if prev, ok := last[stream]; ok && ev.Revision != prev+1 && ev.Revision > prev {
-			fmt.Fprintf(c.stderr, "persist: watch %s: %s: missed events %d to %d\n", pattern, stream, prev+1, ev.Revision-1)
-		}
-		last[stream] = ev.Revision
-		if ev.Op == subjects.OpDestroy {
-			last[stream] = 0
-		}
-		if err := p.event(stream, ev, nil); err != nil {
-			return err
-		}
-	}
-}
-
-// change is one entry of a changes answer: an event, and for a delete
-// the keys of the keyed messages it removed.
-type change struct {
-	client.Event
-	keys []string
-}
-
-// changesAnswer is one page of a changes answer.
-type changesAnswer struct {
-	changes  []change
-	revision uint64
-	pending  int64
-}
-
-// changesPage reads one page of the changes of stream after rev. It
-// speaks the wire itself until the client has Changes.
-func changesPage(ctx context.Context, nc *nats.Conn, prefix, stream string, rev uint64, timeout time.Duration) (changesAnswer, error) {
-	var a changesAnswer
-	body, err := json.Marshal(subjects.ChangesRequest{AfterRevision: rev})
-	if err != nil {
-		return a, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return a, err
-	}
-	defer sub.Unsubscribe()
-	subj := subjects.APISubject(prefix, subjects.OpChanges, stream)
-	if err := nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: body}); err != nil {
-		return a, err
-	}
-	for {
-		if len(a.changes) > subjects.MaxPageMsgs {
-			return a, fmt.Errorf("more than %d changes without a terminator", subjects.MaxPageMsgs)
-		}
-		m, err := sub.NextMsgWithContext(ctx)
-		if errors.Is(err, nats.ErrNoResponders) {
-			return a, client.ErrNoWorker
-		}
-		if err != nil {
-			return a, err
-		}
-		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-			return a, client.ErrNoWorker
-		}
-		if code := m.Header.Get("Nats-Service-Error-Code"); code != "" {
-			var reply subjects.ErrorReply
-			if json.Unmarshal(m.Data, &reply) == nil && reply.Error != nil {
-				return a, reply.Error
+		defer w.Stop()
+		p := c.printer()
+		for {
+			ev, err := w.Next(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.Is(err, nats.ErrSlowConsumer):
+				fmt.Fprintf(c.stderr, "persist: %s: too slow, events were dropped\n", what)
+				continue
+			case errors.Is(err, client.ErrBadEvent):
+				fmt.Fprintf(c.stderr, "persist: %s: skipped an event: %v\n", what, err)
+				continue
+			case err != nil:
+				return c.fail(what, err)
 			}
-			return a, fmt.Errorf("error %s: %s", code, m.Header.Get("Nats-Service-Error"))
-		}
-		if m.Header.Get(subjects.HeaderEnd) == "true" {
-			if a.revision, err = strconv.ParseUint(m.Header.Get(subjects.HeaderRevision), 10, 64); err != nil {
-				return a, fmt.Errorf("terminator: %s: %w", subjects.HeaderRevision, err)
+			if g := ev.Gap; g != nil && ev.Revision > g.After+1 {
+				fmt.Fprintf(c.stderr, "persist: %s: %s: missed events %d to %d\n", what, ev.Stream, g.After+1, ev.Revision-1)
 			}
-			if a.pending, err = strconv.ParseInt(m.Header.Get(subjects.HeaderNumPending), 10, 64); err != nil || a.pending < 0 {
-				return a, fmt.Errorf("terminator: bad %s %q", subjects.HeaderNumPending, m.Header.Get(subjects.HeaderNumPending))
+			if err := p.event(ev); err != nil {
+				return err
 			}
-			return a, nil
 		}
-		ev, err := client.DecodeEvent(m)
-		if err != nil {
-			return a, err
-		}
-		ch := change{Event: ev}
-		if ev.Op == subjects.OpDelete {
-			var keys subjects.DeleteEvent
-			_ = json.Unmarshal(m.Data, &keys) // DecodeEvent checked the body
-			ch.keys = keys.Keys
-		}
-		a.changes = append(a.changes, ch)
 	}
 }

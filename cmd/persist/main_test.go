@@ -76,7 +76,7 @@ func isolate(tb testing.TB) {
 	tb.Setenv("XDG_CONFIG_HOME", tb.TempDir())
 	tb.Setenv("HOME", tb.TempDir())
 	for _, v := range []string{"NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_NKEY",
-		"NATS_CERT", "NATS_KEY", "NATS_CA", "NATS_CONTEXT", "NATS_TIMEOUT", "PERSIST_PREFIX"} {
+		"NATS_CERT", "NATS_KEY", "NATS_CA", "NATS_CONTEXT", "NATS_TIMEOUT", "PERSIST_PREFIX", "PERSIST_RETRIES"} {
 		tb.Setenv(v, "") // the parser takes an empty variable as unset
 	}
 }

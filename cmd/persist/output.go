@@ -167,9 +167,9 @@ func mapKeys(h nats.Header) func(func(string) bool) {
 	}
 }
 
-// event writes one change of stream; keys are those a changes delete
-// names (nil for a live event).
-func (p *printer) event(stream string, ev client.Event, keys []string) error {
+// event writes one change of a stream.
+func (p *printer) event(ev client.Event) error {
+	stream, keys := ev.Stream, ev.Keys
 	if p.json {
 		e := eventJSON{Stream: stream, Op: ev.Op, Revision: ev.Revision, Ranges: ev.Ranges, Keys: keys, Reason: ev.Reason, Config: ev.Config}
 		if m := ev.Msg; m != nil {

@@ -108,7 +108,7 @@ func (c *cli) declareKeys(app *kingpin.Application) {
 		}
 		defer nc.Close()
 		return c.pages("keys "+stream, after, "key", func(after string) ([]string, bool, error) {
-			return cl.Stream(stream).Keys(ctx, after, 0)
+			return cl.Stream(stream).KeysPage(ctx, after, 0)
 		})
 	}
 }
@@ -128,7 +128,7 @@ func (c *cli) declareList(app *kingpin.Application) {
 		}
 		defer nc.Close()
 		return c.pages("ls "+prefix, after, "stream", func(after string) ([]string, bool, error) {
-			return cl.List(ctx, prefix, after, 0)
+			return cl.ListPage(ctx, prefix, after, 0)
 		})
 	}
 }

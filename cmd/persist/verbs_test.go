@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nats-persist/persist/client"
 	"github.com/nats-persist/persist/subjects"
@@ -319,8 +322,7 @@ func TestDestroy(t *testing.T) {
 	w := startWorker(t, nil)
 	ctx := context.Background()
 	exists := func() bool {
-		_, more, err := w.cl.List(ctx, "acme", "", 0)
-		names, _, _ := w.cl.List(ctx, "acme", "", 0)
+		names, more, err := w.cl.ListPage(ctx, "acme", "", 0)
 		return err == nil && !more && slices.Contains(names, "acme.docs")
 	}
 	w.ok(t, "", "set", "acme.docs", "x")
@@ -438,6 +440,29 @@ func TestRequestErrors(t *testing.T) {
 		r := invocation{}.run(context.Background(), "--server", "nats://127.0.0.1:1", "--timeout", "1s", "info", "acme")
 		if r.code != 1 || !strings.HasPrefix(r.stderr, "persist: connect to nats://127.0.0.1:1: ") {
 			t.Fatalf("info without a server = %+v, want exit 1 naming the server", r)
+		}
+	})
+	t.Run("Timeout", func(t *testing.T) {
+		// Something that takes the request and never answers, on a prefix
+		// no worker serves.
+		nc, err := nats.Connect(w.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		var got atomic.Int64
+		if _, err := nc.Subscribe("quiet.api.inventory.acme.silent", func(*nats.Msg) { got.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		r := w.run(t, "", "--prefix", "quiet", "--timeout", "100ms", "--retries", "2", "info", "acme.silent")
+		if want := "persist: info acme.silent: no reply within 100ms\n"; r.code != 1 || r.stderr != want {
+			t.Fatalf("info of a silent stream = exit %d, %q; want exit 1, %q", r.code, r.stderr, want)
+		}
+		if n := got.Load(); n != 3 {
+			t.Fatalf("the request was sent %d times, want 3 (--retries 2)", n)
 		}
 	})
 	t.Run("Refused", func(t *testing.T) {
