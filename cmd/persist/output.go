@@ -43,6 +43,8 @@ func (c *cli) fail(what string, err error) error {
 		msg = perr.Error()
 	case errors.Is(err, client.ErrNoWorker):
 		msg = fmt.Sprintf("no persist worker is listening on prefix %q", c.conn.prefix)
+	case errors.Is(err, context.Canceled):
+		msg = "interrupted"
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("no reply within %v", c.conn.timeout)
 	case errors.Is(err, client.ErrInvalidHeader):

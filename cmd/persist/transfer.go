@@ -155,6 +155,9 @@ func (c *cli) declareImport(app *kingpin.Application) {
 		err = im.run(ctx, in)
 		bar.stop()
 		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%d stored; run the same import again to go on)", err, im.stats.Stored)
+			}
 			return err
 		}
 		if c.json {

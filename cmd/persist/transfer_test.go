@@ -226,3 +226,18 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("import --no-progress = %+v, want nothing on stderr", r)
 	}
 }
+
+func TestImport_Interrupted(t *testing.T) {
+	w := startWorker(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as Ctrl-C does before the first batch is sent
+	line := `{"stream":"acme.src","seq":1,"time":1,"data":"aGk="}` + "\n"
+	r := invocation{stdin: line}.run(ctx, "--server", w.url, "import", "acme.dst")
+	if r.code != 1 || !strings.Contains(r.stderr, "interrupted (0 stored; run the same import again to go on)") {
+		t.Fatalf("interrupted import = %+v, want exit 1 and how to go on", r)
+	}
+	w.ok(t, line, "import", "acme.dst")
+	if got := len(readAll(t, w, "acme.dst")); got != 1 {
+		t.Fatalf("after the rerun: %d messages, want 1", got)
+	}
+}
