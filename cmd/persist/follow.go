@@ -112,10 +112,13 @@ func (c *cli) follow(ctx context.Context, st *client.Stream, q client.Query) err
 		case err != nil:
 			return c.fail(what, err)
 		}
-		if ev.Revision <= rev && ev.Gap == nil && ev.Op != subjects.OpDestroy {
+		// A stream destroyed and created again unseen starts over at a
+		// revision at most the last one seen.
+		recreated := ev.Gap != nil && ev.Revision <= ev.Gap.After
+		if ev.Revision <= rev && !recreated {
 			continue // already in what was printed
 		}
-		if ev.Gap != nil || ev.Revision > rev+1 {
+		if recreated || ev.Revision > rev+1 {
 			fmt.Fprintf(c.stderr, "persist: %s: missed events after revision %d; catching up\n", what, rev)
 			if rev, err = c.printChanges(ctx, st, rev, false); errors.Is(err, client.ErrRevisionGone) {
 				fmt.Fprintf(c.stderr, "persist: %s: those changes are no longer kept; reading the stream again\n", what)

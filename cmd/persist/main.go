@@ -34,7 +34,8 @@ func main() {
 
 // run is the whole command: it parses args, runs the verb and returns the
 // exit status (0 success, 1 a failed request, 2 a command line that cannot
-// work). Tests call it in the test process with the wiring main uses.
+// work). Tests call it, or cli.main with a fake terminal and clock, in
+// the test process with the wiring main uses.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return (&cli{stdin: stdin, stdout: stdout, stderr: stderr, isTerminal: isTerminal, now: time.Now}).main(ctx, args)
 }
@@ -45,8 +46,9 @@ func isTerminal(f any) bool {
 	return ok && term.IsTerminal(int(file.Fd()))
 }
 
-// cli is one invocation of the command: its streams, its flags and,
-// once a verb needs it, its connection.
+// cli is one invocation of the command: its streams, what it asks of
+// the system, its global flags and its verbs; each verb connects when it
+// runs.
 type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer

@@ -412,7 +412,9 @@ func TestUsageErrors(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	isolate(t)
 	ctx := context.Background()
-	r := invocation{}.run(ctx, "--help")
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"--help"}, strings.NewReader(""), &stdout, &stderr)
+	r := result{stdout.String(), stderr.String(), code}
 	if r.code != 0 || !strings.Contains(r.stdout, "Commands:") || !strings.Contains(r.stdout, "getall") {
 		t.Fatalf("--help = %+v, want the verbs on stdout", r)
 	}
