@@ -212,10 +212,11 @@ func (c *cli) declareChanges(app *kingpin.Application) {
 		}
 		defer nc.Close()
 		_, err = c.printChanges(ctx, cl.Stream(stream), after, true)
+		err = c.fail("changes "+stream, err)
 		if errors.Is(err, client.ErrRevisionGone) {
-			err = fmt.Errorf("%w; read the stream again with getall", err)
+			err = &failure{err.Error() + "; read the stream again with getall", err}
 		}
-		return c.fail("changes "+stream, err)
+		return err
 	}
 }
 
