@@ -178,12 +178,12 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 	}
 }
 
-// background runs the command until the test stops it; stop cancels it
-// and returns its result.
-func (w *worker) background(tb testing.TB, args ...string) (out *syncBuffer, stop func() result) {
+// background runs the command until the test stops it, writing to out
+// and errOut; stop cancels it and returns its result.
+func (w *worker) background(tb testing.TB, args ...string) (out, errOut *syncBuffer, stop func() result) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut = &syncBuffer{}, &syncBuffer{}
 	done := make(chan result, 1)
 	go func() {
 		done <- invocation{}.runTo(ctx, out, errOut, append([]string{"--server", w.url}, args...)...)
@@ -202,5 +202,5 @@ func (w *worker) background(tb testing.TB, args ...string) (out *syncBuffer, sto
 		return res
 	}
 	tb.Cleanup(func() { stop() })
-	return out, stop
+	return out, errOut, stop
 }

@@ -142,7 +142,7 @@ func TestGetAll(t *testing.T) {
 func TestGetAll_Follow(t *testing.T) {
 	w := startWorker(t, nil)
 	w.ok(t, "", "set", "acme.docs", "before")
-	out, stop := w.background(t, "getall", "acme.docs", "--follow", "--json")
+	out, _, stop := w.background(t, "getall", "acme.docs", "--follow", "--json")
 	// The range is printed after the subscription is in place.
 	eventually(t, "the first message", func() bool { return strings.Contains(out.String(), `"seq":1`) })
 	w.ok(t, "", "set", "acme.docs", "after")
@@ -349,7 +349,7 @@ func TestDestroy(t *testing.T) {
 func TestWatch(t *testing.T) {
 	w := startWorker(t, nil)
 	subs := w.srv.NumSubscriptions()
-	out, stop := w.background(t, "watch", "acme.>", "--json")
+	out, _, stop := w.background(t, "watch", "acme.>", "--json")
 	eventually(t, "the watch subscription", func() bool { return w.srv.NumSubscriptions() > subs })
 	w.ok(t, "", "set", "acme.a", "one", "-H", "X-A:1")
 	w.ok(t, "", "set", "other", "not watched")
@@ -520,7 +520,7 @@ func TestParseUnits(t *testing.T) {
 func TestGetAll_FollowDestroy(t *testing.T) {
 	w := startWorker(t, nil)
 	w.ok(t, "", "set", "acme.docs", "old")
-	out, stop := w.background(t, "getall", "acme.docs", "--follow", "--json")
+	out, _, stop := w.background(t, "getall", "acme.docs", "--follow", "--json")
 	eventually(t, "the first message", func() bool { return strings.Contains(out.String(), `"seq":1`) })
 	w.ok(t, "", "destroy", "acme.docs", "--force")
 	w.ok(t, "", "set", "acme.docs", "new") // a new stream: seq 1, revision 1 again
