@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // What changed after a revision ([Stream.Changes]) is answered from the
@@ -30,10 +32,6 @@ import (
 // dropped (gone_rev, gone_seq). The changes after a revision below
 // gone_rev are no longer all known ([ErrRevisionGone]); from gone_rev on,
 // the row (gone_rev, gone_seq) stands for the dropped ones.
-
-// DefaultChangesWindow is the least number of delete and config changes a
-// stream keeps for [Stream.Changes] when [Options.ChangesWindow] is 0.
-const DefaultChangesWindow = 10000
 
 // ChangesQuery selects a page of changes for [Stream.Changes].
 type ChangesQuery struct {
@@ -64,7 +62,7 @@ type changeLog struct {
 type changeRec struct {
 	ev      Event
 	lastSeq uint64
-	keys    []string // OpDelete: the keys of the keyed messages removed
+	keys    []string // subjects.OpDelete: the keys of the keyed messages removed
 }
 
 // window is the least number of rows the changes table keeps.
@@ -72,7 +70,7 @@ func (s *Stream) window() int64 {
 	if s.opts.ChangesWindow > 0 {
 		return int64(s.opts.ChangesWindow)
 	}
-	return DefaultChangesWindow
+	return subjects.DefaultChangesWindow
 }
 
 // loadChangeLog reads the numbers of the oldest and newest rows of the
@@ -113,9 +111,9 @@ func (tx *txn) flushChanges() error {
 		var body []byte
 		var reason string
 		switch rc.ev.Op {
-		case OpDelete:
+		case subjects.OpDelete:
 			body, reason = encodeDeleteChange(rc.ev.Ranges, rc.keys), rc.ev.Reason
-		case OpConfig:
+		case subjects.OpConfig:
 			if body, err = encodeStoredConfig(*rc.ev.Config, tx.s.cfgExtra); err != nil {
 				return err
 			}
@@ -237,20 +235,17 @@ func decodeDeleteChange(b []byte) (ranges [][2]uint64, keys []string, err error)
 }
 
 // changeBodySize is the length of the body of a change that is not a
-// set, as encoding/json writes it without HTML escaping: what a page of
-// changes counts for it.
+// set (a [subjects.DeleteEvent] or the config), as encoding/json writes it
+// without HTML escaping: what a page of changes counts for it.
 func changeBodySize(ev *Event) int64 {
 	var w countWriter
 	enc := json.NewEncoder(&w)
 	enc.SetEscapeHTML(false)
 	var err error
 	switch ev.Op {
-	case OpDelete:
-		err = enc.Encode(struct {
-			Ranges [][2]uint64 `json:"ranges"`
-			Keys   []string    `json:"keys,omitempty"`
-		}{ev.Ranges, ev.Keys})
-	case OpConfig:
+	case subjects.OpDelete:
+		err = enc.Encode(subjects.DeleteEvent{Ranges: ev.Ranges, Keys: ev.Keys})
+	case subjects.OpConfig:
 		err = enc.Encode(ev.Config)
 	}
 	if err != nil || w == 0 {
@@ -402,7 +397,7 @@ func (r *changeReader) read(q ChangesQuery, fn func(*Event) error) error {
 			if rev <= r.after || r.rec != nil && rev >= r.rec.rev || rev > s.m.revision {
 				return fmt.Errorf("store: changes: seq %d maps to revision %d outside (%d, %d]", r.msg.Seq, rev, r.after, s.m.revision)
 			}
-			ev, size = Event{Op: OpSet, Revision: rev, Msg: r.msg}, r.msgSize
+			ev, size = Event{Op: subjects.OpSet, Revision: rev, Msg: r.msg}, r.msgSize
 		} else {
 			ev = r.rec.ev
 			size = changeBodySize(&ev)
@@ -415,7 +410,7 @@ func (r *changeReader) read(q ChangesQuery, fn func(*Event) error) error {
 		}
 		sent++
 		bytes += size
-		if ev.Op == OpSet {
+		if ev.Op == subjects.OpSet {
 			err = r.nextMsg()
 		} else {
 			r.baseRev, r.baseSeq = r.rec.rev, r.rec.lastSeq
@@ -472,12 +467,12 @@ func (r *changeReader) nextRec() error {
 	c.ev = Event{Op: st.ColumnText(2), Revision: c.rev}
 	body := columnBytes(st, 4)
 	switch c.ev.Op {
-	case OpDelete:
+	case subjects.OpDelete:
 		c.ev.Reason = st.ColumnText(3)
 		if c.ev.Ranges, c.ev.Keys, err = decodeDeleteChange(body); err != nil {
 			return err
 		}
-	case OpConfig:
+	case subjects.OpConfig:
 		sc, err := parseStoredConfig(string(body))
 		if err != nil {
 			return fmt.Errorf("%w: config change %d: %v", ErrCorrupt, c.rev, err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // changes reads every page of the changes after revision after, pages of
@@ -44,7 +46,7 @@ func changeSummary(evs []Event) []string {
 	for _, ev := range evs {
 		s := fmt.Sprintf("%d %s", ev.Revision, ev.Op)
 		switch ev.Op {
-		case OpSet:
+		case subjects.OpSet:
 			s += fmt.Sprintf(" %d", ev.Msg.Seq)
 			if ev.Msg.Key != "" {
 				s += " " + ev.Msg.Key
@@ -52,7 +54,7 @@ func changeSummary(evs []Event) []string {
 			if ev.MsgID != "" {
 				s += " id=" + ev.MsgID
 			}
-		case OpDelete:
+		case subjects.OpDelete:
 			s += fmt.Sprintf(" %s %v", ev.Reason, ev.Ranges)
 			if len(ev.Keys) > 0 {
 				s += fmt.Sprintf(" %q", ev.Keys)
@@ -105,7 +107,7 @@ func TestStream_Changes(t *testing.T) {
 	if _, err := ts.DeleteSeqs(4, 3); err != nil {                // 6: seq 4 (key a) and 3
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.MaxMsgs = 2
 	if _, err := ts.SetConfig(cfg); err != nil { // 7: config; 8: max_msgs removes nothing (2 left)
 		t.Fatal(err)
@@ -195,7 +197,7 @@ func TestStream_SetEventMsgID(t *testing.T) {
 	ts := openTest(t, nil)
 	ts.mustAppend(t, Write{Data: []byte("a"), MsgID: "w-1"}, Write{Data: []byte("b")}, Write{Data: []byte("c"), MsgID: "w-1"})
 	wantChangeList(t, "events", ts.rec.take(), "1 set 1 id=w-1", "2 set 2")
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.DuplicateWindow = 0
 	if _, err := ts.SetConfig(cfg); err != nil {
 		t.Fatal(err)
@@ -212,7 +214,7 @@ func TestStream_SetEventMsgID(t *testing.T) {
 // TestStream_ChangesExpiry checks that what expires is a delete change:
 // Changes sweeps first, and leaves out a set whose message is gone.
 func TestStream_ChangesExpiry(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.AllowMsgTTL = true
 	ts := openTest(t, &cfg)                                         // 1: config
 	ts.put(t, Write{Key: "k", Data: []byte("v"), TTL: time.Second}) // 2: seq 1
@@ -239,7 +241,7 @@ func TestStream_ChangesExpiry(t *testing.T) {
 // the batch's sets, does not name the key, or it would drop the new
 // message from a copy.
 func TestStream_ChangesBatchKeys(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.MaxMsgs = 2
 	ts := openTest(t, &cfg)                            // 1: config
 	ts.mustAppend(t, keyed("a", "1"), keyed("b", "1")) // 2, 3: seqs 1, 2
@@ -367,8 +369,8 @@ func TestOpen_MigratesVersion4(t *testing.T) {
 // TestStream_ChangesMemory checks a memory stream: its creation with a
 // config is change 1.
 func TestStream_ChangesMemory(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Storage = StorageMemory
+	cfg := subjects.DefaultConfig()
+	cfg.Storage = subjects.StorageMemory
 	s, err := Open("mem", Options{Create: true, Config: &cfg, NoSweep: true})
 	if err != nil {
 		t.Fatal(err)
@@ -381,7 +383,7 @@ func TestStream_ChangesMemory(t *testing.T) {
 	}
 	got, _ := ts.changes(t, 0, 0)
 	wantChangeList(t, "Changes()", got, `1 config`, `3 delete request [[1 1]] ["a"]`)
-	if got[0].Config.Storage != StorageMemory {
+	if got[0].Config.Storage != subjects.StorageMemory {
 		t.Fatalf("config change = %+v, want storage memory", got[0].Config)
 	}
 }

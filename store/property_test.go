@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // The property test drives a stream and a plain in-memory model of the
@@ -62,7 +64,7 @@ type propChange struct {
 }
 
 func newPropModel(window int) *propModel {
-	return &propModel{msgs: map[uint64]*Message{}, cfg: DefaultConfig(), ids: map[string]WriteResult{},
+	return &propModel{msgs: map[uint64]*Message{}, cfg: subjects.DefaultConfig(), ids: map[string]WriteResult{},
 		revs: map[uint64]uint64{}, msgIDs: map[uint64]string{}, window: window}
 }
 
@@ -73,7 +75,7 @@ func (m *propModel) removed(reason string, msgs []*Message) {
 		return
 	}
 	m.revision++
-	c := propChange{rev: m.revision, op: OpDelete, reason: reason}
+	c := propChange{rev: m.revision, op: subjects.OpDelete, reason: reason}
 	for _, msg := range msgs {
 		c.seqs = append(c.seqs, msg.Seq)
 		if msg.Key != "" {
@@ -89,7 +91,7 @@ func (m *propModel) removed(reason string, msgs []*Message) {
 // configured records a config change.
 func (m *propModel) configured() {
 	m.revision++
-	m.changes = append(m.changes, propChange{rev: m.revision, op: OpConfig, cfg: m.cfg})
+	m.changes = append(m.changes, propChange{rev: m.revision, op: subjects.OpConfig, cfg: m.cfg})
 }
 
 // trim drops the oldest changes once more than a sixteenth over the
@@ -130,14 +132,14 @@ func (m *propModel) sweep(now int64) {
 			delete(m.msgs, seq)
 		}
 	}
-	m.removed(ReasonTTL, byTTL)
+	m.removed(subjects.ReasonTTL, byTTL)
 	for _, seq := range m.seqs() {
 		if msg := m.msgs[seq]; m.cfg.MaxAge > 0 && msg.Time < now-m.cfg.MaxAge {
 			byAge = append(byAge, msg)
 			delete(m.msgs, seq)
 		}
 	}
-	m.removed(ReasonMaxAge, byAge)
+	m.removed(subjects.ReasonMaxAge, byAge)
 }
 
 func (m *propModel) seqs() []uint64 { return slices.Sorted(maps.Keys(m.msgs)) }
@@ -183,9 +185,9 @@ func (m *propModel) evict() {
 func (m *propModel) endBatch() {
 	for _, gone := range []*[]*Message{&m.evictedMsgs, &m.evictedBytes} {
 		n := len(m.changes)
-		reason := ReasonMaxMsgs
+		reason := subjects.ReasonMaxMsgs
 		if gone == &m.evictedBytes {
-			reason = ReasonMaxBytes
+			reason = subjects.ReasonMaxBytes
 		}
 		m.removed(reason, *gone)
 		if len(m.changes) > n {
@@ -228,7 +230,7 @@ func (m *propModel) write(w Write, now int64) (WriteResult, error) {
 			return WriteResult{}, ErrWrongLastSequence
 		}
 	}
-	if m.cfg.DiscardPolicy == DiscardNew {
+	if m.cfg.DiscardPolicy == subjects.DiscardNew {
 		count, bytes := int64(len(m.msgs))+1, m.bytes()+size
 		if old != nil {
 			count, bytes = count-1, bytes-old.Size()
@@ -275,7 +277,7 @@ func (m *propModel) remove(now int64, pick func(*Message) bool) int64 {
 			gone = append(gone, msg)
 		}
 	}
-	m.removed(ReasonRequest, gone)
+	m.removed(subjects.ReasonRequest, gone)
 	m.trim()
 	return int64(len(gone))
 }
@@ -306,7 +308,7 @@ func (mi *propMirror) apply(tb testing.TB, evs []Event) {
 func applyChange(tb testing.TB, msgs map[uint64]*Message, ev *Event) {
 	tb.Helper()
 	switch ev.Op {
-	case OpSet:
+	case subjects.OpSet:
 		if ev.Msg == nil {
 			tb.Fatalf("set event %d without a message", ev.Revision)
 		}
@@ -321,7 +323,7 @@ func applyChange(tb testing.TB, msgs map[uint64]*Message, ev *Event) {
 			}
 		}
 		msgs[ev.Msg.Seq] = ev.Msg
-	case OpDelete:
+	case subjects.OpDelete:
 		if len(ev.Ranges) == 0 {
 			tb.Fatalf("delete event %d without ranges", ev.Revision)
 		}
@@ -335,7 +337,7 @@ func applyChange(tb testing.TB, msgs map[uint64]*Message, ev *Event) {
 				delete(msgs, seq)
 			}
 		}
-	case OpConfig:
+	case subjects.OpConfig:
 		if ev.Config == nil {
 			tb.Fatalf("config event %d without a config", ev.Revision)
 		}
@@ -476,9 +478,9 @@ func (r *propRun) do() {
 		case 1:
 			c.MaxBytes = []int64{-1, 40, 200, 3000, 20000}[r.rng.IntN(5)]
 		case 2:
-			c.DiscardPolicy = []string{DiscardOld, DiscardNew}[r.rng.IntN(2)]
+			c.DiscardPolicy = []string{subjects.DiscardOld, subjects.DiscardNew}[r.rng.IntN(2)]
 		case 3:
-			c = DefaultConfig()
+			c = subjects.DefaultConfig()
 			c.Storage = r.model.cfg.Storage
 		case 4:
 			c.AllowMsgTTL = r.rng.IntN(4) != 0
@@ -490,10 +492,10 @@ func (r *propRun) do() {
 		if err != nil {
 			r.fatalf("SetConfig() = %v", err)
 		}
-		if !got.equal(c) {
+		if !got.Equal(c) {
 			r.fatalf("SetConfig() = %+v, want %+v", got, c)
 		}
-		if !c.equal(r.model.cfg) {
+		if !c.Equal(r.model.cfg) {
 			// What had expired goes first; then the config event, and
 			// what the new limits remove.
 			r.model.sweep(nowMs)
@@ -673,7 +675,7 @@ func (r *propRun) checkLiveEvent(ev *Event) {
 	r.tb.Helper()
 	m := r.model
 	r.live[ev.Revision] = *ev
-	if ev.Op == OpSet {
+	if ev.Op == subjects.OpSet {
 		if ev.Msg == nil || ev.MsgID != m.msgIDs[ev.Msg.Seq] {
 			r.fatalf("set event %d has msg id %q, want %q", ev.Revision, ev.MsgID, m.msgIDs[ev.Msg.Seq])
 		}
@@ -699,7 +701,7 @@ func (r *propRun) checkLiveEvent(ev *Event) {
 // event is the change as Changes answers it.
 func (c *propChange) event(ev *Event) {
 	*ev = Event{Op: c.op, Revision: c.rev, Reason: c.reason, Keys: c.keys}
-	if c.op == OpConfig {
+	if c.op == subjects.OpConfig {
 		cfg := c.cfg
 		ev.Config = &cfg
 	}
@@ -717,8 +719,8 @@ func (r *propRun) sameChange(what string, got, want *Event) {
 	r.tb.Helper()
 	same := got.Op == want.Op && got.Revision == want.Revision && got.Reason == want.Reason &&
 		slices.Equal(got.Ranges, want.Ranges) && slices.Equal(got.Keys, want.Keys) && got.MsgID == ""
-	if same && want.Op == OpConfig {
-		same = got.Config != nil && got.Config.equal(*want.Config)
+	if same && want.Op == subjects.OpConfig {
+		same = got.Config != nil && got.Config.Equal(*want.Config)
 	}
 	if !same {
 		r.fatalf("%s: %s", what, propFormatChanges([]Event{*got, *want}))
@@ -731,11 +733,11 @@ func propFormatChanges(evs []Event) string {
 	for _, ev := range evs {
 		fmt.Fprintf(&b, "\n  %d %s", ev.Revision, ev.Op)
 		switch ev.Op {
-		case OpSet:
+		case subjects.OpSet:
 			fmt.Fprintf(&b, " %s id %q", propFormat(ev.Msg), ev.MsgID)
-		case OpDelete:
+		case subjects.OpDelete:
 			fmt.Fprintf(&b, " %s %v keys %q", ev.Reason, ev.Ranges, ev.Keys)
-		case OpConfig:
+		case subjects.OpConfig:
 			fmt.Fprintf(&b, " %+v", ev.Config)
 		}
 	}
@@ -750,7 +752,7 @@ func (r *propRun) wantChanges(after uint64) []Event {
 	var evs []Event
 	for seq, msg := range m.msgs {
 		if rev := m.revs[seq]; rev > after {
-			evs = append(evs, Event{Op: OpSet, Revision: rev, Msg: msg})
+			evs = append(evs, Event{Op: subjects.OpSet, Revision: rev, Msg: msg})
 		}
 	}
 	for _, c := range m.changes {
@@ -766,7 +768,7 @@ func (r *propRun) wantChanges(after uint64) []Event {
 
 // changeSize is what a change counts in a page.
 func changeSize(ev *Event) int64 {
-	if ev.Op == OpSet {
+	if ev.Op == subjects.OpSet {
 		return ev.Msg.Size()
 	}
 	return changeBodySize(ev)
@@ -853,8 +855,8 @@ func (r *propRun) catchUp(after uint64, msgs map[uint64]*Message) bool {
 		}
 		for i := range got {
 			g, w := &got[i], &want[i]
-			if g.Op == OpSet {
-				if w.Op != OpSet || g.Revision != w.Revision || g.MsgID != "" {
+			if g.Op == subjects.OpSet {
+				if w.Op != subjects.OpSet || g.Revision != w.Revision || g.MsgID != "" {
 					r.fatalf("Changes page %d after revision %d: change %d is%s\nwant%s", page, after, i, propFormatChanges(got[i:i+1]), propFormatChanges(want[i:i+1]))
 				}
 				propSameMsg(r, "Changes", g.Msg, w.Msg)
@@ -1025,7 +1027,7 @@ func propRunSeed(tb testing.TB, seed uint64, ops int, memory bool) {
 	if memory {
 		// Creating a stream with a configuration other than the defaults
 		// is itself a change: one config event.
-		r.model.cfg.Storage = StorageMemory
+		r.model.cfg.Storage = subjects.StorageMemory
 		r.model.configured()
 	}
 	r.check()
