@@ -94,6 +94,7 @@ type Options struct {
 	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
 	MaxWait                time.Duration // refuse requests waiting longer (429 overloaded); 0 is DefaultMaxWait, negative is no bound
+	ChangesWindow          int           // delete and config changes each stream keeps for changes; 0 is subjects.DefaultChangesWindow
 	Logger                 *slog.Logger  // nil discards logs
 
 	// InstanceCheckInterval is how often the broker looks for another
@@ -111,6 +112,7 @@ type streamAPI interface {
 	Get(seq uint64) (*store.Message, error)
 	GetKey(key string) (*store.Message, error)
 	Read(q store.ReadQuery, fn func(*store.Message) error) (store.ReadResult, error)
+	Changes(q store.ChangesQuery, fn func(*store.Event) error) (store.ChangesResult, error)
 	DeleteSeqs(seqs ...uint64) (int64, error)
 	DeleteThrough(seq uint64) (int64, error)
 	DeleteKey(key string) (int64, error)

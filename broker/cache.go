@@ -105,6 +105,7 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 		Quota:           b.quota,
 		Notify:          func(evs []store.Event) { b.publishEvents(name, evs) },
 		ArchiveInterval: b.opts.ArchiveInterval,
+		ChangesWindow:   b.opts.ChangesWindow,
 		Logger:          b.log.With("stream", name),
 	}
 	if b.opts.ArchiveDir != "" {

@@ -59,6 +59,7 @@ type config struct {
 	MaxStreams             int
 	MemoryQuota            byteSize
 	MaxWait                time.Duration
+	ChangesWindow          int
 
 	LogFormat       string
 	LogLevel        string
@@ -101,6 +102,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	cfg.MemoryQuota = 1 << 30
 	fs.Var(&cfg.MemoryQuota, "memory-quota", "memory-stream `bytes` in all (a number, or with a suffix: 512MiB, 1GiB, 2GB)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Second, "answer 429 overloaded, without applying it, a request that waited longer than this `duration` in the worker; 0: no bound")
+	fs.IntVar(&cfg.ChangesWindow, "changes-window", subjects.DefaultChangesWindow, "least `number` of delete and config changes each stream keeps for the changes operation (a mirror further behind reads the stream again)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "least log `level`: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight and for closing the streams")
@@ -205,6 +207,9 @@ func (c *config) validate() error {
 	}
 	if c.MemoryQuota < 1 {
 		return command.Usagef("invalid --memory-quota %v: must be positive", c.MemoryQuota)
+	}
+	if c.ChangesWindow < 1 {
+		return command.Usagef("invalid --changes-window %d: must be a whole number, 1 or more", c.ChangesWindow)
 	}
 
 	switch c.LogFormat {

@@ -95,6 +95,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MaxStreams:             cfg.MaxStreams,
 		MemoryQuota:            int64(cfg.MemoryQuota),
 		MaxWait:                cfg.maxWait(),
+		ChangesWindow:          cfg.ChangesWindow,
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
 	})
