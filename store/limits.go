@@ -402,6 +402,11 @@ func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
 		if err := tx.sweepIfDue(); err != nil {
 			return err
 		}
+		if len(ws) > 1 {
+			// One set event per item and a delete or two: one
+			// allocation instead of a slice grown item by item.
+			tx.events = slices.Grow(tx.events, len(ws)+2)
+		}
 		for i := range ws {
 			r, err := tx.appendOne(&ws[i])
 			if err != nil && !itemError(err) {
