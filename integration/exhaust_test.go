@@ -486,7 +486,7 @@ func exhaustCount(tb testing.TB, c *client.Client, prefix string) int {
 	defer cancel()
 	n, after := 0, ""
 	for {
-		names, more, err := c.List(ctx, prefix, after, 1000)
+		names, more, err := c.ListPage(ctx, prefix, after, 1000)
 		if err != nil {
 			tb.Fatalf("List(%s) error = %v", prefix, err)
 		}
