@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,14 +54,10 @@ func loadConfig(tb testing.TB, text string) *server.Options {
 	return opts
 }
 
-// startServer starts an embedded server with opts, on a free client port
-// and, for a cluster member, a free route port.
+// startServer starts an embedded server with opts on a free client port.
 func startServer(tb testing.TB, opts *server.Options) *server.Server {
 	tb.Helper()
 	opts.Host, opts.Port = "127.0.0.1", -1
-	if opts.Cluster.Name != "" {
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", -1
-	}
 	opts.NoSigs, opts.NoLog = true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -74,18 +71,29 @@ func startServer(tb testing.TB, opts *server.Options) *server.Server {
 	return s
 }
 
-// startCluster starts three routed servers, each with opts from load, the
-// second and third routed to the first, and waits until each has a route
-// to both others.
+// startCluster starts three servers, each with opts from load, routed to
+// one another on free ports, and waits until each has a route to both
+// others. The route ports are chosen before the servers start, since a
+// JetStream cluster refuses to start a server without its routes.
 func startCluster(tb testing.TB, load func(i int) *server.Options) []*server.Server {
 	tb.Helper()
+	var ports []int
+	var routes []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ports = append(ports, port)
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", port))
+	}
 	var servers []*server.Server
 	for i := range 3 {
 		opts := load(i)
-		opts.Routes = nil
-		if i > 0 {
-			opts.Routes = server.RoutesFromStr(fmt.Sprintf("nats-route://%s", servers[0].ClusterAddr()))
-		}
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[i]
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 		servers = append(servers, startServer(tb, opts))
 	}
 	eventually(tb, "the routes between the three servers", func() bool {
@@ -112,7 +120,10 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 
 func connect(tb testing.TB, s *server.Server, user, password string) *nats.Conn {
 	tb.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password))
+	// A permission violation is reported asynchronously: log it, so a
+	// request that times out says why.
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { tb.Logf("%s: %v", user, err) }))
 	if err != nil {
 		tb.Fatal(err)
 	}
