@@ -5,6 +5,7 @@ package subjects_test
 // PartitionMappings, route every request where Partition says.
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -286,4 +287,62 @@ func TestPartition_Cluster(t *testing.T) {
 		})
 	}
 	checkRouting(t, 99, subjects.DefaultPrefix, partitions, pubs[2], ready, pubs...)
+}
+
+// TestPartition_TenantAccounts runs the mappings in the account of the
+// worker when tenants are accounts of their own (testdata/tenants.conf):
+// a tenant's request, imported into the worker's account, is mapped there,
+// after the tenant's permissions were checked on the subject it
+// published, so the tenant keeps its permissions on persist.api.*.acme
+// and cannot reach a partition subject at all.
+func TestPartition_TenantAccounts(t *testing.T) {
+	const partitions = 8
+	s := startServer(t, loadConfig(t, `
+accounts {
+  PERSIST {
+    users: [{user: worker, password: w}]
+`+mappingsBlock(t, subjects.DefaultPrefix, partitions, "    ")+`
+    exports: [
+      { service: "persist.api.*.acme", accounts: [ACME], response_type: stream }
+      { service: "persist.api.*.acme.>", accounts: [ACME], response_type: stream }
+    ]
+  }
+  ACME {
+    users: [{user: acme, password: a, permissions: {
+      publish: ["persist.api.*.acme", "persist.api.*.acme.>", "persist.part.>"]
+      subscribe: ["_INBOX.>"]
+    }}]
+    imports: [
+      { service: { account: PERSIST, subject: "persist.api.*.acme" } }
+      { service: { account: PERSIST, subject: "persist.api.*.acme.>" } }
+    ]
+  }
+}
+`))
+	worker := connect(t, s, "worker", "w")
+	if _, err := worker.Subscribe("persist.part.*.api.>", func(m *nats.Msg) {
+		if err := m.Respond([]byte(m.Subject)); err != nil {
+			t.Error(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	acme := connect(t, s, "acme", "a")
+	for _, stream := range []string{"acme", "acme.docs", "acme.projects.notes%2Etxt"} {
+		m, err := acme.Request(subjects.APISubject(subjects.DefaultPrefix, subjects.OpGet, stream), nil, 10*time.Second)
+		if err != nil {
+			t.Fatalf("request for %s: %v", stream, err)
+		}
+		if got, want := string(m.Data), subjects.PartitionAPISubject(subjects.DefaultPrefix, subjects.Partition(stream, partitions), subjects.OpGet, stream); got != want {
+			t.Fatalf("request for %s arrived on %q, want %q", stream, got, want)
+		}
+	}
+	// Allowed by its permissions, but no subject of its account leads to
+	// the worker's partitions.
+	if _, err := acme.Request("persist.part.7.api.get.acme", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("request on a partition subject from a tenant account = %v, want no responders", err)
+	}
 }
