@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,6 +56,30 @@ func TestClusterConfig_Mappings(t *testing.T) {
 		if !maps.Equal(got, want) {
 			t.Errorf("%s: accounts.PERSIST.mappings = %v, want\n%s", clusterConfig(node), got,
 				mappingsBlock(t, subjects.DefaultPrefix, clusterPartitions, "    "))
+		}
+	}
+}
+
+// TestClusterConfig_Alike fails when the three configurations differ in
+// anything but the node's name, its ports and its store directory.
+func TestClusterConfig_Alike(t *testing.T) {
+	var first string
+	for i, node := range clusterNodes {
+		b, err := os.ReadFile(clusterConfig(node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.NewReplacer(
+			"# Node "+node[len(node)-1:]+" of", "# Node ? of",
+			"server_name: "+node+"\n", "server_name: NAME\n",
+			"/tmp/persist-cluster/"+node, "/tmp/persist-cluster/NAME",
+			fmt.Sprintf("listen: 127.0.0.1:%d\n", 4222+i), "listen: CLIENT\n",
+			fmt.Sprintf("listen: 127.0.0.1:%d\n", 6222+i), "listen: ROUTE\n",
+		).Replace(string(b))
+		if i == 0 {
+			first = text
+		} else if text != first {
+			t.Errorf("%s differs from %s in more than its name, ports and store directory", clusterConfig(node), clusterConfig(clusterNodes[0]))
 		}
 	}
 }

@@ -102,12 +102,15 @@ func PartitionMappings(prefix string, partitions int) (map[string]string, error)
 }
 
 // ParsePartitionAPI splits a mapped request subject,
-// <prefix>.part.<n>.api.<op>.<stream>, into its partition, operation and
+// <prefix>.part.<n>.api.<op>.<stream>, into its partition n, operation and
 // stream, for a deployment of the given number of partitions. Its errors
-// are those of [ParseAPI], where a partition token that is not a number
-// below partitions, spelled as the server writes it, is an unknown subject,
-// and it returns an error wrapping [ErrWrongPartition], with part, op and
-// stream set, when stream does not belong to partition n.
+// are those of [ParseAPI], and besides:
+//
+//   - [ErrUnknownSubject] also when n is not one of the deployment's
+//     partitions spelled as the server writes it (decimal, no sign, no
+//     leading zero);
+//   - [ErrWrongPartition], with part, op and stream set, when stream is
+//     not in partition n.
 func ParsePartitionAPI(prefix, subject string, partitions int) (part int, op, stream string, err error) {
 	rest, ok := cutPrefix(subject, prefix, ".part.")
 	if !ok {

@@ -358,3 +358,13 @@ func BenchmarkPartition(b *testing.B) {
 		Partition("acme.projects.3fa2b1.notes%2Etxt", 8)
 	}
 }
+
+func BenchmarkParsePartitionAPI(b *testing.B) {
+	const subject = "persist.part.7.api.set.acme.projects.3fa2b1.notes%2Etxt"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := ParsePartitionAPI(DefaultPrefix, subject, 8); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
