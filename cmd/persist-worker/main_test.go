@@ -177,6 +177,9 @@ func TestRun_Help(t *testing.T) {
 			t.Errorf("help lacks --%s", name)
 		}
 	}
+	if !strings.Contains(out, "  --version\n      print the version and exit\n") {
+		t.Errorf("help lacks --version")
+	}
 	for _, want := range []string{"PERSIST_MEMORY_QUOTA, default 1GiB", "PERSIST_MEMORY_BUDGET, default 256MiB", "PERSIST_TRIM_DELAY, default 2s", "PERSIST_DATA, default ./persist-data", "PERSIST_LISTEN, default 127.0.0.1:4222"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q", want)
