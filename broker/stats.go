@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"math"
 	"math/bits"
 	"reflect"
 	"runtime"
@@ -61,6 +64,81 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		s.Errors = e.errors.Load()
 	}
 	return s
+}
+
+// summaryCounts is what one summary line compares with the last.
+type summaryCounts struct {
+	at               time.Time
+	requests, errors uint64
+	overloaded, shed uint64
+	open             int64
+}
+
+// summaries logs the summary line until Shutdown; see
+// Options.SummaryInterval.
+func (b *Broker) summaries() {
+	defer close(b.summaryDone)
+	tick := b.hooks.summaryTick
+	if tick == nil {
+		t := time.NewTicker(b.opts.SummaryInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := b.summaryCounts()
+	for {
+		select {
+		case <-b.janitorStop:
+			return
+		case <-tick:
+			last = b.logSummary(last)
+		}
+	}
+}
+
+// summaryCounts reads the counters the summary line is made of. The
+// requests are micro's, counted as the endpoints receive them: the
+// broker counts none of its own on the way of a request.
+func (b *Broker) summaryCounts() summaryCounts {
+	c := summaryCounts{
+		at:         b.hooks.now(),
+		overloaded: b.stats.overloaded.Load(),
+		shed:       b.stats.shed.Load(),
+		open:       b.openStreams.Load(),
+	}
+	if b.svc != nil {
+		for _, ep := range b.svc.Stats().Endpoints {
+			c.requests += uint64(ep.NumRequests)
+		}
+	}
+	for _, ep := range b.eps {
+		c.errors += ep.errors.Load()
+	}
+	return c
+}
+
+// logSummary logs the summary line of what happened since last, unless
+// nothing did (no request arrived, no stream opened or closed), and
+// returns the counts of now.
+func (b *Broker) logSummary(last summaryCounts) summaryCounts {
+	now := b.summaryCounts()
+	if now.requests == last.requests && now.open == last.open {
+		return now
+	}
+	elapsed := now.at.Sub(last.at)
+	n := now.requests - last.requests
+	rate := 0.0
+	if elapsed > 0 {
+		rate = math.Round(float64(n)/elapsed.Seconds()*10) / 10
+	}
+	b.log.LogAttrs(context.Background(), slog.LevelInfo, "summary",
+		slog.Int64("open_streams", now.open),
+		slog.Uint64("requests", n),
+		slog.Float64("requests_per_sec", rate),
+		slog.Uint64("errors", now.errors-last.errors),
+		slog.Uint64("overloaded", now.overloaded-last.overloaded),
+		slog.Uint64("shed", now.shed-last.shed),
+		slog.Duration("interval", elapsed.Round(time.Millisecond)))
+	return now
 }
 
 // millis is d in milliseconds, to the microsecond.

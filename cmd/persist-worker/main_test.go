@@ -171,7 +171,7 @@ func TestRun_Help(t *testing.T) {
 		"data", "nats-url", "listen", "prefix", "name", "queue-group", "nats-creds", "nats-nkey",
 		"tls-ca", "tls-cert", "tls-key", "archive", "archive-interval", "backup", "idle-timeout",
 		"memory-idle-timeout", "max-open", "memory-budget", "trim-delay", "max-streams-per-namespace", "max-streams", "memory-quota",
-		"log-format", "log-level", "shutdown-timeout",
+		"log-format", "log-level", "summary-interval", "shutdown-timeout",
 	} {
 		if !strings.Contains(out, "  --"+name+" ") {
 			t.Errorf("help lacks --%s", name)

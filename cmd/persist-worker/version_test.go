@@ -41,6 +41,7 @@ func TestRun_BadValueMessages(t *testing.T) {
 	}{
 		{[]string{"--idle-timeout", "5"}, `invalid value "5" for flag --idle-timeout: not a duration: a number with a unit, such as 90s, 1m, 1h30m or 500ms`},
 		{[]string{"--max-open", "lots"}, `invalid value "lots" for flag --max-open: not a whole number, such as 0 or 100`},
+		{[]string{"--summary-interval", "-1s"}, `invalid --summary-interval -1s: must not be negative`},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, &bytes.Buffer{}, &bytes.Buffer{})
