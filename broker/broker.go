@@ -106,6 +106,10 @@ type Options struct {
 	// and closed; it never logs a request that succeeded.
 	SummaryInterval time.Duration
 
+	// Metadata is added to the micro service's info metadata (nats micro
+	// info), e.g. the build of the program; the broker's own keys win.
+	Metadata map[string]string
+
 	// InstanceCheckInterval is how often the broker looks for another
 	// live worker serving the same prefix (any micro service with an
 	// endpoint under <prefix>.api.), besides the check in New and at
@@ -353,6 +357,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		Description:  "Persist: durable message streams",
 		QueueGroup:   opts.QueueGroup,
 		StatsHandler: b.statsData,
+		Metadata:     b.serviceMetadata(opts.Metadata),
 	})
 	if err != nil {
 		nc.SetErrorHandler(prevErr)

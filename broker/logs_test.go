@@ -1,7 +1,11 @@
 package broker
 
 import (
+	"encoding/json"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +220,73 @@ func TestBroker_Summary(t *testing.T) {
 	ticks(2)
 	if got := logs.lines(t, "summary"); len(got) != 1 {
 		t.Fatalf("summary lines = %v, want no second one with nothing done", got)
+	}
+}
+
+// TestBroker_ServiceInfo: nats micro info shows the worker-wide figures
+// once: in the stats data of one endpoint, named by the service's info
+// metadata; every other endpoint's data holds its own figures only.
+func TestBroker_ServiceInfo(t *testing.T) {
+	f, _ := newLogFixture(t, Options{Metadata: map[string]string{"build": "v9", "prefix": "not this"}}, slog.LevelInfo, hooks{})
+	f.set(t, "acme.i", "x", nil)
+	f.callErr(t, subjects.OpGet, "acme.i", `{"seq":9}`, nil, subjects.ErrNotFound)
+
+	m, err := f.nc.Request("$SRV.INFO.persist", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Metadata  map[string]string `json:"metadata"`
+		Endpoints []struct {
+			Name string `json:"name"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"worker_stats_endpoint": WorkerStatsEndpoint, "prefix": subjects.DefaultPrefix, "build": "v9"} {
+		if got := info.Metadata[k]; got != v {
+			t.Errorf("info metadata %s = %q, want %q (%v)", k, got, v, info.Metadata)
+		}
+	}
+	if info.Metadata["max_open"] == "" || info.Metadata["max_open_bound_by"] == "" {
+		t.Errorf("info metadata %v lacks the open-file budget", info.Metadata)
+	}
+
+	m, err = f.nc.Request("$SRV.STATS.persist", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Endpoints []struct {
+			Name string                     `json:"name"`
+			Data map[string]json.RawMessage `json:"data"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(m.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Endpoints) != len(info.Endpoints) || len(st.Endpoints) < len(subjects.Ops) {
+		t.Fatalf("stats of %d endpoints, info of %d", len(st.Endpoints), len(info.Endpoints))
+	}
+	withOpen := 0
+	for _, ep := range st.Endpoints {
+		if _, ok := ep.Data["open_streams"]; ok {
+			withOpen++
+			if ep.Name != WorkerStatsEndpoint {
+				t.Errorf("worker-wide figures in the data of %s", ep.Name)
+			}
+			continue
+		}
+		keys := slices.Sorted(maps.Keys(ep.Data))
+		if strings.Join(keys, ",") != "errors" {
+			t.Errorf("%s data = %v, want only its errors", ep.Name, keys)
+		}
+		if want := map[string]string{"get": "1"}[ep.Name]; want != "" && string(ep.Data["errors"]) != want {
+			t.Errorf("%s errors = %s, want %s", ep.Name, ep.Data["errors"], want)
+		}
+	}
+	if withOpen != 1 {
+		t.Fatalf("worker-wide figures in %d endpoints' data, want 1: %s", withOpen, m.Data)
 	}
 }

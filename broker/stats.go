@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"reflect"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -30,11 +31,32 @@ type counters struct {
 	wait                            waitHistogram
 }
 
-// statsData is the micro StatsHandler: the broker's counters, and the
-// number of error replies of the endpoint.
+// WorkerStatsEndpoint is the endpoint whose micro stats data is the
+// worker-wide [Stats] (with that endpoint's own error replies); every
+// other endpoint's data is its own [EndpointStats] only, so that nats
+// micro info shows the worker's figures once. The service's info metadata
+// names it under the key "worker_stats_endpoint".
+const WorkerStatsEndpoint = subjects.OpSet
+
+// statsData is the micro StatsHandler: the worker's figures for
+// WorkerStatsEndpoint, the endpoint's own for the others.
 func (b *Broker) statsData(ep *micro.Endpoint) any {
+	var own EndpointStats
+	if e := b.eps[ep.Name]; e != nil {
+		own.Errors = e.errors.Load()
+	}
+	if ep.Name != WorkerStatsEndpoint {
+		return own
+	}
+	s := b.workerStats()
+	s.Errors = own.Errors
+	return s
+}
+
+// workerStats collects the worker-wide figures of [Stats].
+func (b *Broker) workerStats() Stats {
 	p50, p99, maxWait := b.stats.wait.summary()
-	s := Stats{
+	return Stats{
 		OpenStreams:       int(b.openStreams.Load()),
 		OpenFiles:         len(b.slots),
 		MaxOpen:           b.budget.MaxOpen,
@@ -60,10 +82,23 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		WaitMax:           millis(maxWait),
 		Goroutines:        runtime.NumGoroutine(),
 	}
-	if e := b.eps[ep.Name]; e != nil {
-		s.Errors = e.errors.Load()
+}
+
+// serviceMetadata is the micro service's info metadata: what does not
+// change while the worker runs, with extra (Options.Metadata) added.
+func (b *Broker) serviceMetadata(extra map[string]string) map[string]string {
+	md := map[string]string{
+		"prefix":                b.prefix,
+		"max_open":              strconv.Itoa(b.budget.MaxOpen),
+		"max_open_bound_by":     b.budget.BoundBy,
+		"worker_stats_endpoint": WorkerStatsEndpoint,
 	}
-	return s
+	for k, v := range extra {
+		if _, ok := md[k]; !ok {
+			md[k] = v
+		}
+	}
+	return md
 }
 
 // summaryCounts is what one summary line compares with the last.
@@ -144,9 +179,16 @@ func (b *Broker) logSummary(last summaryCounts) summaryCounts {
 // millis is d in milliseconds, to the microsecond.
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// Stats is the custom data of every endpoint in the micro service's stats
-// (nats micro stats): the worker's stream cache, events and group commits,
-// its back-pressure, and the endpoint's own error replies.
+// EndpointStats is the custom data of an endpoint in the micro service's
+// stats ($SRV.STATS, nats micro info): its own figures.
+type EndpointStats struct {
+	Errors uint64 `json:"errors"` // error replies of this endpoint
+}
+
+// Stats is the custom data of [WorkerStatsEndpoint] in the micro service's
+// stats ($SRV.STATS, nats micro info): the worker's stream cache, events
+// and group commits, its back-pressure, and the endpoint's own error
+// replies.
 type Stats struct {
 	OpenStreams       int     `json:"open_streams"`
 	OpenFiles         int     `json:"open_files"`

@@ -96,6 +96,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MemoryQuota:            int64(cfg.MemoryQuota),
 		MaxWait:                cfg.maxWait(),
 		SummaryInterval:        cfg.summaryInterval(),
+		Metadata:               map[string]string{"build": version()},
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
 	})
