@@ -290,3 +290,25 @@ func TestBroker_ServiceInfo(t *testing.T) {
 		t.Fatalf("worker-wide figures in %d endpoints' data, want 1: %s", withOpen, m.Data)
 	}
 }
+
+// TestBroker_LogsCostNothingAtInfo: with debug off, the lines of a failed
+// request and of a stream closing build nothing.
+func TestBroker_LogsCostNothingAtInfo(t *testing.T) {
+	f, logs := newLogFixture(t, Options{}, slog.LevelInfo, hooks{})
+	f.set(t, "acme.free", "x", nil)
+	sh := f.b.reg.shard("acme.free")
+	sh.mu.Lock()
+	e := sh.streams["acme.free"]
+	sh.mu.Unlock()
+	we := subjects.ErrNotFound.WithDescription("no such message")
+	since := f.clock.now()
+	if n := testing.AllocsPerRun(100, func() { f.b.logFailed(subjects.OpGet, "acme.free", we, since) }); n != 0 {
+		t.Errorf("logFailed at info: %v allocations, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { f.b.logTrim(e, "idle") }); n != 0 {
+		t.Errorf("logTrim at info: %v allocations, want 0", n)
+	}
+	if got := logs.lines(t, "request failed"); len(got) != 0 {
+		t.Fatalf("request failed lines at info: %v", got)
+	}
+}
