@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -127,10 +126,8 @@ func Parse(fs *flag.FlagSet, envPrefix string, args []string, lookupEnv func(str
 		if errors.Is(err, flag.ErrHelp) {
 			return ErrHelp
 		}
-		if fs.Lookup("version") == nil && slices.Contains([]string{
-			"flag provided but not defined: -version",
-			"flag provided but not defined: --version",
-		}, err.Error()) {
+		// The flag package names -version and --version alike.
+		if fs.Lookup("version") == nil && err.Error() == "flag provided but not defined: -version" {
 			return ErrVersion
 		}
 		// The flag package names flags with one dash; the documentation
