@@ -25,16 +25,8 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 		return false, nil
 	}
 	b.stats.cacheMisses.Add(1)
-	var began time.Time // only read for the debug line
-	debug := b.log.Enabled(context.Background(), slog.LevelDebug)
-	if debug {
-		began = time.Now()
-		defer func() {
-			if err == nil {
-				b.log.LogAttrs(context.Background(), slog.LevelDebug, "stream opened", slog.String("stream", e.name),
-					slog.Bool("memory", e.memory), slog.Bool("created", created), slog.Duration("duration", time.Since(began)))
-			}
-		}()
+	if b.log.Enabled(context.Background(), slog.LevelDebug) {
+		defer b.logOpen(e, time.Now(), &created, &err)
 	}
 	if h := b.hooks.mayServe; h != nil {
 		if err := h(e.name); err != nil {
@@ -175,6 +167,16 @@ func (b *Broker) closeStream(e *entry) (err error) {
 	err = e.st.Close()
 	b.forget(e)
 	return err
+}
+
+// logOpen writes the debug line of a stream open opened, once it is
+// open; nothing when it failed (the request's failure has its own line).
+func (b *Broker) logOpen(e *entry, began time.Time, created *bool, err *error) {
+	if *err != nil {
+		return
+	}
+	b.log.LogAttrs(context.Background(), slog.LevelDebug, "stream opened", slog.String("stream", e.name),
+		slog.Bool("memory", e.memory), slog.Bool("created", *created), slog.Duration("duration", time.Since(began)))
 }
 
 // closeReason says why e's stream is being closed: the worker stops, the
