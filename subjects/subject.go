@@ -90,6 +90,12 @@ func ParseAPI(prefix, subject string) (op, stream string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf("%w: %s", ErrUnknownSubject, quote(subject))
 	}
+	return parseOpStream(subject, rest)
+}
+
+// parseOpStream reads the <op>.<stream> that follows ".api." in subject,
+// with the errors of [ParseAPI].
+func parseOpStream(subject, rest string) (op, stream string, err error) {
 	op, stream, _ = strings.Cut(rest, ".")
 	if !ValidOp(op) {
 		return "", "", fmt.Errorf("%w: %s: unknown operation %s", ErrUnknownSubject, quote(subject), quote(op))
