@@ -88,6 +88,7 @@ type eventJSON struct {
 	Headers map[string][]string `json:"headers,omitempty"`
 	Data    *[]byte             `json:"data,omitempty"`
 	Expires int64               `json:"expires,omitempty"`
+	MsgID   string              `json:"msg_id,omitempty"` // live events of writes that had one
 	// delete
 	Ranges [][2]uint64 `json:"ranges,omitempty"`
 	Keys   []string    `json:"keys,omitempty"`
@@ -179,7 +180,7 @@ func (p *printer) event(ev client.Event) error {
 			if data == nil {
 				data = []byte{}
 			}
-			e.Seq, e.Time, e.Key, e.Headers, e.Data, e.Expires = m.Seq, m.Time, m.Key, m.Header, &data, m.Expires
+			e.Seq, e.Time, e.Key, e.Headers, e.Data, e.Expires, e.MsgID = m.Seq, m.Time, m.Key, m.Header, &data, m.Expires, ev.MsgID
 		}
 		return p.value(e)
 	}

@@ -351,7 +351,7 @@ func TestWatch(t *testing.T) {
 	subs := w.srv.NumSubscriptions()
 	out, _, stop := w.background(t, "watch", "acme.>", "--json")
 	eventually(t, "the watch subscription", func() bool { return w.srv.NumSubscriptions() > subs })
-	w.ok(t, "", "set", "acme.a", "one", "-H", "X-A:1")
+	w.ok(t, "", "set", "acme.a", "one", "-H", "X-A:1", "--msg-id", "mine")
 	w.ok(t, "", "set", "other", "not watched")
 	w.ok(t, "", "set", "acme.b.c", "two", "--key", "k")
 	w.ok(t, "", "config", "acme.a", "--max-msgs", "5")
@@ -369,7 +369,7 @@ func TestWatch(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("watch printed %q, want %q", got, want)
 	}
-	if e := evs[0]; string(*e.Data) != "one" || !slices.Equal(e.Headers["X-A"], []string{"1"}) || e.Seq != 1 {
+	if e := evs[0]; string(*e.Data) != "one" || !slices.Equal(e.Headers["X-A"], []string{"1"}) || e.Seq != 1 || e.MsgID != "mine" {
 		t.Fatalf("first event = %+v, want the set of seq 1 with its header", e)
 	}
 	if e := evs[2]; e.Config == nil || e.Config.MaxMsgs != 5 {
