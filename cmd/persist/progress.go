@@ -54,20 +54,24 @@ func (p *progress) draw() {
 	if p.w == nil {
 		return
 	}
-	amount := fmt.Sprintf("%d %s", p.done, p.unit)
+	done, total := fmt.Sprint(p.done), fmt.Sprint(p.total)
 	if p.unit == "bytes" {
-		amount = formatSize(p.done)
+		done, total = formatSize(p.done), formatSize(p.total)
 	}
 	if p.total <= 0 {
-		fmt.Fprintf(p.w, "\r%s %s", p.label, amount)
+		if p.unit == "bytes" {
+			fmt.Fprintf(p.w, "\r%s %s", p.label, done)
+		} else {
+			fmt.Fprintf(p.w, "\r%s %s %s", p.label, done, p.unit)
+		}
 		return
 	}
 	const width = 30
 	frac := min(float64(p.done)/float64(p.total), 1)
 	full := int(frac * width)
-	total := fmt.Sprintf("%d", p.total)
-	if p.unit == "bytes" {
-		total = formatSize(p.total)
+	of := done + " of " + total
+	if p.unit != "bytes" {
+		of += " " + p.unit
 	}
-	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %s of %s", p.label, strings.Repeat("=", full), strings.Repeat(" ", width-full), frac*100, amount, total)
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %s", p.label, strings.Repeat("=", full), strings.Repeat(" ", width-full), frac*100, of)
 }

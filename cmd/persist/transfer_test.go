@@ -211,7 +211,7 @@ func TestProgress(t *testing.T) {
 	fillSource(t, w, "acme.src", 50)
 	n := len(readAll(t, w, "acme.src"))
 	exp := w.run(t, "", "export", "acme.src", "--progress")
-	if exp.code != 0 || !strings.Contains(exp.stderr, "export acme.src [") || !strings.Contains(exp.stderr, fmt.Sprintf("100%% %d messages of %d\n", n, n)) {
+	if exp.code != 0 || !strings.Contains(exp.stderr, "export acme.src [") || !strings.Contains(exp.stderr, fmt.Sprintf("100%% %d of %d messages\n", n, n)) {
 		t.Fatalf("export --progress stderr = %q, want a bar that reaches 100%%", exp.stderr)
 	}
 	// On a terminal the bar is on by default, and --no-progress turns it off.

@@ -268,7 +268,7 @@ func (c *cli) declareConfig(app *kingpin.Application) {
 	cmd.Arg("stream", "Stream name.").Required().StringVar(&stream)
 	cmd.Flag("max-msgs", "Most messages; -1 unlimited.").PlaceHolder("N").StringVar(&f.maxMsgs)
 	cmd.Flag("max-bytes", "Most total size (1048576, 512KiB, 1GiB); -1 unlimited.").PlaceHolder("SIZE").StringVar(&f.maxBytes)
-	cmd.Flag("max-age", "Remove messages older than this (24h); 0 unlimited.").PlaceHolder("DURATION").StringVar(&f.maxAge)
+	cmd.Flag("max-age", "Remove messages older than this (24h, 30d); 0 unlimited.").PlaceHolder("DURATION").StringVar(&f.maxAge)
 	cmd.Flag("max-msg-size", "Largest message accepted; -1 unlimited.").PlaceHolder("SIZE").StringVar(&f.maxMsgSize)
 	cmd.Flag("max-msgs-per-second", "Write rate limit in messages; -1 unlimited.").PlaceHolder("N").StringVar(&f.maxMsgsPerSecond)
 	cmd.Flag("max-bytes-per-second", "Write rate limit in bytes; -1 unlimited.").PlaceHolder("SIZE").StringVar(&f.maxBytesPerSecond)
