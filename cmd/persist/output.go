@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -138,9 +140,9 @@ func (p *printer) msg(stream string, m *client.Msg) error {
 // writeBody writes headers, a blank line and the payload, then a blank
 // line; a payload that is not text is described instead of printed.
 func writeBody(b *strings.Builder, h nats.Header, data []byte) {
-	for _, name := range slices.Sorted(mapKeys(h)) {
+	for _, name := range slices.Sorted(maps.Keys(h)) {
 		for _, v := range h[name] {
-			fmt.Fprintf(b, "%s: %s\n", name, v)
+			fmt.Fprintf(b, "%s: %s\n", printable(name), printable(v))
 		}
 	}
 	if len(h) > 0 {
@@ -149,8 +151,8 @@ func writeBody(b *strings.Builder, h nats.Header, data []byte) {
 	switch {
 	case len(data) == 0:
 		b.WriteString("(empty payload)\n")
-	case !utf8.Valid(data):
-		fmt.Fprintf(b, "(%d bytes, not UTF-8 text: use --json or get --raw)\n", len(data))
+	case !isText(data):
+		fmt.Fprintf(b, "(%d bytes, not text: use --json or get --raw)\n", len(data))
 	default:
 		b.Write(data)
 		if data[len(data)-1] != '\n' {
@@ -160,14 +162,27 @@ func writeBody(b *strings.Builder, h nats.Header, data []byte) {
 	b.WriteByte('\n')
 }
 
-func mapKeys(h nats.Header) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range h {
-			if !yield(k) {
-				return
-			}
+// isText reports whether a payload can go to a terminal as it is: UTF-8
+// without control characters but line breaks and tabs (a stored payload
+// is anybody's, and escape sequences would drive the terminal).
+func isText(data []byte) bool {
+	if !utf8.Valid(data) {
+		return false
+	}
+	for _, r := range string(data) {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' && r != '\r' {
+			return false
 		}
 	}
+	return true
+}
+
+// printable quotes a header name or value that is not plain text.
+func printable(s string) string {
+	if isText([]byte(s)) && !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // event writes one change of a stream.

@@ -99,6 +99,20 @@ func TestGet(t *testing.T) {
 		t.Fatalf("get --json = %+v, want %+v", m, want)
 	}
 
+	t.Run("NotText", func(t *testing.T) {
+		// Escape sequences in a stored message must not reach the terminal.
+		ack, err := w.cl.Stream("acme.docs").Set(context.Background(), []byte("\x1b[2Jgotcha"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := w.ok(t, "", "get", "acme.docs", "--seq", fmt.Sprint(ack.Seq))
+		if strings.Contains(out, "\x1b") || !strings.Contains(out, "(10 bytes, not text: use --json or get --raw)") {
+			t.Fatalf("get of a message with escape sequences = %q, want them kept off the terminal", out)
+		}
+		if raw := w.ok(t, "", "get", "acme.docs", "--seq", fmt.Sprint(ack.Seq), "--raw"); raw != "\x1b[2Jgotcha" {
+			t.Fatalf("get --raw = %q, want the payload as it is", raw)
+		}
+	})
 	t.Run("NotFound", func(t *testing.T) {
 		r := w.run(t, "", "get", "acme.docs", "--seq", "9")
 		if got, want := r.stderr, "persist: get acme.docs: not found (not_found, 404)\n"; r.code != 1 || got != want {
