@@ -392,7 +392,7 @@ func TestBroker_Config(t *testing.T) {
 	f := newFixture(t, Options{})
 	var cfg store.Config
 	f.call(t, subjects.OpConfig, "acme.c", ``, &cfg)
-	if !sameConfig(cfg, store.DefaultConfig()) {
+	if !sameConfig(cfg, subjects.DefaultConfig()) {
 		t.Fatalf("config of missing stream = %+v, want defaults", cfg)
 	}
 	f.call(t, subjects.OpConfig, "acme.c", `{"max_msgs":-1,"sync":false}`, &cfg)
@@ -431,14 +431,14 @@ func TestBroker_MemoryStream(t *testing.T) {
 	f := newFixture(t, Options{MemoryQuota: 1000})
 	var cfg store.Config
 	f.call(t, subjects.OpConfig, "mem.a", `{"storage":"memory"}`, &cfg)
-	if cfg.Storage != store.StorageMemory {
+	if cfg.Storage != subjects.StorageMemory {
 		t.Fatalf("storage = %q", cfg.Storage)
 	}
 	f.set(t, "mem.a", strings.Repeat("x", 600), nil)
 	if got := files(t, f.dir); len(got) != 0 {
 		t.Fatalf("memory stream wrote files %v", got)
 	}
-	var l listReply
+	var l subjects.ListReply
 	f.call(t, subjects.OpList, "mem", ``, &l)
 	if !slices.Equal(l.Streams, []string{"mem.a"}) {
 		t.Fatalf("list = %v", l.Streams)
@@ -496,7 +496,7 @@ func TestBroker_InventoryKeys(t *testing.T) {
 	if inv.Count != 3 || inv.Bytes != 18 || inv.FirstSeq != 2 || inv.LastSeq != 4 || inv.Revision != 5 || len(inv.Limits) != 0 {
 		t.Fatalf("inventory = %+v", inv)
 	}
-	var k keysReply
+	var k subjects.KeysReply
 	f.call(t, subjects.OpKeys, "acme.ik", `{"limit":2}`, &k)
 	if !slices.Equal(k.Keys, []string{"a", "c"}) || !k.More {
 		t.Fatalf("keys = %+v", k)
@@ -516,7 +516,7 @@ func TestBroker_List(t *testing.T) {
 	// Files that are not streams are ignored.
 	os.WriteFile(filepath.Join(f.dir, "acme", "tmp.db.tmp"), []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(f.dir, "acme", "a.b.db"), []byte("x"), 0o644)
-	var l listReply
+	var l subjects.ListReply
 	f.call(t, subjects.OpList, "acme", ``, &l)
 	if want := []string{"acme", "acme.a", "acme.a.deep", "acme.b"}; !slices.Equal(l.Streams, want) || l.More {
 		t.Fatalf("list acme = %+v, want %v", l, want)
@@ -621,7 +621,7 @@ func TestBroker_GroupCommit(t *testing.T) {
 	f.call(t, subjects.OpConfig, "acme.gc", `{"sync":true}`, nil)
 	const n = 64
 	var wg sync.WaitGroup
-	replies := make([]setReply, n)
+	replies := make([]subjects.SetReply, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
@@ -994,7 +994,7 @@ func TestBroker_ShutdownAnswersQueued(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d replies: %v", len(seqs), err)
 		}
-		var r setReply
+		var r subjects.SetReply
 		if werr := replyError(m); werr != nil {
 			t.Fatalf("reply %v", werr)
 		}
@@ -1200,7 +1200,7 @@ func TestBroker_Tiered(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.start(t, Options{ArchiveDir: archive, BackupDir: backup}, hooks{noJanitor: true})
-	var l listReply
+	var l subjects.ListReply
 	f.call(t, subjects.OpList, "acme", ``, &l)
 	if !slices.Equal(l.Streams, []string{"acme.t.x"}) {
 		t.Fatalf("list = %v", l.Streams)
@@ -1317,7 +1317,7 @@ func TestBroker_FailedWriteLeavesNoArchiveCopy(t *testing.T) {
 	if got := files(t, backup); !slices.Equal(got, []string{subjects.Path("acme.gone")}) {
 		t.Fatalf("backup holds %v, want only the destroyed stream's copy", got)
 	}
-	var l listReply
+	var l subjects.ListReply
 	f.call(t, subjects.OpList, "acme", ``, &l)
 	if len(l.Streams) != 0 {
 		t.Fatalf("list = %v, want no streams", l.Streams)

@@ -28,7 +28,7 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 			return false, err
 		}
 	}
-	memory := create && cfg != nil && cfg.Storage == store.StorageMemory
+	memory := create && cfg != nil && cfg.Storage == subjects.StorageMemory
 	var st *store.Stream
 	err = store.ErrNotFound
 	// Only a new file stream needs a slot whether or not its file exists:

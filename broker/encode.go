@@ -20,10 +20,10 @@ import (
 var (
 	valTrue     = []string{"true"}
 	eventOpVals = map[string][]string{
-		store.OpSet:     {store.OpSet},
-		store.OpDelete:  {store.OpDelete},
-		store.OpConfig:  {store.OpConfig},
-		store.OpDestroy: {store.OpDestroy},
+		subjects.OpSet:     {subjects.OpSet},
+		subjects.OpDelete:  {subjects.OpDelete},
+		subjects.OpConfig:  {subjects.OpConfig},
+		subjects.OpDestroy: {subjects.OpDestroy},
 	}
 )
 
@@ -182,7 +182,7 @@ func appendError(buf []byte, we *subjects.Error) []byte {
 }
 
 // appendSetReply appends the reply to one write: {"seq":N,"time":T} and
-// "duplicate":true when it was one, as encoding/json writes setReply.
+// "duplicate":true when it was one, as encoding/json writes subjects.SetReply.
 func appendSetReply(buf []byte, r store.WriteResult) []byte {
 	buf = append(buf, `{"seq":`...)
 	buf = strconv.AppendUint(buf, r.Seq, 10)

@@ -19,7 +19,7 @@ func TestEncode_SetReplyAsJSON(t *testing.T) {
 		{Seq: 1<<64 - 1, Time: -1, Duplicate: true},
 		{},
 	} {
-		want, err := jsonMarshal(setReply{Seq: r.Seq, Time: r.Time, Duplicate: r.Duplicate})
+		want, err := jsonMarshal(subjects.SetReply{Seq: r.Seq, Time: r.Time, Duplicate: r.Duplicate})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func TestEncode_ErrorAsJSON(t *testing.T) {
 		subjects.ErrWrongLastSequence.WithDescription(`key "a<b>&c" has seq 3`),
 		badRequest("tab\there, new\nline, \x00, \u2028, é, \xff bad utf-8"),
 	} {
-		want, err := jsonMarshal(itemError{we})
+		want, err := jsonMarshal(subjects.ErrorReply{Error: we})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,8 @@ package broker
 import (
 	"reflect"
 	"testing"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // fastBodies are bodies of get, getall, keys and list: what clients send,
@@ -20,7 +22,9 @@ var fastBodies = []string{
 }
 
 // strictTargets are fresh values of every type decodeFast knows.
-func strictTargets() []any { return []any{new(getReq), new(getallReq), new(pageReq)} }
+func strictTargets() []any {
+	return []any{new(getReq), new(subjects.GetAllRequest), new(subjects.PageRequest)}
+}
 
 // TestDecodeFast_SameAsJSON checks that every body decodeFast accepts is
 // one encoding/json accepts with the same value, and that the bodies
@@ -35,10 +39,10 @@ func TestDecodeFast_SameAsJSON(t *testing.T) {
 	}{
 		{`{"seq":42}`, new(getReq)},
 		{`{"key":"k"}`, new(getReq)},
-		{`{"start_seq":1001}`, new(getallReq)},
-		{`{"start_seq":1,"max_msgs":1000,"max_bytes":1048576}`, new(getallReq)},
-		{`{"after":"acme.s0999","limit":1000}`, new(pageReq)},
-		{`{}`, new(pageReq)},
+		{`{"start_seq":1001}`, new(subjects.GetAllRequest)},
+		{`{"start_seq":1,"max_msgs":1000,"max_bytes":1048576}`, new(subjects.GetAllRequest)},
+		{`{"after":"acme.s0999","limit":1000}`, new(subjects.PageRequest)},
+		{`{}`, new(subjects.PageRequest)},
 	} {
 		if !decodeFast([]byte(tc.body), tc.v) {
 			t.Errorf("decodeFast(%s, %T) = false, want the fast path", tc.body, tc.v)

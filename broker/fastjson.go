@@ -1,6 +1,10 @@
 package broker
 
-import "encoding/base64"
+import (
+	"encoding/base64"
+
+	"github.com/nats-persist/persist/subjects"
+)
 
 // The fast paths of decodeStrict for the small bodies most requests carry
 // ({"seq":N}, {"key":"k"}, getall's integer fields, {"after":…,"limit":N})
@@ -177,8 +181,8 @@ func decodeFast(body []byte, v any) bool {
 			}
 		}
 		*v = g
-	case *getallReq:
-		var g getallReq
+	case *subjects.GetAllRequest:
+		var g subjects.GetAllRequest
 		for _, f := range fields {
 			var p *uint64
 			switch string(f.name) {
@@ -205,8 +209,8 @@ func decodeFast(body []byte, v any) bool {
 			}
 		}
 		*v = g
-	case *pageReq:
-		var p pageReq
+	case *subjects.PageRequest:
+		var p subjects.PageRequest
 		for _, f := range fields {
 			switch string(f.name) {
 			case "after":
@@ -231,7 +235,7 @@ func decodeFast(body []byte, v any) bool {
 
 // fastSetMany parses a setmany body whose elements are all objects that
 // scanObject reads, of the fields data (base64 of the standard alphabet),
-// key, msg_id, ttl and previous_seq, at most maxSetMany of them, as
+// key, msg_id, ttl and previous_seq, at most subjects.MaxSetMany of them, as
 // parseSetManyJSON would. Anything else is not ok, and parseSetManyJSON
 // decides, an element that is bad for another reason included.
 func fastSetMany(body []byte) ([]item, bool) {
@@ -245,7 +249,7 @@ func fastSetMany(body []byte) ([]item, bool) {
 	}
 	var items []item
 	for {
-		if len(items) == maxSetMany {
+		if len(items) == subjects.MaxSetMany {
 			return nil, false
 		}
 		var fs [maxFlatFields]flatField

@@ -104,7 +104,7 @@ func oracleBool(raw json.RawMessage) (bool, bool) {
 
 // oracleMsgID applies the rules of a Persist-Msg-Id value.
 func oracleMsgID(id string) bool {
-	return id != "" && len(id) <= maxMsgIDLen && !strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == 0x7F })
+	return id != "" && len(id) <= subjects.MaxMsgIDLen && !strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == 0x7F })
 }
 
 // natsHeaderName reports whether a header of this name can be stored and
@@ -158,7 +158,7 @@ var headerBlocks = []string{
 	"Persist-Key: k\r\nPersist-Previous-Seq: 1.0", "Persist-Key: k\r\nPersist-Previous-Seq: +1", "Persist-Key: k\r\nPersist-Previous-Seq: 007",
 	"Persist-Key:", "Persist-Key:  padded ", "Persist-Key: a\rb", "Persist-Key: \xff", "Persist-Key: a\x00b", "Persist-Key: é",
 	"Persist-Key: a\r\nPersist-Key: b", "persist-key: k", "PERSIST-KEY: k", "Persist-Keys: k", "Persist-Msg-Id: m1",
-	"Persist-Msg-Id:", "Persist-Msg-Id: a\x01", "Persist-Msg-Id: " + strings.Repeat("m", maxMsgIDLen+1),
+	"Persist-Msg-Id:", "Persist-Msg-Id: a\x01", "Persist-Msg-Id: " + strings.Repeat("m", subjects.MaxMsgIDLen+1),
 	"Persist-TTL: 90", "Persist-TTL: 1500ms", "Persist-TTL: 2h", "Persist-TTL: 0", "Persist-TTL: -1s", "Persist-TTL: 1e3",
 	"Persist-TTL: 9223372036854775807", "Persist-TTL: 876001h", "Persist-Sync: true", "Persist-Seq: 5", "persist-revision: 9",
 	"Nats-Msg-Id: x", "Nats-Expected-Last-Sequence: 3", "X-A: 1\r\nX-A: 2", "X-A: b ", "X-A: \tb", "X-A: a\rb", "X-A:",
@@ -323,7 +323,7 @@ func oracleSetMany(body []byte) ([]item, bool) {
 		return nil, false
 	}
 	var raw []json.RawMessage
-	if json.Unmarshal(body, &raw) != nil || raw == nil || len(raw) > maxSetMany {
+	if json.Unmarshal(body, &raw) != nil || raw == nil || len(raw) > subjects.MaxSetMany {
 		return nil, false
 	}
 	items := make([]item, len(raw))
@@ -495,7 +495,7 @@ func FuzzGetBody(f *testing.F) {
 func FuzzGetAllBody(f *testing.F) {
 	addBodies(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var want getallReq
+		var want subjects.GetAllRequest
 		ok := true
 		if !oracleEmpty(body) {
 			var fs map[string]json.RawMessage
@@ -517,7 +517,7 @@ func FuzzGetAllBody(f *testing.F) {
 				ok = ok && okv
 			}
 		}
-		checkBody(t, subjects.OpGetAll, body, want, ok, func(j *job) getallReq { return j.getall })
+		checkBody(t, subjects.OpGetAll, body, want, ok, func(j *job) subjects.GetAllRequest { return j.getall })
 	})
 }
 
@@ -533,8 +533,8 @@ type deleteWant struct {
 // 10000), last_seq, key and all (true).
 func FuzzDeleteBody(f *testing.F) {
 	addBodies(f)
-	f.Add([]byte(`{"seqs":[` + strings.TrimSuffix(strings.Repeat("1,", maxDeleteSeqs+1), ",") + `]}`))
-	f.Add([]byte(`{"seqs":[` + strings.TrimSuffix(strings.Repeat("1,", maxDeleteSeqs), ",") + `]}`))
+	f.Add([]byte(`{"seqs":[` + strings.TrimSuffix(strings.Repeat("1,", subjects.MaxDeleteSeqs+1), ",") + `]}`))
+	f.Add([]byte(`{"seqs":[` + strings.TrimSuffix(strings.Repeat("1,", subjects.MaxDeleteSeqs), ",") + `]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var want deleteWant
 		fs, ok := oracleFields(body, "seq", "seqs", "last_seq", "key", "all")
@@ -559,7 +559,7 @@ func FuzzDeleteBody(f *testing.F) {
 				okv = okv && want.All
 			case "seqs":
 				var raws []json.RawMessage
-				okv = r[0] == '[' && json.Unmarshal(r, &raws) == nil && len(raws) <= maxDeleteSeqs
+				okv = r[0] == '[' && json.Unmarshal(r, &raws) == nil && len(raws) <= subjects.MaxDeleteSeqs
 				want.Seqs = []uint64{}
 				for _, e := range raws {
 					n, okn := oracleUint(e)
@@ -585,7 +585,7 @@ func FuzzDeleteBody(f *testing.F) {
 func FuzzPageBody(f *testing.F) {
 	addBodies(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var want pageReq
+		var want subjects.PageRequest
 		ok := true
 		if !oracleEmpty(body) {
 			var fs map[string]json.RawMessage
@@ -597,20 +597,20 @@ func FuzzPageBody(f *testing.F) {
 				want.Limit, ok = oracleUint(r)
 			}
 		}
-		checkBody(t, subjects.OpKeys, body, want, ok, func(j *job) pageReq { return j.keys })
-		var list pageReq
+		checkBody(t, subjects.OpKeys, body, want, ok, func(j *job) subjects.PageRequest { return j.keys })
+		var list subjects.PageRequest
 		err := decodeOptional(body, &list)
 		if ok != (err == nil) || ok && list != want {
 			t.Fatalf("list body %q = %+v, %v; want %+v, accepted %v", body, list, err, want, ok)
 		}
-		if n := want.limit(); n < 1 || n > maxLimit {
-			t.Fatalf("limit %d of %q is out of bounds", want.limit(), body)
+		if n := want.PageLimit(); n < 1 || n > subjects.MaxLimit {
+			t.Fatalf("limit %d of %q is out of bounds", want.PageLimit(), body)
 		}
 	})
 }
 
 // FuzzConfigPatch checks a config body as the worker applies it: checked
-// by parseJob, then applied onto the defaults by store.ParseConfigPatch. The oracle reads the fields of PROTOCOL.md
+// by parseJob, then applied onto the defaults by subjects.ParseConfigPatch. The oracle reads the fields of PROTOCOL.md
 // section 4 and the limits of store.Config.Validate; what is accepted
 // is, encoded as the config reply is, a patch that gives itself back.
 func FuzzConfigPatch(f *testing.F) {
@@ -633,14 +633,13 @@ func FuzzConfigPatch(f *testing.F) {
 		if patch == nil {
 			return
 		}
-		got, err := store.ParseConfigPatch(store.DefaultConfig(), patch)
+		got, err := subjects.ParseConfigPatch(subjects.DefaultConfig(), patch)
 		if !ok {
 			if err == nil {
 				t.Fatalf("ParseConfigPatch(%q) accepted a patch the protocol refuses: %+v", body, got)
 			}
-			// wireErrors answers store.ErrInvalid 400 bad_request.
-			if !errors.Is(err, store.ErrInvalid) {
-				t.Fatalf("ParseConfigPatch(%q) = %v, want store.ErrInvalid (400 bad_request)", body, err)
+			if !errors.Is(err, subjects.ErrBadRequest) {
+				t.Fatalf("ParseConfigPatch(%q) = %v, want 400 bad_request", body, err)
 			}
 			return
 		}
@@ -655,7 +654,7 @@ func FuzzConfigPatch(f *testing.F) {
 		if err != nil {
 			t.Fatalf("jsonMarshal(%+v) = %v", got, err)
 		}
-		again, err := store.ParseConfigPatch(store.DefaultConfig(), full)
+		again, err := subjects.ParseConfigPatch(subjects.DefaultConfig(), full)
 		if err != nil || !reflect.DeepEqual(again, got) {
 			t.Fatalf("ParseConfigPatch(%s) = %+v, %v; want it back as %+v", full, again, err, got)
 		}
@@ -664,7 +663,7 @@ func FuzzConfigPatch(f *testing.F) {
 
 // oracleConfig applies a config patch onto the defaults.
 func oracleConfig(body []byte) (store.Config, bool) {
-	c := store.DefaultConfig()
+	c := subjects.DefaultConfig()
 	ints := map[string]*int64{
 		"max_msgs": &c.MaxMsgs, "max_bytes": &c.MaxBytes, "max_age": &c.MaxAge, "max_msg_size": &c.MaxMsgSize,
 		"max_msgs_per_second": &c.MaxMsgsPerSecond, "max_bytes_per_second": &c.MaxBytesPerSecond,

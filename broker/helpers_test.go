@@ -165,13 +165,13 @@ func replyError(m *nats.Msg) *subjects.Error {
 }
 
 // set writes one message and returns its reply.
-func (f *fixture) set(tb testing.TB, stream, data string, h nats.Header) setReply {
+func (f *fixture) set(tb testing.TB, stream, data string, h nats.Header) subjects.SetReply {
 	tb.Helper()
 	m := f.request(tb, subjects.OpSet, stream, []byte(data), h)
 	if werr := replyError(m); werr != nil {
 		tb.Fatalf("set %s: %v", stream, werr)
 	}
-	var r setReply
+	var r subjects.SetReply
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		tb.Fatalf("set reply %q: %v", m.Data, err)
 	}

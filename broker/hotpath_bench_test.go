@@ -50,7 +50,7 @@ func BenchmarkPublishEvents(b *testing.B) {
 	f := newFixture(b, Options{})
 	evs := make([]store.Event, 25)
 	for i := range evs {
-		evs[i] = store.Event{Op: store.OpSet, Revision: uint64(1000 + i), Msg: &store.Message{
+		evs[i] = store.Event{Op: subjects.OpSet, Revision: uint64(1000 + i), Msg: &store.Message{
 			Seq: uint64(1000 + i), Time: 1764100000000, Key: "key" + strconv.Itoa(i),
 			Header: map[string][]string{"Content-Type": {"text/plain"}}, Data: []byte("0123456789abcdef"),
 		}}
@@ -89,7 +89,7 @@ func BenchmarkAnswerWrites(b *testing.B) {
 // BenchmarkReplyJSON measures a keys reply of 100 keys.
 func BenchmarkReplyJSON(b *testing.B) {
 	f := newFixture(b, Options{})
-	var r keysReply
+	var r subjects.KeysReply
 	for i := range 100 {
 		r.Keys = append(r.Keys, "key"+strconv.Itoa(i))
 	}

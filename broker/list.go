@@ -11,22 +11,16 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
-// listReply is the reply to list.
-type listReply struct {
-	Streams []string `json:"streams"`
-	More    bool     `json:"more"`
-}
-
 // list answers the streams whose name has prefix as a whole-token prefix:
 // stream files (from the name index, see nameIndex) and live memory
 // streams. It runs on the list endpoint's goroutine; it touches no stream.
 func (b *Broker) list(reply, prefix string, body []byte) {
-	var req pageReq
+	var req subjects.PageRequest
 	if err := decodeOptional(body, &req); err != nil {
 		b.replyError(subjects.OpList, prefix, reply, err)
 		return
 	}
-	limit := req.limit()
+	limit := req.PageLimit()
 	files, err := b.names.page(prefix, req.After, limit+1, func() ([]string, error) { return b.diskStreamNames(prefix) })
 	if err != nil {
 		b.replyError(subjects.OpList, prefix, reply, err)
@@ -36,7 +30,7 @@ func (b *Broker) list(reply, prefix string, body []byte) {
 	mem = slices.DeleteFunc(mem, func(name string) bool { return name <= req.After })
 	slices.Sort(mem)
 	names := mergeSorted(files, mem)
-	out := listReply{Streams: names, More: len(names) > limit}
+	out := subjects.ListReply{Streams: names, More: len(names) > limit}
 	if out.More {
 		out.Streams = names[:limit]
 	}

@@ -13,9 +13,9 @@ import (
 )
 
 // list asks for one page of prefix's streams.
-func (f *fixture) list(tb testing.TB, prefix, body string) listReply {
+func (f *fixture) list(tb testing.TB, prefix, body string) subjects.ListReply {
 	tb.Helper()
-	var l listReply
+	var l subjects.ListReply
 	f.call(tb, subjects.OpList, prefix, body, &l)
 	return l
 }

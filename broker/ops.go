@@ -11,18 +11,6 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
-// setReply is the reply to one write.
-type setReply struct {
-	Seq       uint64 `json:"seq"`
-	Time      int64  `json:"time"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-}
-
-// itemError is a setmany entry for a refused item.
-type itemError struct {
-	Error *subjects.Error `json:"error"`
-}
-
 // applyWrites commits the writes of a batch of set and setmany jobs in one
 // store call (group commit) and answers each job with its own results.
 func (b *Broker) applyWrites(e *entry, batch []*job) {
@@ -79,7 +67,7 @@ func (b *Broker) applyWrites(e *entry, batch []*job) {
 
 // answerWrites sends each job its results; res holds, in order, the results
 // of the items that reached the store. Replies are written by hand into one
-// buffer, as encoding/json would write setReply and itemError.
+// buffer, as encoding/json would write subjects.SetReply and subjects.ErrorReply.
 func (b *Broker) answerWrites(stream string, batch []*job, res []store.WriteResult) {
 	enc := getEncoder()
 	defer putEncoder(enc)
@@ -174,7 +162,7 @@ func (b *Broker) applyOne(e *entry, j *job) {
 	case subjects.OpDelete:
 		var n int64
 		if n, err = deleteOp(e.st, j.del); err == nil {
-			b.replyJSON(j.reply, map[string]int64{"count": n})
+			b.replyJSON(j.reply, subjects.CountReply{Count: n})
 		}
 	case subjects.OpConfig:
 		b.replyJSON(j.reply, e.st.Config())
@@ -189,27 +177,22 @@ func (b *Broker) applyOne(e *entry, j *job) {
 	case subjects.OpKeys:
 		var keys []string
 		var more bool
-		if keys, more, err = e.st.Keys(j.keys.After, j.keys.limit()); err == nil {
+		if keys, more, err = e.st.Keys(j.keys.After, j.keys.PageLimit()); err == nil {
 			if keys == nil {
 				keys = []string{}
 			}
-			b.replyJSON(j.reply, keysReply{keys, more})
+			b.replyJSON(j.reply, subjects.KeysReply{Keys: keys, More: more})
 		}
 	case subjects.OpDestroy:
 		err = b.destroy(e)
 		if err == nil {
-			b.replyJSON(j.reply, map[string]bool{"ok": true})
+			b.replyJSON(j.reply, subjects.OKReply{OK: true})
 		}
 	}
 	if err != nil {
 		b.failAll(e, []*job{j}, err)
 	}
 	j.answered = true
-}
-
-type keysReply struct {
-	Keys []string `json:"keys"`
-	More bool     `json:"more"`
 }
 
 // answerMissing answers a job on a stream that does not exist, creating
@@ -223,11 +206,11 @@ func (b *Broker) answerMissing(stream string, j *job) {
 	case subjects.OpInventory:
 		b.replyJSON(j.reply, store.Inventory{Limits: map[string]any{}})
 	case subjects.OpKeys:
-		b.replyJSON(j.reply, keysReply{Keys: []string{}})
+		b.replyJSON(j.reply, subjects.KeysReply{Keys: []string{}})
 	case subjects.OpConfig:
-		b.replyJSON(j.reply, store.DefaultConfig())
+		b.replyJSON(j.reply, subjects.DefaultConfig())
 	case subjects.OpDelete:
-		b.replyJSON(j.reply, map[string]int64{"count": 0})
+		b.replyJSON(j.reply, subjects.CountReply{})
 	}
 	j.answered = true
 }
@@ -242,7 +225,7 @@ func (b *Broker) applyConfig(e *entry, j *job) {
 	}
 	if err == nil {
 		var cfg store.Config
-		if cfg, err = store.ParseConfigPatch(e.st.Config(), j.config); err == nil {
+		if cfg, err = subjects.ParseConfigPatch(e.st.Config(), j.config); err == nil {
 			if cfg, err = e.st.SetConfig(cfg); err == nil {
 				b.replyJSON(j.reply, cfg)
 			}
@@ -255,8 +238,8 @@ func (b *Broker) applyConfig(e *entry, j *job) {
 }
 
 func (b *Broker) createWithConfig(e *entry, j *job) {
-	def := store.DefaultConfig()
-	cfg, err := store.ParseConfigPatch(def, j.config)
+	def := subjects.DefaultConfig()
+	cfg, err := subjects.ParseConfigPatch(def, j.config)
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -315,7 +298,7 @@ func (b *Broker) destroy(e *entry) error {
 	return err
 }
 
-func deleteOp(st streamAPI, d deleteReq) (int64, error) {
+func deleteOp(st streamAPI, d subjects.DeleteRequest) (int64, error) {
 	switch {
 	case d.Seq != nil:
 		return st.DeleteSeqs(*d.Seq)
@@ -343,15 +326,8 @@ func (b *Broker) getAll(e *entry, j *job) error {
 		StartSeq:  j.getall.StartSeq,
 		EndSeq:    j.getall.EndSeq,
 		StartTime: j.getall.StartTime,
-		MaxMsgs:   defaultPageMsgs,
-		MaxBytes:  maxPageBytes,
 	}
-	if n := j.getall.MaxMsgs; n > 0 {
-		q.MaxMsgs = int(min(n, maxPageMsgs))
-	}
-	if n := j.getall.MaxBytes; n > 0 {
-		q.MaxBytes = int64(min(n, maxPageBytes))
-	}
+	q.MaxMsgs, q.MaxBytes = subjects.PageBounds(j.getall.MaxMsgs, j.getall.MaxBytes)
 	enc := getEncoder()
 	defer putEncoder(enc)
 	msg := nats.Msg{Subject: j.reply}
@@ -417,16 +393,16 @@ func (b *Broker) publishEvents(name string, evs []store.Event) {
 		h[subjects.HeaderRevision] = enc.uint(&enc.rev, ev.Revision)
 		var body []byte
 		switch ev.Op {
-		case store.OpSet:
+		case subjects.OpSet:
 			if ev.Msg != nil {
 				enc.message(ev.Msg)
 				body = ev.Msg.Data
 			}
-		case store.OpDelete:
+		case subjects.OpDelete:
 			enc.body = appendRanges(enc.body[:0], ev.Ranges)
 			body = enc.body
 			h[subjects.HeaderReason] = enc.text(&enc.reason, ev.Reason)
-		case store.OpConfig:
+		case subjects.OpConfig:
 			if ev.Config != nil {
 				body, _ = enc.marshal(ev.Config)
 			}

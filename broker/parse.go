@@ -20,18 +20,6 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
-// Bounds on requests (PROTOCOL.md section 4).
-const (
-	maxSetMany      = 1000
-	maxDeleteSeqs   = 10000
-	defaultPageMsgs = 1000
-	maxPageMsgs     = 10000
-	maxPageBytes    = 8 << 20
-	defaultLimit    = 1000
-	maxLimit        = 10000
-	maxMsgIDLen     = 1024
-)
-
 // job is one parsed request waiting for its stream.
 type job struct {
 	op       string
@@ -43,9 +31,9 @@ type job struct {
 	many  bool    // setmany: the reply is an array
 
 	get    getReq
-	getall getallReq
-	del    deleteReq
-	keys   pageReq
+	getall subjects.GetAllRequest
+	del    subjects.DeleteRequest
+	keys   subjects.PageRequest
 	config []byte // config: the patch; empty to read
 }
 
@@ -58,42 +46,12 @@ type item struct {
 	err error
 }
 
+// getReq is a get body as the worker decodes it: decodeFast points Seq
+// and Key at seq and key, so that they need no allocation of their own.
 type getReq struct {
-	Seq *uint64 `json:"seq"`
-	Key *string `json:"key"`
-	// What Seq and Key point to when decodeFast read them, so that they
-	// need no allocation of their own.
+	subjects.GetRequest
 	seq uint64
 	key string
-}
-
-type getallReq struct {
-	StartSeq  uint64 `json:"start_seq"`
-	EndSeq    uint64 `json:"end_seq"`
-	StartTime int64  `json:"start_time"`
-	MaxMsgs   uint64 `json:"max_msgs"`
-	MaxBytes  uint64 `json:"max_bytes"`
-}
-
-type deleteReq struct {
-	Seq     *uint64   `json:"seq"`
-	Seqs    *[]uint64 `json:"seqs"`
-	LastSeq *uint64   `json:"last_seq"`
-	Key     *string   `json:"key"`
-	All     *bool     `json:"all"`
-}
-
-type pageReq struct {
-	After string `json:"after"`
-	Limit uint64 `json:"limit"`
-}
-
-// limit is the page size asked for, defaulted and capped.
-func (p pageReq) limit() int {
-	if p.Limit == 0 {
-		return defaultLimit
-	}
-	return int(min(p.Limit, maxLimit))
 }
 
 // jobPool recycles jobs: one is taken for every request parsed and given
@@ -124,13 +82,13 @@ func parseJob(op string, body []byte, h nats.Header) (*job, error) {
 		j.items, err = parseSetMany(body)
 	case subjects.OpGet:
 		if err = decodeStrict(body, &j.get); err == nil {
-			err = j.get.validate()
+			err = j.get.Validate()
 		}
 	case subjects.OpGetAll:
 		err = decodeOptional(body, &j.getall)
 	case subjects.OpDelete:
 		if err = decodeStrict(body, &j.del); err == nil {
-			err = j.del.validate()
+			err = j.del.Validate()
 		}
 	case subjects.OpKeys:
 		err = decodeOptional(body, &j.keys)
@@ -224,6 +182,11 @@ func decodeJSON(body []byte, v any) error {
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
+		// An embedded struct's name leads the path ("GetRequest.seq"):
+		// the protocol's names are all lower case.
+		for first, rest, ok := strings.Cut(te.Field, "."); ok && first != "" && first[0] >= 'A' && first[0] <= 'Z'; first, rest, ok = strings.Cut(rest, ".") {
+			te.Field = rest
+		}
 		if te.Field == "" {
 			return fmt.Sprintf("invalid JSON: %s value where another type is expected", te.Value)
 		}
@@ -326,10 +289,15 @@ func jsonFields(v any) []string {
 	return names
 }
 
-// structFields returns the JSON names of the exported fields of struct t.
+// structFields returns the JSON names of the exported fields of struct t,
+// those of embedded structs included, as encoding/json sees them.
 func structFields(t reflect.Type) []string {
 	var names []string
 	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			names = append(names, structFields(f.Type)...)
+			continue
+		}
 		if !f.IsExported() {
 			continue
 		}
@@ -343,40 +311,6 @@ func structFields(t reflect.Type) []string {
 		names = append(names, name)
 	}
 	return names
-}
-
-func (g getReq) validate() error {
-	switch {
-	case (g.Seq == nil) == (g.Key == nil):
-		return badRequest(`get needs exactly one of "seq" and "key"`)
-	case g.Key != nil:
-		if err := subjects.ValidateKey(*g.Key); err != nil {
-			return badRequest(err.Error())
-		}
-	}
-	return nil
-}
-
-func (d deleteReq) validate() error {
-	n := 0
-	for _, set := range []bool{d.Seq != nil, d.Seqs != nil, d.LastSeq != nil, d.Key != nil, d.All != nil} {
-		if set {
-			n++
-		}
-	}
-	switch {
-	case n != 1:
-		return badRequest(`delete needs exactly one of "seq", "seqs", "last_seq", "key" and "all"`)
-	case d.Seqs != nil && len(*d.Seqs) > maxDeleteSeqs:
-		return badRequest(fmt.Sprintf(`"seqs" has more than %d seqs`, maxDeleteSeqs))
-	case d.All != nil && !*d.All:
-		return badRequest(`"all" must be true`)
-	case d.Key != nil:
-		if err := subjects.ValidateKey(*d.Key); err != nil {
-			return badRequest(err.Error())
-		}
-	}
-	return nil
 }
 
 // parseSet turns a set request into a write: user headers are kept, the
@@ -474,8 +408,8 @@ func completeWrite(w *store.Write, keyed bool, prev *uint64, msgID *string, ttl 
 		switch id := *msgID; {
 		case id == "":
 			return badRequest("empty message id")
-		case len(id) > maxMsgIDLen:
-			return badRequest(fmt.Sprintf("message id longer than %d bytes", maxMsgIDLen))
+		case len(id) > subjects.MaxMsgIDLen:
+			return badRequest(fmt.Sprintf("message id longer than %d bytes", subjects.MaxMsgIDLen))
 		case strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == 0x7F }):
 			return badRequest("message id has control characters")
 		}
@@ -519,7 +453,7 @@ type setManyItem struct {
 }
 
 // parseSetMany parses a setmany body. A body that is not a JSON array of at
-// most maxSetMany elements fails as a whole; an element that is bad fails
+// most subjects.MaxSetMany elements fails as a whole; an element that is bad fails
 // alone, as its own entry of the reply. The common bodies take
 // fastSetMany, which gives the same items.
 func parseSetMany(body []byte) ([]item, error) {
@@ -538,8 +472,8 @@ func parseSetManyJSON(body []byte) ([]item, error) {
 	if raw == nil {
 		return nil, badRequest("setmany body must be a JSON array")
 	}
-	if len(raw) > maxSetMany {
-		return nil, badRequest(fmt.Sprintf("setmany of more than %d items", maxSetMany))
+	if len(raw) > subjects.MaxSetMany {
+		return nil, badRequest(fmt.Sprintf("setmany of more than %d items", subjects.MaxSetMany))
 	}
 	items := make([]item, len(raw))
 	for i, r := range raw {

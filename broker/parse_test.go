@@ -18,9 +18,9 @@ func TestParseJob_Bounds(t *testing.T) {
 		name, op, body string
 		want           func(*job) bool
 	}{
-		{"GetAllDefaults", subjects.OpGetAll, ``, func(j *job) bool { return j.getall == getallReq{} }},
-		{"KeysDefaultLimit", subjects.OpKeys, `{}`, func(j *job) bool { return j.keys.limit() == defaultLimit }},
-		{"KeysCappedLimit", subjects.OpKeys, `{"limit":99999999}`, func(j *job) bool { return j.keys.limit() == maxLimit }},
+		{"GetAllDefaults", subjects.OpGetAll, ``, func(j *job) bool { return j.getall == subjects.GetAllRequest{} }},
+		{"KeysDefaultLimit", subjects.OpKeys, `{}`, func(j *job) bool { return j.keys.PageLimit() == subjects.DefaultLimit }},
+		{"KeysCappedLimit", subjects.OpKeys, `{"limit":99999999}`, func(j *job) bool { return j.keys.PageLimit() == subjects.MaxLimit }},
 		{"ConfigRead", subjects.OpConfig, "  \n", func(j *job) bool { return j.config == nil }},
 		{"ConfigPatch", subjects.OpConfig, `{"max_msgs":3}`, func(j *job) bool { return string(j.config) == `{"max_msgs":3}` }},
 		{"DeleteSeqs", subjects.OpDelete, `{"seqs":[1,2]}`, func(j *job) bool { return len(*j.del.Seqs) == 2 }},
@@ -134,7 +134,7 @@ func TestParseJob_ErrorsSpeakJSON(t *testing.T) {
 
 func TestWireError_Description(t *testing.T) {
 	b := &Broker{log: slog.New(slog.DiscardHandler)}
-	_, err := store.ParseConfigPatch(store.DefaultConfig(), []byte(`{"max_msgs":0}`))
+	_, err := subjects.ParseConfigPatch(subjects.DefaultConfig(), []byte(`{"max_msgs":0}`))
 	we := b.wireError(subjects.OpSet, "acme.s", err)
 	if we.Code != 400 || we.Reason != "bad_request" {
 		t.Fatalf("wireError(%v) = %+v, want 400 bad_request", err, we)

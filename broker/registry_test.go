@@ -163,7 +163,7 @@ func modelStep(f *fixture, rng *rand.Rand, name string, m *streamModel, n int) e
 			}
 			return fmt.Errorf("set: %v", werr)
 		}
-		var r setReply
+		var r subjects.SetReply
 		if err := json.Unmarshal(msg.Data, &r); err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // Benchmarks of the store alone (no NATS). Each reports its throughput as
@@ -90,7 +92,7 @@ func cpuTime(b *testing.B) time.Duration {
 // BenchmarkAppendBatch100Sync appends 100 messages per call with sync on:
 // one transaction and one fsync per call.
 func BenchmarkAppendBatch100Sync(b *testing.B) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.Sync = true
 	s := benchOpen(b, &cfg)
 	ws := make([]Write, 100)
@@ -273,7 +275,7 @@ func BenchmarkOpenCloseCycle(b *testing.B) {
 // BenchmarkOpenCloseCycleSync is BenchmarkOpenCloseCycle on streams with
 // sync on: every commit, and every checkpoint, is fsynced.
 func BenchmarkOpenCloseCycleSync(b *testing.B) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.Sync = true
 	benchOpenCloseCycle(b, &cfg)
 }

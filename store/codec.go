@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/valyala/gozstd"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // Row flags, stored per message so that a change of the compression setting
@@ -156,7 +158,7 @@ func validHeader(h map[string][]string) error {
 
 // encodeData returns the payload as stored and its row flags.
 func encodeData(data []byte, c Config) ([]byte, int64) {
-	if c.Compression == CompressionZstd && int64(len(data)) > c.CompressionThreshold {
+	if c.Compression == subjects.CompressionZstd && int64(len(data)) > c.CompressionThreshold {
 		z := gozstd.Compress(nil, data)
 		if len(z) < len(data) {
 			return z, flagZstd

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 func TestHeader_RoundTrip(t *testing.T) {
@@ -117,7 +119,7 @@ func TestData_Decode(t *testing.T) {
 	if _, err := decodeData([]byte("not zstd"), flagZstd); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("decodeData(garbage) = %v, want ErrCorrupt", err)
 	}
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.CompressionThreshold = 0
 	in := bytes.Repeat([]byte("ab"), 50)
 	stored, flags := encodeData(in, cfg)
@@ -128,7 +130,7 @@ func TestData_Decode(t *testing.T) {
 }
 
 func FuzzDecodeData(f *testing.F) {
-	z, _ := encodeData(bytes.Repeat([]byte("persist "), 300), Config{Compression: CompressionZstd, CompressionThreshold: 10})
+	z, _ := encodeData(bytes.Repeat([]byte("persist "), 300), Config{Compression: subjects.CompressionZstd, CompressionThreshold: 10})
 	f.Add(z, int64(flagZstd))
 	f.Add([]byte("plain"), int64(0))
 	f.Add(z[:len(z)/2], int64(flagZstd))

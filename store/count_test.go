@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // TestStream_ReadPendingAcrossBlocks checks Num-Pending against a plain
@@ -16,7 +18,7 @@ import (
 // gaps from every kind of delete and with expired messages not yet swept.
 func TestStream_ReadPendingAcrossBlocks(t *testing.T) {
 	ts := openTest(t, &Config{MaxMsgs: -1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgsPerSecond: -1, MaxBytesPerSecond: -1,
-		DiscardPolicy: DiscardOld, AllowMsgTTL: true, DuplicateWindow: 120000, Storage: StorageFile, Compression: CompressionNone})
+		DiscardPolicy: subjects.DiscardOld, AllowMsgTTL: true, DuplicateWindow: 120000, Storage: subjects.StorageFile, Compression: subjects.CompressionNone})
 	const total = 5000
 	batch := make([]Write, 0, 1000)
 	for i := 1; i <= total; i++ {

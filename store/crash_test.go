@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // The crash test runs a writer in a child process (this test binary again,
@@ -55,7 +57,7 @@ func TestMain(m *testing.M) {
 // crashChild is the writer of TestCrash: it appends until it is killed,
 // printing each acknowledged write, and never returns.
 func crashChild(mode string) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	batch := 1
 	if mode == "sync" {
 		cfg.Sync = true

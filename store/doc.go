@@ -34,14 +34,14 @@
 // Each committed change produces [Event] values, handed to [Options.Notify]
 // in revision order right after the commit, with the stream's lock held. A
 // new stream has revision 0 and every event adds exactly one. Append
-// publishes one OpSet per written item, then, when keeping max_msgs or
-// max_bytes removed older messages, one OpDelete per reason covering every
+// publishes one subjects.OpSet per written item, then, when keeping max_msgs or
+// max_bytes removed older messages, one subjects.OpDelete per reason covering every
 // removal of the call (so a subscriber that applies events in order ends
 // where the stream is). A keyed write that replaces a message publishes only
-// its OpSet. Deletes publish one OpDelete with the removed seqs as ascending
-// ranges of consecutive seqs. A config change publishes OpConfig, followed
+// its subjects.OpSet. Deletes publish one subjects.OpDelete with the removed seqs as ascending
+// ranges of consecutive seqs. A config change publishes subjects.OpConfig, followed
 // by the deletes its lowered limits caused. Whatever had expired is removed
-// (OpDelete reason ttl or max_age) at the start of the next write, before
+// (subjects.OpDelete reason ttl or max_age) at the start of the next write, before
 // that write's events.
 //
 // # Files

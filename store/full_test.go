@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // setMaxPages makes the stream's database refuse to grow past n pages
@@ -39,8 +41,8 @@ func setMaxPages(tb testing.TB, ts *testStream, n int) {
 // message id used), reads unaffected, and once there is space again the
 // next write succeeds as if the failed one had never been made.
 func TestStream_StorageFull(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Compression = CompressionNone
+	cfg := subjects.DefaultConfig()
+	cfg.Compression = subjects.CompressionNone
 	ts := openTest(t, &cfg)
 	ts.put(t, Write{Data: []byte("a"), MsgID: "m1"})
 	ts.put(t, keyed("k", "b"))

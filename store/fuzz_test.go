@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // FuzzStoredConfig checks the stored config reader: it never panics, what
@@ -31,7 +33,7 @@ func FuzzStoredConfig(f *testing.F) {
 			t.Fatalf("encodeStoredConfig() = %v", err)
 		}
 		again, err := parseStoredConfig(string(b))
-		if err != nil || !again.cfg.equal(sc.cfg) || len(again.bad) != 0 {
+		if err != nil || !again.cfg.Equal(sc.cfg) || len(again.bad) != 0 {
 			t.Fatalf("stored %s reads back as %+v, %v; want %+v", b, again, err, sc.cfg)
 		}
 		if len(again.extra) != len(sc.extra) {
@@ -62,7 +64,7 @@ func FuzzCheckHeader(f *testing.F) {
 // fuzzStreamFile is a small checkpointed stream file with a few messages
 // of every kind, the seed FuzzOpen mutates.
 func fuzzStreamFile(f *testing.F) []byte {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.MaxAge, cfg.AllowMsgTTL, cfg.CompressionThreshold = 3600_000, true, 16
 	ts := openTest(f, &cfg)
 	ts.put(f, Write{Data: []byte("plain"), Header: map[string][]string{"A": {"1", "2"}}, MsgID: "id"})

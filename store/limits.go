@@ -183,7 +183,7 @@ func (tx *txn) emit(ev Event) {
 // emitDelete publishes the removals in rs, if any.
 func (tx *txn) emitDelete(reason string, rs *rangeSet) {
 	if rs.n > 0 {
-		tx.emit(Event{Op: OpDelete, Reason: reason, Ranges: rs.ranges})
+		tx.emit(Event{Op: subjects.OpDelete, Reason: reason, Ranges: rs.ranges})
 	}
 }
 
@@ -292,7 +292,7 @@ func (tx *txn) deleteKey(key string, rs *rangeSet) error {
 func (tx *txn) setConfig(c Config) error {
 	tx.cfg, tx.cfgDirty = c, true
 	cc := c
-	tx.emit(Event{Op: OpConfig, Config: &cc})
+	tx.emit(Event{Op: subjects.OpConfig, Config: &cc})
 	if err := tx.sweep(); err != nil {
 		return err
 	}
@@ -300,16 +300,16 @@ func (tx *txn) setConfig(c Config) error {
 	if err := tx.evict(&byMsgs, &byBytes); err != nil {
 		return err
 	}
-	tx.emitDelete(ReasonMaxMsgs, &byMsgs)
-	tx.emitDelete(ReasonMaxBytes, &byBytes)
+	tx.emitDelete(subjects.ReasonMaxMsgs, &byMsgs)
+	tx.emitDelete(subjects.ReasonMaxBytes, &byBytes)
 	return nil
 }
 
 // maxBytes is the effective byte limit (-1: none). A memory stream behaves
-// as if max_bytes were at most MemoryStreamMaxBytes.
+// as if max_bytes were at most subjects.MemoryStreamMaxBytes.
 func (tx *txn) maxBytes() int64 {
-	if tx.s.memory && (tx.cfg.MaxBytes < 0 || tx.cfg.MaxBytes > MemoryStreamMaxBytes) {
-		return MemoryStreamMaxBytes
+	if tx.s.memory && (tx.cfg.MaxBytes < 0 || tx.cfg.MaxBytes > subjects.MemoryStreamMaxBytes) {
+		return subjects.MemoryStreamMaxBytes
 	}
 	return tx.cfg.MaxBytes
 }
@@ -346,8 +346,8 @@ type rateWindow struct {
 // refused, is in its WriteResult. The error is for the whole call (the
 // stream is closed or damaged, I/O failed): then nothing was written.
 //
-// Events: one OpSet per written item in order, then, if keeping max_msgs
-// or max_bytes removed older messages, one OpDelete per reason (max_msgs
+// Events: one subjects.OpSet per written item in order, then, if keeping max_msgs
+// or max_bytes removed older messages, one subjects.OpDelete per reason (max_msgs
 // first) covering every removal of the call. Anything that had expired
 // is removed first, with its own events before the set events.
 func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
@@ -371,8 +371,8 @@ func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
 			r.Err = err
 			res[i] = r
 		}
-		tx.emitDelete(ReasonMaxMsgs, &tx.byMaxMsgs)
-		tx.emitDelete(ReasonMaxBytes, &tx.byMaxBytes)
+		tx.emitDelete(subjects.ReasonMaxMsgs, &tx.byMaxMsgs)
+		tx.emitDelete(subjects.ReasonMaxBytes, &tx.byMaxBytes)
 		return nil
 	})
 	if err != nil {
@@ -409,7 +409,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 		return WriteResult{}, fmt.Errorf("%w: negative TTL", ErrInvalid)
 	case w.TTL > 0 && !cfg.AllowMsgTTL:
 		return WriteResult{}, ErrTTLDisabled
-	case w.TTL.Milliseconds() > maxDurationMs:
+	case w.TTL.Milliseconds() > subjects.MaxDurationMs:
 		return WriteResult{}, fmt.Errorf("%w: TTL too long", ErrInvalid)
 	case len(w.MsgID) > maxMsgIDBytes:
 		return WriteResult{}, fmt.Errorf("%w: message id longer than %d bytes", ErrInvalid, maxMsgIDBytes)
@@ -456,7 +456,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 	if cfg.MaxMsgsPerSecond > 0 && rate.msgs > cfg.MaxMsgsPerSecond || cfg.MaxBytesPerSecond > 0 && rate.bytes > cfg.MaxBytesPerSecond {
 		return WriteResult{}, ErrRateLimited
 	}
-	if cfg.DiscardPolicy == DiscardNew {
+	if cfg.DiscardPolicy == subjects.DiscardNew {
 		count, bytes := tx.m.count+1, tx.m.bytes+size-oldSize
 		if oldSeq != 0 {
 			count--
@@ -506,7 +506,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 		}
 	}
 	tx.rate = rate
-	tx.emit(Event{Op: OpSet, Msg: msg})
+	tx.emit(Event{Op: subjects.OpSet, Msg: msg})
 	tx.byMaxMsgs.merge(byMsgs)
 	tx.byMaxBytes.merge(byBytes)
 	if msg.Expires != 0 {

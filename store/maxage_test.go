@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // TestStream_MaxAgeReads checks that no read returns a message older than
@@ -17,7 +19,7 @@ func TestStream_MaxAgeReads(t *testing.T) {
 			name = "Reopened"
 		}
 		t.Run(name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := subjects.DefaultConfig()
 			cfg.MaxAge = 2500
 			ts := openTest(t, &cfg)
 			ts.put(t, keyed("k", "old"))
@@ -60,7 +62,7 @@ func TestStream_MaxAgeReads(t *testing.T) {
 	}
 	t.Run("Boundary", func(t *testing.T) {
 		// A message exactly max_age old is still there, as for the sweep.
-		cfg := DefaultConfig()
+		cfg := subjects.DefaultConfig()
 		cfg.MaxAge = 1000
 		ts := openTest(t, &cfg)
 		ts.put(t, data("a"))

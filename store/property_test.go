@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // The property test drives a stream and a plain in-memory model of the
@@ -37,7 +39,7 @@ type propModel struct {
 }
 
 func newPropModel() *propModel {
-	return &propModel{msgs: map[uint64]*Message{}, cfg: DefaultConfig(), ids: map[string]WriteResult{}}
+	return &propModel{msgs: map[uint64]*Message{}, cfg: subjects.DefaultConfig(), ids: map[string]WriteResult{}}
 }
 
 func (m *propModel) seqs() []uint64 { return slices.Sorted(maps.Keys(m.msgs)) }
@@ -112,7 +114,7 @@ func (m *propModel) write(w Write, now int64) (WriteResult, error) {
 			return WriteResult{}, ErrWrongLastSequence
 		}
 	}
-	if m.cfg.DiscardPolicy == DiscardNew {
+	if m.cfg.DiscardPolicy == subjects.DiscardNew {
 		count, bytes := int64(len(m.msgs))+1, m.bytes()+size
 		if old != nil {
 			count, bytes = count-1, bytes-old.Size()
@@ -173,7 +175,7 @@ func (mi *propMirror) apply(tb testing.TB, evs []Event) {
 		}
 		mi.lastRev = ev.Revision
 		switch ev.Op {
-		case OpSet:
+		case subjects.OpSet:
 			if ev.Msg == nil {
 				tb.Fatalf("set event %d without a message", ev.Revision)
 			}
@@ -188,7 +190,7 @@ func (mi *propMirror) apply(tb testing.TB, evs []Event) {
 				}
 			}
 			mi.msgs[ev.Msg.Seq] = ev.Msg
-		case OpDelete:
+		case subjects.OpDelete:
 			if len(ev.Ranges) == 0 {
 				tb.Fatalf("delete event %d without ranges", ev.Revision)
 			}
@@ -197,7 +199,7 @@ func (mi *propMirror) apply(tb testing.TB, evs []Event) {
 					delete(mi.msgs, seq)
 				}
 			}
-		case OpConfig:
+		case subjects.OpConfig:
 			if ev.Config == nil {
 				tb.Fatalf("config event %d without a config", ev.Revision)
 			}
@@ -325,9 +327,9 @@ func (r *propRun) do() {
 		case 1:
 			c.MaxBytes = []int64{-1, 40, 200, 3000, 20000}[r.rng.IntN(5)]
 		case 2:
-			c.DiscardPolicy = []string{DiscardOld, DiscardNew}[r.rng.IntN(2)]
+			c.DiscardPolicy = []string{subjects.DiscardOld, subjects.DiscardNew}[r.rng.IntN(2)]
 		case 3:
-			c = DefaultConfig()
+			c = subjects.DefaultConfig()
 			c.Storage = r.model.cfg.Storage
 		}
 		r.op = fmt.Sprintf("SetConfig(max_msgs %d, max_bytes %d, discard %s)", c.MaxMsgs, c.MaxBytes, c.DiscardPolicy)
@@ -335,10 +337,10 @@ func (r *propRun) do() {
 		if err != nil {
 			r.fatalf("SetConfig() = %v", err)
 		}
-		if !got.equal(c) {
+		if !got.Equal(c) {
 			r.fatalf("SetConfig() = %+v, want %+v", got, c)
 		}
-		if !c.equal(r.model.cfg) {
+		if !c.Equal(r.model.cfg) {
 			r.model.cfg = c
 			r.model.revision++ // the config event
 			r.model.evict()
@@ -632,7 +634,7 @@ func propRunSeed(tb testing.TB, seed uint64, ops int, memory bool) {
 	if memory {
 		// Creating a stream with a configuration other than the defaults
 		// is itself a change: one config event.
-		r.model.cfg.Storage = StorageMemory
+		r.model.cfg.Storage = subjects.StorageMemory
 		r.model.revision = 1
 	}
 	r.check()

@@ -15,6 +15,8 @@ import (
 	"modernc.org/libc"
 	lib "modernc.org/sqlite/lib"
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // applicationID marks a SQLite file as a stream file (PRAGMA application_id,
@@ -188,7 +190,7 @@ func buildTemplate() (_ []byte, err error) {
 
 // initSchema creates the schema of a new, empty database.
 func initSchema(conn *sqlite.Conn) error {
-	cfg, err := json.Marshal(DefaultConfig())
+	cfg, err := json.Marshal(subjects.DefaultConfig())
 	if err != nil {
 		return err
 	}

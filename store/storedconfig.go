@@ -6,6 +6,8 @@ import (
 	"errors"
 	"slices"
 	"sync"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // The stored config is the JSON object in the meta row's config column.
@@ -51,7 +53,7 @@ func onceFor(m *sync.Map, key string) bool {
 // defaultConfigJSON is the config a stream created with the defaults
 // stores; most streams have it, and it needs no parsing.
 var defaultConfigJSON = func() string {
-	b, err := json.Marshal(DefaultConfig())
+	b, err := json.Marshal(subjects.DefaultConfig())
 	if err != nil {
 		panic(err)
 	}
@@ -86,13 +88,13 @@ func knownConfigField(name string) bool {
 // fails only on a value that is not a JSON object.
 func parseStoredConfig(s string) (storedConfig, error) {
 	if s == defaultConfigJSON {
-		return storedConfig{cfg: DefaultConfig()}, nil
+		return storedConfig{cfg: subjects.DefaultConfig()}, nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(s), &fields); err != nil || fields == nil {
 		return storedConfig{}, errors.New("stored config is not a JSON object")
 	}
-	sc := storedConfig{cfg: DefaultConfig(), version: storedConfigVersion}
+	sc := storedConfig{cfg: subjects.DefaultConfig(), version: storedConfigVersion}
 	if raw, ok := fields["version"]; ok && json.Unmarshal(raw, &sc.version) != nil {
 		sc.version = 0 // not a number: unknown
 	}
@@ -118,7 +120,7 @@ func parseStoredConfig(s string) (storedConfig, error) {
 		patch, err := json.Marshal(map[string]json.RawMessage{name: raw})
 		if err == nil {
 			var c Config
-			if c, err = ParseConfigPatch(sc.cfg, patch); err == nil {
+			if c, err = subjects.ParseConfigPatch(sc.cfg, patch); err == nil {
 				sc.cfg = c
 				continue
 			}

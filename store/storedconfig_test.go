@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // setStoredConfig replaces the config stored in the closed stream file at
@@ -59,10 +61,10 @@ func TestOpen_FutureConfig(t *testing.T) {
 	ts.opts.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	ts.reopen(t)
 
-	want := DefaultConfig()
+	want := subjects.DefaultConfig()
 	want.MaxMsgs = 5
 	want.Desc = json.RawMessage(`{"x":1}`)
-	if got := ts.Config(); !got.equal(want) {
+	if got := ts.Config(); !got.Equal(want) {
 		t.Fatalf("Config() = %+v, want %+v", got, want)
 	}
 	if l := log.String(); strings.Count(l, "level=WARN") != 1 || !strings.Contains(l, "max_age_mode") || !strings.Contains(l, "max_bytes") || !strings.Contains(l, ts.path) || !strings.Contains(l, "version=2") {
@@ -126,19 +128,19 @@ func TestOpen_StoredConfigNotObject(t *testing.T) {
 
 func TestParseStoredConfig(t *testing.T) {
 	sc, err := parseStoredConfig(defaultConfigJSON)
-	if err != nil || !sc.cfg.equal(DefaultConfig()) || sc.extra != nil {
+	if err != nil || !sc.cfg.Equal(subjects.DefaultConfig()) || sc.extra != nil {
 		t.Fatalf("parseStoredConfig(defaults) = %+v, %v", sc, err)
 	}
-	b, err := encodeStoredConfig(DefaultConfig(), nil)
+	b, err := encodeStoredConfig(subjects.DefaultConfig(), nil)
 	if err != nil || string(b) != defaultConfigJSON {
 		t.Fatalf("encodeStoredConfig(defaults) = %s, %v; want %s", b, err, defaultConfigJSON)
 	}
 	// What this version writes, the strict parser of earlier versions
 	// reads.
-	c := DefaultConfig()
+	c := subjects.DefaultConfig()
 	c.MaxAge, c.Desc = 1000, json.RawMessage(`"<b>"`)
 	b, _ = encodeStoredConfig(c, nil)
-	if got, err := ParseConfigPatch(DefaultConfig(), b); err != nil || !got.equal(c) {
+	if got, err := subjects.ParseConfigPatch(subjects.DefaultConfig(), b); err != nil || !got.Equal(c) {
 		t.Fatalf("ParseConfigPatch(%s) = %+v, %v", b, got, err)
 	}
 }

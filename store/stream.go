@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // Options tell [Open] how to open a stream. The zero value opens an existing
@@ -31,8 +33,8 @@ type Options struct {
 	// path. Memory streams have no file and ignore it.
 	Name string
 	// Config is the configuration of a newly created stream (nil:
-	// [DefaultConfig]). It is ignored for an existing stream. When it
-	// differs from the defaults, its creation commits an OpConfig event
+	// [subjects.DefaultConfig]). It is ignored for an existing stream. When it
+	// differs from the defaults, its creation commits an subjects.OpConfig event
 	// (revision 1), as a config request that creates a stream changes
 	// something.
 	Config *Config
@@ -135,19 +137,19 @@ func Open(path string, opts Options) (*Stream, error) {
 	if opts.ArchiveInterval <= 0 {
 		opts.ArchiveInterval = 30 * time.Second
 	}
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	if opts.Config != nil {
 		cfg = *opts.Config
-		cfg.Desc = compactJSON(cfg.Desc)
+		cfg.Desc = subjects.CompactJSON(cfg.Desc)
 	}
-	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == StorageMemory, blockShift: blockShift}
+	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == subjects.StorageMemory, blockShift: blockShift}
 	if opts.blockShift != 0 {
 		s.blockShift = opts.blockShift
 	}
 	s.archive.interval = opts.ArchiveInterval
 	s.archive.last = time.Now()
 	if s.memory {
-		cfg.Storage = StorageMemory
+		cfg.Storage = subjects.StorageMemory
 		s.opts.ArchivePath, s.opts.BackupPath = "", ""
 	}
 	var created bool
@@ -156,7 +158,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		if !opts.Create {
 			return nil, ErrNotFound
 		}
-		if err := cfg.Validate(); err != nil {
+		if err := validConfig(cfg); err != nil {
 			return nil, err
 		}
 		s.conn, err = openMemory()
@@ -205,7 +207,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		_, err := os.Stat(s.opts.ArchivePath)
 		s.archive.dirty = err != nil && s.m.revision > 0
 	}
-	if created && !cfg.equal(DefaultConfig()) {
+	if created && !cfg.Equal(subjects.DefaultConfig()) {
 		if err := s.update(func(tx *txn) error { return tx.setConfig(cfg) }); err != nil {
 			return fail(err)
 		}
@@ -257,7 +259,7 @@ func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.Fil
 		if !opts.Create {
 			return nil, nil, false, false, ErrNotFound
 		}
-		if err := cfg.Validate(); err != nil {
+		if err := validConfig(*cfg); err != nil {
 			return nil, nil, false, false, err
 		}
 		if err := createFile(path, cfg.Sync); err != nil {
@@ -437,7 +439,7 @@ func (s *Stream) load() error {
 		}
 	}
 	if s.memory {
-		cfg.Storage = StorageMemory
+		cfg.Storage = subjects.StorageMemory
 	}
 	s.cfg = cfg
 	s.deadline = deadlineOf(cfg, expires, first, firstID)
@@ -831,8 +833,8 @@ func (s *Stream) LastSeq() uint64 {
 // limits apply at once, in the same transaction: the config event comes
 // first, then the delete events of what no longer fits.
 func (s *Stream) SetConfig(c Config) (Config, error) {
-	c.Desc = compactJSON(c.Desc)
-	if err := c.Validate(); err != nil {
+	c.Desc = subjects.CompactJSON(c.Desc)
+	if err := validConfig(c); err != nil {
 		return Config{}, err
 	}
 	if err := s.lock(); err != nil {
@@ -843,7 +845,7 @@ func (s *Stream) SetConfig(c Config) (Config, error) {
 		s.mu.Unlock()
 		return Config{}, fmt.Errorf("%w: storage cannot change", ErrInvalid)
 	}
-	if c.equal(cur) {
+	if c.Equal(cur) {
 		s.mu.Unlock()
 		return s.Config(), nil
 	}
@@ -909,7 +911,7 @@ func (s *Stream) remove(fn func(*txn, *rangeSet) error) (int64, error) {
 			return err
 		}
 		n = rs.n
-		tx.emitDelete(ReasonRequest, &rs)
+		tx.emitDelete(subjects.ReasonRequest, &rs)
 		return nil
 	})
 	if err != nil {
@@ -931,7 +933,7 @@ func (s *Stream) Close() error {
 }
 
 // Destroy removes the stream: it closes it (writing the backup copy, if
-// any), removes its file and its archive copy, and publishes an OpDestroy
+// any), removes its file and its archive copy, and publishes an subjects.OpDestroy
 // event.
 func (s *Stream) Destroy() error {
 	if err := s.lock(); err != nil {
@@ -955,7 +957,7 @@ func (s *Stream) Destroy() error {
 		}
 	}
 	if s.opts.Notify != nil {
-		s.opts.Notify([]Event{{Op: OpDestroy, Revision: s.m.revision + 1}})
+		s.opts.Notify([]Event{{Op: subjects.OpDestroy, Revision: s.m.revision + 1}})
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -147,9 +149,9 @@ func summary(evs []Event) []string {
 	var out []string
 	for _, e := range evs {
 		switch e.Op {
-		case OpSet:
+		case subjects.OpSet:
 			out = append(out, fmt.Sprintf("%d set %d %q", e.Revision, e.Msg.Seq, e.Msg.Key))
-		case OpDelete:
+		case subjects.OpDelete:
 			out = append(out, fmt.Sprintf("%d delete %s %v", e.Revision, e.Reason, e.Ranges))
 		default:
 			out = append(out, fmt.Sprintf("%d %s", e.Revision, e.Op))
@@ -218,14 +220,14 @@ func TestStream_Revision(t *testing.T) {
 func TestStream_SetEvent(t *testing.T) {
 	ts := openTest(t, &Config{
 		MaxMsgs: -1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgsPerSecond: -1, MaxBytesPerSecond: -1,
-		DiscardPolicy: DiscardOld, AllowMsgTTL: true, DuplicateWindow: 1000, Storage: StorageFile,
-		Compression: CompressionZstd, CompressionThreshold: 4,
+		DiscardPolicy: subjects.DiscardOld, AllowMsgTTL: true, DuplicateWindow: 1000, Storage: subjects.StorageFile,
+		Compression: subjects.CompressionZstd, CompressionThreshold: 4,
 	})
 	ts.rec.take()
 	big := bytes.Repeat([]byte("compressible "), 100)
 	r := ts.put(t, Write{Key: "k", Data: big, Header: map[string][]string{"A": {"2", "1"}}, TTL: time.Minute})
 	evs := ts.rec.take()
-	if len(evs) != 1 || evs[0].Op != OpSet {
+	if len(evs) != 1 || evs[0].Op != subjects.OpSet {
 		t.Fatalf("events = %v, want one set", summary(evs))
 	}
 	want := &Message{Seq: r.Seq, Time: r.Time, Key: "k", Header: map[string][]string{"A": {"2", "1"}}, Data: big, Expires: r.Time + 60000}
@@ -296,7 +298,7 @@ func TestStream_Keyed(t *testing.T) {
 }
 
 func TestStream_BatchItems(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.MaxMsgSize = 10
 	ts := openTest(t, &cfg)
 	ts.rec.take()
@@ -384,7 +386,7 @@ func TestStream_TTL(t *testing.T) {
 			t.Fatalf("error = %v, want ErrTTLDisabled", r.Err)
 		}
 	})
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.AllowMsgTTL = true
 	ts := openTest(t, &cfg)
 	ts.put(t, Write{Key: "short", TTL: 1500 * time.Millisecond})
@@ -433,7 +435,7 @@ func TestStream_TTL(t *testing.T) {
 }
 
 func TestStream_BackgroundSweep(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.AllowMsgTTL = true
 	done := make(chan []Event, 10)
 	path := filepath.Join(t.TempDir(), "s.db")
@@ -456,7 +458,7 @@ func TestStream_BackgroundSweep(t *testing.T) {
 }
 
 func TestStream_MaxAge(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.MaxAge = 1000
 	ts := openTest(t, &cfg)
 	ts.rec.take()
@@ -479,7 +481,7 @@ func TestStream_MaxAge(t *testing.T) {
 // that max_age gives the first message, which the open reads only for
 // streams with max_age.
 func TestOpen_MaxAgeDeadline(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.MaxAge = 1000
 	ts := openTest(t, &cfg)
 	ts.put(t, data("a"))
@@ -516,14 +518,14 @@ func TestStream_Limits(t *testing.T) {
 		},
 		{
 			name:     "MaxMsgsNew",
-			cfg:      func(c *Config) { c.MaxMsgs = 2; c.DiscardPolicy = DiscardNew },
+			cfg:      func(c *Config) { c.MaxMsgs = 2; c.DiscardPolicy = subjects.DiscardNew },
 			steps:    []step{{data("a"), nil}, {data("b"), nil}, {data("c"), ErrLimitReached}},
 			wantSeqs: []uint64{1, 2},
 			wantEvs:  []string{`2 set 1 ""`, `3 set 2 ""`},
 		},
 		{
 			name:     "KeyedReplaceDoesNotGrow",
-			cfg:      func(c *Config) { c.MaxMsgs = 2; c.DiscardPolicy = DiscardNew },
+			cfg:      func(c *Config) { c.MaxMsgs = 2; c.DiscardPolicy = subjects.DiscardNew },
 			steps:    []step{{keyed("a", "1"), nil}, {keyed("b", "1"), nil}, {keyed("a", "2"), nil}, {keyed("c", "1"), ErrLimitReached}},
 			wantSeqs: []uint64{2, 3},
 			wantEvs:  []string{`2 set 1 "a"`, `3 set 2 "b"`, `4 set 3 "a"`},
@@ -537,7 +539,7 @@ func TestStream_Limits(t *testing.T) {
 		},
 		{
 			name:     "MaxBytesNew",
-			cfg:      func(c *Config) { c.MaxBytes = 10; c.DiscardPolicy = DiscardNew },
+			cfg:      func(c *Config) { c.MaxBytes = 10; c.DiscardPolicy = subjects.DiscardNew },
 			steps:    []step{{data("aaaa"), nil}, {data("bbbb"), nil}, {data("cccc"), ErrLimitReached}, {data("dd"), nil}},
 			wantSeqs: []uint64{1, 2, 3},
 			wantEvs:  []string{`2 set 1 ""`, `3 set 2 ""`, `4 set 3 ""`},
@@ -559,7 +561,7 @@ func TestStream_Limits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := subjects.DefaultConfig()
 			tt.cfg(&cfg)
 			ts := openTest(t, &cfg)
 			for i, st := range tt.steps {
@@ -581,7 +583,7 @@ func TestStream_Limits(t *testing.T) {
 		})
 	}
 	t.Run("BatchEvictionsAfterSets", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := subjects.DefaultConfig()
 		cfg.MaxMsgs = 1
 		ts := openTest(t, &cfg)
 		ts.rec.take()
@@ -602,7 +604,7 @@ func TestStream_RateLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := subjects.DefaultConfig()
 			tt.cfg(&cfg)
 			ts := openTest(t, &cfg)
 			ts.clock.Add(-ts.clock.Now().Sub(ts.clock.Now().Truncate(time.Second)))
@@ -659,10 +661,10 @@ func TestStream_Memory(t *testing.T) {
 	if got := q.Used(); got != 0 {
 		t.Fatalf("quota used after close = %d, want 0", got)
 	}
-	if cfg := s1.Config(); cfg.Storage != StorageMemory {
+	if cfg := s1.Config(); cfg.Storage != subjects.StorageMemory {
 		t.Fatalf("storage = %q", cfg.Storage)
 	}
-	if _, err := s1.SetConfig(DefaultConfig()); !errors.Is(err, ErrInvalid) {
+	if _, err := s1.SetConfig(subjects.DefaultConfig()); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("SetConfig(storage file) = %v, want ErrInvalid", err)
 	}
 	if err := s1.Destroy(); err != nil {
@@ -696,7 +698,7 @@ func TestStream_Memory(t *testing.T) {
 	t.Run("EffectiveMaxBytes", func(t *testing.T) {
 		s := open(t, "big")
 		defer s.Close()
-		res, err := s.Append([]Write{{Data: make([]byte, MemoryStreamMaxBytes+1)}})
+		res, err := s.Append([]Write{{Data: make([]byte, subjects.MemoryStreamMaxBytes+1)}})
 		if err != nil || !errors.Is(res[0].Err, ErrMsgTooLarge) {
 			t.Fatalf("Append(64 MiB + 1) = %v, %v; want ErrMsgTooLarge", res, err)
 		}
@@ -704,7 +706,7 @@ func TestStream_Memory(t *testing.T) {
 }
 
 func TestStream_Compression(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := subjects.DefaultConfig()
 	cfg.CompressionThreshold = 10
 	ts := openTest(t, &cfg)
 	big := bytes.Repeat([]byte("abc"), 1000)
@@ -721,10 +723,10 @@ func TestStream_Compression(t *testing.T) {
 		cfg      string
 		wantFlag int64
 	}{
-		{"Small", []byte("0123456789"), CompressionZstd, 0},
-		{"Large", big, CompressionZstd, flagZstd},
-		{"Incompressible", []byte("0123456789a"), CompressionZstd, 0},
-		{"Off", big, CompressionNone, 0},
+		{"Small", []byte("0123456789"), subjects.CompressionZstd, 0},
+		{"Large", big, subjects.CompressionZstd, flagZstd},
+		{"Incompressible", []byte("0123456789a"), subjects.CompressionZstd, 0},
+		{"Off", big, subjects.CompressionNone, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -852,7 +854,7 @@ func TestStream_SetConfig(t *testing.T) {
 	ts.mustAppend(t, data("aa"), data("bb"), data("cc"), data("dd"))
 	ts.rec.take()
 	t.Run("Unchanged", func(t *testing.T) {
-		if _, err := ts.SetConfig(DefaultConfig()); err != nil {
+		if _, err := ts.SetConfig(subjects.DefaultConfig()); err != nil {
 			t.Fatal(err)
 		}
 		if evs := ts.rec.take(); len(evs) != 0 || ts.Revision() != 4 {
@@ -861,10 +863,10 @@ func TestStream_SetConfig(t *testing.T) {
 	})
 	t.Run("Invalid", func(t *testing.T) {
 		for _, mut := range []func(*Config){
-			func(c *Config) { c.Storage = StorageMemory },
+			func(c *Config) { c.Storage = subjects.StorageMemory },
 			func(c *Config) { c.MaxMsgs = 0 },
 		} {
-			c := DefaultConfig()
+			c := subjects.DefaultConfig()
 			mut(&c)
 			if _, err := ts.SetConfig(c); !errors.Is(err, ErrInvalid) {
 				t.Fatalf("SetConfig(%+v) = %v, want ErrInvalid", c, err)
@@ -872,12 +874,12 @@ func TestStream_SetConfig(t *testing.T) {
 		}
 	})
 	t.Run("LowerLimits", func(t *testing.T) {
-		c := DefaultConfig()
+		c := subjects.DefaultConfig()
 		c.MaxMsgs = 3
 		c.MaxBytes = 4
-		c.DiscardPolicy = DiscardNew
+		c.DiscardPolicy = subjects.DiscardNew
 		got, err := ts.SetConfig(c)
-		if err != nil || !got.equal(c) {
+		if err != nil || !got.Equal(c) {
 			t.Fatalf("SetConfig() = %+v, %v", got, err)
 		}
 		wantEvents(t, ts.rec.take(), "5 config", "6 delete max_msgs [[1 1]]", "7 delete max_bytes [[2 2]]")
@@ -887,10 +889,10 @@ func TestStream_SetConfig(t *testing.T) {
 	})
 	t.Run("Persists", func(t *testing.T) {
 		ts.reopen(t)
-		if c := ts.Config(); c.MaxMsgs != 3 || c.DiscardPolicy != DiscardNew {
+		if c := ts.Config(); c.MaxMsgs != 3 || c.DiscardPolicy != subjects.DiscardNew {
 			t.Fatalf("config after reopen = %+v", c)
 		}
-		if inv := ts.inventory(t); !reflect.DeepEqual(inv.Limits, map[string]any{"max_msgs": int64(3), "max_bytes": int64(4), "discard_policy": DiscardNew}) {
+		if inv := ts.inventory(t); !reflect.DeepEqual(inv.Limits, map[string]any{"max_msgs": int64(3), "max_bytes": int64(4), "discard_policy": subjects.DiscardNew}) {
 			t.Fatalf("limits = %v", inv.Limits)
 		}
 	})
@@ -929,7 +931,7 @@ func TestOpen_Create(t *testing.T) {
 		}
 	})
 	t.Run("ConfigEvent", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := subjects.DefaultConfig()
 		cfg.MaxMsgs = 5
 		ts := openTest(t, &cfg)
 		evs := ts.rec.take()
@@ -945,7 +947,7 @@ func TestOpen_Create(t *testing.T) {
 		}
 	})
 	t.Run("InvalidConfig", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := subjects.DefaultConfig()
 		cfg.DiscardPolicy = "sometimes"
 		path := filepath.Join(t.TempDir(), "s.db")
 		if _, err := Open(path, Options{Create: true, Config: &cfg}); !errors.Is(err, ErrInvalid) {
@@ -958,7 +960,7 @@ func TestOpen_Create(t *testing.T) {
 	t.Run("ExistingIgnoresConfig", func(t *testing.T) {
 		ts := openTest(t, nil)
 		ts.Close()
-		cfg := DefaultConfig()
+		cfg := subjects.DefaultConfig()
 		cfg.MaxMsgs = 5
 		s, err := Open(ts.path, Options{Create: true, Config: &cfg})
 		if err != nil {

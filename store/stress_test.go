@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // TestStream_StressTimerAndClose runs writers with short TTLs, config
@@ -17,7 +19,7 @@ func TestStream_StressTimerAndClose(t *testing.T) {
 	for round := range 2 {
 		var mu sync.Mutex
 		var evs []Event
-		cfg := DefaultConfig()
+		cfg := subjects.DefaultConfig()
 		cfg.AllowMsgTTL = true
 		cfg.DuplicateWindow = 5
 		s, err := Open(filepath.Join(dir, "s.db"), Options{
@@ -84,7 +86,7 @@ func TestStream_StressTimerAndClose(t *testing.T) {
 				t.Fatalf("round %d: event %s revision %d after %d", round, e.Op, e.Revision, rev)
 			}
 			rev = e.Revision
-			if e.Op == OpSet {
+			if e.Op == subjects.OpSet {
 				if e.Msg.Seq <= seq {
 					t.Fatalf("round %d: set seq %d after %d", round, e.Msg.Seq, seq)
 				}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"zombiezen.com/go/sqlite"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // Expiry and archiving run on one timer per stream, armed for the earliest
@@ -57,7 +59,7 @@ func (tx *txn) sweep() error {
 		if err := tx.s.exec("DELETE FROM msgs WHERE expires <= ?", nil, tx.now); err != nil {
 			return err
 		}
-		tx.emitDelete(ReasonTTL, &byTTL)
+		tx.emitDelete(subjects.ReasonTTL, &byTTL)
 	}
 	if tx.cfg.MaxAge > 0 {
 		// Times never decrease with seq, so the too-old messages are a
@@ -72,7 +74,7 @@ func (tx *txn) sweep() error {
 		}); err != nil {
 			return err
 		}
-		tx.emitDelete(ReasonMaxAge, &byAge)
+		tx.emitDelete(subjects.ReasonMaxAge, &byAge)
 	}
 	return tx.s.exec("DELETE FROM msg_ids WHERE time <= ?", nil, tx.now-tx.cfg.DuplicateWindow)
 }

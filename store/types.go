@@ -1,10 +1,12 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-persist/persist/subjects"
 )
 
 // Errors returned by the store. The broker maps each of them to a wire code
@@ -44,46 +46,10 @@ const (
 	ActiveStreamBytes = 128 << 10
 )
 
-// Storage kinds for [Config.Storage].
-const (
-	StorageFile   = "file"
-	StorageMemory = "memory"
-)
-
-// Discard policies for [Config.DiscardPolicy].
-const (
-	DiscardOld = "old"
-	DiscardNew = "new"
-)
-
-// Compression kinds for [Config.Compression].
-const (
-	CompressionZstd = "zstd"
-	CompressionNone = "none"
-)
-
-// MemoryStreamMaxBytes caps the message bytes of a memory stream whatever
-// its max_bytes says.
-const MemoryStreamMaxBytes = 64 << 20
-
-// Config is a stream's configuration, exactly the fields of the protocol's
-// config table. Durations are milliseconds.
-type Config struct {
-	MaxMsgs              int64           `json:"max_msgs"`
-	MaxBytes             int64           `json:"max_bytes"`
-	MaxAge               int64           `json:"max_age"`
-	MaxMsgSize           int64           `json:"max_msg_size"`
-	MaxMsgsPerSecond     int64           `json:"max_msgs_per_second"`
-	MaxBytesPerSecond    int64           `json:"max_bytes_per_second"`
-	DiscardPolicy        string          `json:"discard_policy"`
-	AllowMsgTTL          bool            `json:"allow_msg_ttl"`
-	DuplicateWindow      int64           `json:"duplicate_window"`
-	Sync                 bool            `json:"sync"`
-	Storage              string          `json:"storage"`
-	Compression          string          `json:"compression"`
-	CompressionThreshold int64           `json:"compression_threshold"`
-	Desc                 json.RawMessage `json:"desc"`
-}
+// Config is a stream's configuration: the protocol's config table, with
+// its defaults, validation and patch parsing in package subjects. The
+// store's own encoding of it on disk is in storedconfig.go.
+type Config = subjects.Config
 
 // Message is one stored message as readers see it: payload decompressed,
 // headers decoded.
@@ -131,32 +97,15 @@ type WriteResult struct {
 	Err       error
 }
 
-// Event operations.
-const (
-	OpSet     = "set"
-	OpDelete  = "delete"
-	OpConfig  = "config"
-	OpDestroy = "destroy"
-)
-
-// Delete reasons.
-const (
-	ReasonRequest  = "request"
-	ReasonMaxMsgs  = "max_msgs"
-	ReasonMaxBytes = "max_bytes"
-	ReasonMaxAge   = "max_age"
-	ReasonTTL      = "ttl"
-)
-
 // Event is one committed change. Revision is the stream's revision after
 // the change: each event increments it by exactly one.
 type Event struct {
-	Op       string
+	Op       string // one of subjects.OpSet, subjects.OpDelete, subjects.OpConfig, subjects.OpDestroy
 	Revision uint64
-	Msg      *Message    // OpSet
-	Ranges   [][2]uint64 // OpDelete: inclusive seq ranges, ascending
-	Reason   string      // OpDelete
-	Config   *Config     // OpConfig
+	Msg      *Message    // subjects.OpSet
+	Ranges   [][2]uint64 // subjects.OpDelete: inclusive seq ranges, ascending
+	Reason   string      // subjects.OpDelete: one of the subjects.Reason* names
+	Config   *Config     // subjects.OpConfig
 }
 
 // ReadQuery selects a page of messages for [Stream.Read]. Zero fields mean
@@ -177,15 +126,8 @@ type ReadResult struct {
 	NextSeq    uint64 // seq to continue from when NumPending > 0
 }
 
-// Inventory summarises a stream.
-type Inventory struct {
-	Count    int64          `json:"count"`
-	Bytes    int64          `json:"bytes"`
-	FirstSeq uint64         `json:"first_seq"`
-	LastSeq  uint64         `json:"last_seq"`
-	Revision uint64         `json:"revision"`
-	Limits   map[string]any `json:"limits"`
-}
+// Inventory summarises a stream: the inventory reply of the protocol.
+type Inventory = subjects.Inventory
 
 // Quota is a budget of bytes shared by several streams (the worker's
 // memory-stream quota). The zero value is unlimited; it is safe for
@@ -223,4 +165,23 @@ func (q *Quota) Used() int64 {
 		return 0
 	}
 	return q.used.Load()
+}
+
+// validConfig is [Config.Validate] with the store's error: ErrInvalid and
+// what is wrong.
+func validConfig(c Config) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalid, description(err))
+	}
+	return nil
+}
+
+// description is the description of a protocol error, or the text of any
+// other error.
+func description(err error) string {
+	var we *subjects.Error
+	if errors.As(err, &we) {
+		return we.Description
+	}
+	return err.Error()
 }

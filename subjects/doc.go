@@ -1,11 +1,14 @@
-// Package subjects is the domain vocabulary of the persist wire protocol:
-// stream names and their tokens, the escaping that maps arbitrary path
-// segments to tokens, the on-disk path of a stream, the NATS subjects of
-// requests and events, the header names and how an incoming header is
-// treated, and the coded errors a request can answer with.
+// Package subjects is the vocabulary of the persist wire protocol, its one
+// home: stream names and their tokens, the escaping that maps arbitrary
+// path segments to tokens, the on-disk path of a stream, the NATS subjects
+// of requests and events, the header names and how an incoming header is
+// treated, the stream configuration with its defaults and validation, the
+// JSON bodies of every request, reply and event, the bounds on requests,
+// the operation and reason names, and the coded errors a request can
+// answer with.
 //
-// It imports neither NATS nor SQLite, so the worker, the store and every
-// client agree on the same rules by sharing this one package.
+// It imports neither NATS nor SQLite (nor cgo), so the worker, the store
+// and every client agree on the same rules by sharing this one package.
 //
 // # Names
 //
@@ -38,6 +41,27 @@
 // request header, is silently dropped, or makes the request a 400.
 // [ParseTTL] and [ValidateKey] check the values of Persist-TTL and
 // Persist-Key.
+//
+// # Configuration
+//
+// [Config] is the config table; [DefaultConfig] gives its defaults,
+// [Config.Validate] checks it, [ParseConfigPatch] applies a config request
+// onto a configuration, and [Config.NonDefault] is the "limits" of an
+// inventory. [ConfigPatch] is a config request as a client builds it. The
+// store keeps its own versioned, tolerant encoding of a Config on disk.
+//
+// # Bodies and bounds
+//
+// Every JSON body of the protocol has a type here: the requests
+// ([GetRequest], [GetAllRequest], [DeleteRequest], [PageRequest],
+// [ChangesRequest], [SetManyItem]), the replies ([SetReply],
+// [SetManyEntry], [CountReply], [OKReply], [Inventory], [KeysReply],
+// [ListReply], [ErrorReply]) and the delete event ([DeleteEvent]). The
+// requests' bounds are constants ([MaxSetMany], [MaxPageMsgs], …);
+// [PageBounds] and [PageRequest.PageLimit] apply a request's page size
+// with its default and cap. Event operations are the Op constants of the
+// operations they come from; Reason* name why a delete event removed
+// messages.
 //
 // # Errors
 //

@@ -25,6 +25,9 @@ var (
 	ErrNotFound = &Error{404, "not_found", "not found"}
 	// ErrWrongLastSequence: Persist-Previous-Seq does not match.
 	ErrWrongLastSequence = &Error{409, "wrong_last_sequence", "wrong last sequence"}
+	// ErrRevisionGone: changes after that revision are no longer kept (or
+	// the revision is above the stream's); re-read with getall.
+	ErrRevisionGone = &Error{410, "revision_gone", "the changes after that revision are no longer kept"}
 	// ErrMsgTooLarge: larger than max_msg_size or max_bytes.
 	ErrMsgTooLarge = &Error{413, "msg_too_large", "message too large"}
 	// ErrRateLimited: the stream's write rate limit is exceeded.

@@ -27,6 +27,7 @@ const (
 	OpKeys      = "keys"
 	OpList      = "list"
 	OpDestroy   = "destroy"
+	OpChanges   = "changes"
 )
 
 // Ops lists every operation, one service endpoint each.

@@ -1,4 +1,4 @@
-package store
+package subjects
 
 import (
 	"encoding/json"
@@ -31,14 +31,14 @@ func TestConfig_Validate(t *testing.T) {
 		{"Compression", func(c *Config) { c.Compression = "gzip" }, false},
 		{"DescObject", func(c *Config) { c.Desc = json.RawMessage(`{"a":[1,2]}`) }, true},
 		{"DescInvalid", func(c *Config) { c.Desc = json.RawMessage(`{`) }, false},
-		{"DescTooLarge", func(c *Config) { c.Desc = json.RawMessage(`"` + strings.Repeat("x", maxDescBytes) + `"`) }, false},
+		{"DescTooLarge", func(c *Config) { c.Desc = json.RawMessage(`"` + strings.Repeat("x", MaxDescBytes) + `"`) }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()
 			tt.mut(&c)
 			err := c.Validate()
-			if (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrInvalid) {
+			if (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrBadRequest) {
 				t.Fatalf("Validate() = %v, want ok %v", err, tt.ok)
 			}
 		})
@@ -49,7 +49,7 @@ func TestParseConfigPatch(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
-		want func(*Config) // nil: ErrInvalid
+		want func(*Config) // nil: ErrBadRequest
 	}{
 		{"EmptyObject", `{}`, func(*Config) {}},
 		{"Some", `{"max_msgs":10,"discard_policy":"new","sync":true}`, func(c *Config) { c.MaxMsgs, c.DiscardPolicy, c.Sync = 10, DiscardNew, true }},
@@ -73,8 +73,8 @@ func TestParseConfigPatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseConfigPatch(DefaultConfig(), []byte(tt.body))
 			if tt.want == nil {
-				if !errors.Is(err, ErrInvalid) {
-					t.Fatalf("ParseConfigPatch(%q) = %+v, %v; want ErrInvalid", tt.body, got, err)
+				if !errors.Is(err, ErrBadRequest) {
+					t.Fatalf("ParseConfigPatch(%q) = %+v, %v; want ErrBadRequest", tt.body, got, err)
 				}
 				return
 			}
@@ -110,33 +110,5 @@ func TestConfig_JSON(t *testing.T) {
 	want := `{"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msg_size":-1,"max_msgs_per_second":-1,"max_bytes_per_second":-1,"discard_policy":"old","allow_msg_ttl":false,"duplicate_window":120000,"sync":false,"storage":"file","compression":"zstd","compression_threshold":1024,"desc":null}`
 	if string(b) != want {
 		t.Fatalf("default config JSON =\n%s\nwant\n%s", b, want)
-	}
-}
-
-// TestStream_InvalidKey checks that a write with a key the protocol does not
-// allow is refused, alone, with ErrInvalid.
-func TestStream_InvalidKey(t *testing.T) {
-	ts := openTest(t, nil)
-	tests := []struct {
-		key string
-		ok  bool
-	}{
-		{"k", true},
-		{"a b", true},
-		{"ключ/ü", true},
-		{strings.Repeat("k", 1024), true},
-		{strings.Repeat("k", 1025), false},
-		{" k", false},
-		{"k\t", false},
-		{"a\nb", false},
-		{"a\x7fb", false},
-		{"a\u0085b", false},
-		{"\xff", false},
-	}
-	for _, tt := range tests {
-		r := ts.mustAppend(t, Write{Key: tt.key, Data: []byte("x")})[0]
-		if (r.Err == nil) != tt.ok || r.Err != nil && !errors.Is(r.Err, ErrInvalid) {
-			t.Errorf("Append(key %.20q) = %v, want ok %v", tt.key, r.Err, tt.ok)
-		}
 	}
 }
