@@ -403,11 +403,11 @@ func TestClient_ConfigInventoryKeysList(t *testing.T) {
 	if m, err := st.GetKey(ctx, "d"); err != nil || m.Expires-m.Time != time.Hour.Milliseconds() {
 		t.Fatalf("GetKey(d) = %+v, %v; want it to expire an hour after its time", m, err)
 	}
-	keys, more, err := st.Keys(ctx, "", 2)
+	keys, more, err := st.KeysPage(ctx, "", 2)
 	if err != nil || !slices.Equal(keys, []string{"a", "c"}) || !more {
 		t.Fatalf("Keys(\"\", 2) = %v, %v, %v; want [a c], true", keys, more, err)
 	}
-	keys, more, err = st.Keys(ctx, "a", 0)
+	keys, more, err = st.KeysPage(ctx, "a", 0)
 	if err != nil || !slices.Equal(keys, []string{"c", "d"}) || more {
 		t.Fatalf("Keys(a, 0) = %v, %v, %v; want [c d], false", keys, more, err)
 	}
@@ -417,11 +417,11 @@ func TestClient_ConfigInventoryKeysList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	names, more, err := c.List(ctx, "acme", "", 0)
+	names, more, err := c.ListPage(ctx, "acme", "", 0)
 	if err != nil || !slices.Equal(names, []string{"acme", "acme.cfg", "acme.x.y"}) || more {
 		t.Fatalf("List(acme) = %v, %v, %v", names, more, err)
 	}
-	names, more, err = c.List(ctx, "acme", "acme", 1)
+	names, more, err = c.ListPage(ctx, "acme", "acme", 1)
 	if err != nil || !slices.Equal(names, []string{"acme.cfg"}) || !more {
 		t.Fatalf("List(acme, after acme, 1) = %v, %v, %v", names, more, err)
 	}

@@ -2,34 +2,54 @@
 // SQLite-backed message streams served over NATS by a persist worker.
 //
 // It speaks only the protocol, over an existing [nats.Conn]. [New] makes a
-// [Client]; [Client.Stream] names one stream, whose methods are the
-// protocol's operations:
+// [Client]; [Client.Stream] names one stream ([StreamName] builds a name
+// from arbitrary strings), whose methods are the protocol's operations:
 //
 //   - [Stream.Set] and [Stream.SetMany] append messages (keys, optimistic
 //     concurrency with [WithPreviousSeq], deduplication with [WithMsgID],
-//     per-message TTL with [WithTTL]);
-//   - [Stream.Get], [Stream.GetKey] read one message, [Stream.GetAll] reads
-//     a range page by page and [Stream.GetAllPage] reads one page with the
-//     revision it was read at;
+//     per-message TTL with [WithTTL], user headers with [WithHeader]);
+//   - [Stream.Get], [Stream.GetKey] read one message, [Stream.GetAll]
+//     iterates over a range, reading page after page, and
+//     [Stream.GetAllPage] reads one page with the revision it was read at;
 //   - [Stream.DeleteSeq], [Stream.DeleteSeqs], [Stream.DeleteThrough],
 //     [Stream.DeleteKey] and [Stream.DeleteAll] remove messages;
 //   - [Stream.Config], [Stream.UpdateConfig], [Stream.Inventory],
 //     [Stream.Keys] and [Stream.Destroy] manage the stream, [Client.List]
-//     lists streams;
-//   - [Stream.Watch] follows the stream's change events.
+//     iterates over stream names;
+//   - [Stream.Changes] reads what changed after a revision.
 //
-// An error reply of the worker is returned as a *[subjects.Error], so
-// errors.Is(err, subjects.ErrNotFound) and friends tell the cases apart.
-// When no worker listens, the error wraps both [ErrNoWorker] and
-// [nats.ErrNoResponders].
+// Events: [Client.Watch] follows the events of one stream or of a
+// wildcard pattern ("acme.>"), marking an event that follows missed ones
+// with a [Gap]. [Stream.Mirror] keeps a live in-memory copy of a stream
+// by the protocol's recipe and keeps it exact after dropped events,
+// reconnects and worker restarts. [Client.KV] is a stream seen as a
+// key-value store in the shape of JetStream's KeyValue, with a
+// [KV.Watch] that delivers the current values, a marker, then changes.
 //
-// A key, message id and user headers of a [Stream.Set] travel as NATS
-// header values, which NATS clients trim of white space at both ends and
-// cannot carry line breaks in. So that nothing is changed in transit (a
-// key " padded " would be stored as "padded"), the client refuses such
-// values before sending, with an error wrapping [ErrInvalidHeader].
+// Errors. An error reply of the worker is returned as an *[Error] (the
+// protocol's code, reason and description), so errors.Is(err,
+// client.ErrWrongLastSequence) and friends tell the cases apart. When no
+// worker listens, the error wraps both [ErrNoWorker] and
+// [nats.ErrNoResponders]. [IsRetryable] tells a failure worth retrying
+// (429 overloaded or rate_limited, 503 unavailable, no worker, a timeout)
+// from one that is final.
 //
-// A live mirror of a stream follows the protocol's recipe: call
-// [Stream.Watch] first, read the stream with [Stream.GetAllPage] noting the
-// first page's revision, then apply the events whose revision is above it.
+// Retries. Every operation but delete and destroy is retried after a
+// retryable failure, with backoff and jitter, within the caller's context
+// (see [Retry]). A write gets a random msg id unless it has one
+// ([NewMsgID]; opt out with [WithoutMsgIDs]), and all its attempts carry
+// the same id, so a write whose reply was lost is not stored twice: the
+// retry is answered with the first write's seq and Ack.Duplicate.
+//
+// Checks before sending. A key, message id and user headers of a
+// [Stream.Set] travel as NATS header values, which NATS clients trim of
+// white space at both ends and cannot carry line breaks in. So that
+// nothing is changed in transit (a key " padded " would be stored as
+// "padded"), the client refuses such values before sending, with an error
+// wrapping [ErrInvalidHeader]. Stream names, batch sizes ([MaxSetMany],
+// [MaxDeleteSeqs]) and the NATS server's max payload ([ErrTooLarge]) are
+// checked too.
+//
+// A reply is untrusted input: a malformed one is an error wrapping
+// [ErrBadReply], never a panic or an endless read.
 package client

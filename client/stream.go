@@ -4,15 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-persist/persist/subjects"
 )
-
-// MaxSetMany is the most items one [Stream.SetMany] call may carry.
-const MaxSetMany = 1000
 
 // Stream is a handle on one named stream. It is safe for concurrent use.
 type Stream struct {
@@ -23,18 +21,11 @@ type Stream struct {
 // Name returns the stream's name.
 func (s *Stream) Name() string { return s.name }
 
-// Ack is the worker's answer to a committed write.
-type Ack struct {
-	Seq       uint64 `json:"seq"`
-	Time      int64  `json:"time"`                // Unix ms
-	Duplicate bool   `json:"duplicate,omitempty"` // an earlier write had the same msg id; nothing was written
-}
-
 // setOptions collects the [SetOption] values of one write.
 type setOptions struct {
 	key         *string
 	previousSeq *uint64
-	msgID       string
+	msgID       *string
 	ttl         time.Duration
 	header      nats.Header
 }
@@ -52,14 +43,16 @@ func WithKey(key string) SetOption { return func(o *setOptions) { o.key = &key }
 
 // WithPreviousSeq makes a keyed write conditional: it commits only if the
 // key's current message has seq n, or, for n == 0, if the key is absent.
-// Otherwise the error is [subjects.ErrWrongLastSequence].
+// Otherwise the error is [ErrWrongLastSequence].
 func WithPreviousSeq(n uint64) SetOption { return func(o *setOptions) { o.previousSeq = &n } }
 
-// WithMsgID deduplicates the write: a retry with the same id within the
-// stream's duplicate window writes nothing and acknowledges the first write.
-// An empty id means none; an id that begins or ends with white space or
-// holds a line break is refused like a key (see [WithKey]).
-func WithMsgID(id string) SetOption { return func(o *setOptions) { o.msgID = id } }
+// WithMsgID deduplicates the write with the caller's own id: a retry with
+// the same id within the stream's duplicate window writes nothing and
+// acknowledges the first write. Without this option the client makes up an
+// id (see [NewMsgID]) unless the client was made [WithoutMsgIDs]; an empty
+// id sends none. An id that begins or ends with white space or holds a
+// line break is refused like a key (see [WithKey]).
+func WithMsgID(id string) SetOption { return func(o *setOptions) { o.msgID = &id } }
 
 // WithTTL makes the message expire after d; the stream must allow it. A
 // negative d is refused with an error wrapping [ErrInvalidHeader].
@@ -83,6 +76,12 @@ func WithHeader(h nats.Header) SetOption {
 }
 
 // Set appends one message with payload data.
+//
+// The write is retried after a retryable failure (see [IsRetryable] and
+// [WithRetry]) with the same msg id, so that it is stored once however
+// many attempts it takes: an attempt whose reply was lost is answered,
+// on the next one, with the first write's seq and Duplicate set. Keep
+// the stream's duplicate_window longer than the client's retries take.
 func (s *Stream) Set(ctx context.Context, data []byte, opts ...SetOption) (Ack, error) {
 	var o setOptions
 	for _, opt := range opts {
@@ -98,8 +97,13 @@ func (s *Stream) Set(ctx context.Context, data []byte, opts ...SetOption) (Ack, 
 	if o.previousSeq != nil {
 		hdr[subjects.HeaderPreviousSeq] = []string{strconv.FormatUint(*o.previousSeq, 10)}
 	}
-	if o.msgID != "" {
-		hdr[subjects.HeaderMsgID] = []string{o.msgID}
+	// An id given as a header is the caller's own, checked below like any.
+	if _, given := hdr[subjects.HeaderMsgID]; !given || o.msgID != nil {
+		if id := s.c.msgID(o.msgID); id != "" {
+			hdr[subjects.HeaderMsgID] = []string{id}
+		} else {
+			delete(hdr, subjects.HeaderMsgID)
+		}
 	}
 	if o.ttl < 0 {
 		return Ack{}, fmt.Errorf("%w: TTL %v is not positive", ErrInvalidHeader, o.ttl)
@@ -110,12 +114,28 @@ func (s *Stream) Set(ctx context.Context, data []byte, opts ...SetOption) (Ack, 
 	if err := checkHeader(hdr); err != nil {
 		return Ack{}, err
 	}
+	if err := s.c.checkSize("set", hdr, data); err != nil {
+		return Ack{}, err
+	}
 	if len(hdr) == 0 {
 		hdr = nil
 	}
 	var ack Ack
-	err := s.c.call(ctx, subjects.OpSet, s.name, hdr, data, &ack)
+	err := s.c.retrying(ctx, hdr.Get(subjects.HeaderMsgID) != "", func() error {
+		return s.c.call(ctx, subjects.OpSet, s.name, hdr, data, &ack)
+	})
 	return ack, err
+}
+
+// msgID returns the id a write sends: the caller's, or a fresh one.
+func (c *Client) msgID(given *string) string {
+	switch {
+	case given != nil:
+		return *given
+	case c.noIDs:
+		return ""
+	}
+	return NewMsgID()
 }
 
 // Item is one message of a [Stream.SetMany].
@@ -123,68 +143,102 @@ type Item struct {
 	Data        []byte
 	Key         string
 	Header      nats.Header
-	MsgID       string
+	MsgID       string        // "" gets a fresh id unless the client is WithoutMsgIDs
 	TTL         time.Duration // rounded down to whole milliseconds
 	PreviousSeq *uint64       // with Key; 0 means the key must be absent
 }
 
-// MarshalJSON encodes the item as the protocol's setmany element.
-func (it Item) MarshalJSON() ([]byte, error) {
-	var ttl int64
-	if it.TTL != 0 {
-		ttl = it.TTL.Milliseconds()
-		if ttl <= 0 {
-			return nil, fmt.Errorf("client: ttl %v is not a positive number of milliseconds", it.TTL)
-		}
-	}
-	data := it.Data
-	if data == nil {
-		data = []byte{} // "data" is required: send "" rather than null
-	}
-	return json.Marshal(struct {
-		Data        []byte              `json:"data"`
-		Key         string              `json:"key,omitempty"`
-		Headers     map[string][]string `json:"headers,omitempty"`
-		MsgID       string              `json:"msg_id,omitempty"`
-		TTL         int64               `json:"ttl,omitempty"`
-		PreviousSeq *uint64             `json:"previous_seq,omitempty"`
-	}{data, it.Key, it.Header, it.MsgID, ttl, it.PreviousSeq})
-}
-
-// Result is the outcome of one [Item]: its Ack, or Err (a *subjects.Error)
+// Result is the outcome of one [Item]: its Ack, or Err (a *[Error])
 // when the worker refused that item alone.
 type Result struct {
 	Ack
 	Err error
 }
 
+// wire checks the item as [Stream.Set] checks its options and returns its
+// setmany form, with a msg id unless the client is WithoutMsgIDs.
+func (it Item) wire(c *Client) (subjects.SetManyItem, error) {
+	data := it.Data
+	if data == nil {
+		data = []byte{} // "data" is required: send "" rather than null
+	}
+	w := subjects.SetManyItem{Data: &data, Headers: it.Header, PreviousSeq: it.PreviousSeq}
+	hdr := nats.Header{}
+	for k, vs := range it.Header {
+		hdr[k] = vs
+	}
+	if it.Key != "" {
+		w.Key = &it.Key
+		hdr[subjects.HeaderKey] = []string{it.Key}
+	}
+	id := it.MsgID
+	if id == "" && !c.noIDs {
+		id = NewMsgID()
+	}
+	if id != "" {
+		w.MsgID = &id
+		hdr[subjects.HeaderMsgID] = []string{id}
+	}
+	if it.TTL != 0 {
+		ms := it.TTL.Milliseconds()
+		if ms <= 0 {
+			return w, fmt.Errorf("%w: TTL %v is not a positive number of milliseconds", ErrInvalidHeader, it.TTL)
+		}
+		w.TTL = &ms
+	}
+	if it.PreviousSeq != nil && it.Key == "" {
+		return w, fmt.Errorf("%w: a previous seq needs a key", ErrInvalidHeader)
+	}
+	if err := checkHeader(hdr); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
 // SetMany appends up to [MaxSetMany] messages in order, in one transaction.
 // An item that fails does not stop the others: its Result carries the
 // error. The returned error means nothing was written.
+//
+// Like [Stream.Set], each item gets a msg id unless it has one, and the
+// whole batch is retried with the same ids after a retryable failure: an
+// item that was written by a lost attempt is acknowledged as a duplicate
+// with its first seq. An item refused before sending (a bad key or header,
+// see [ErrInvalidHeader]) fails the call, and so does a batch larger than
+// the NATS server's max payload ([ErrTooLarge]): split it.
 func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 	if len(items) > MaxSetMany {
 		return nil, fmt.Errorf("client: setmany of %d items, at most %d", len(items), MaxSetMany)
 	}
-	if items == nil {
-		items = []Item{}
+	wire := make([]subjects.SetManyItem, len(items))
+	ids := true
+	for i, it := range items {
+		w, err := it.wire(s.c)
+		if err != nil {
+			return nil, fmt.Errorf("client: setmany item %d: %w", i, err)
+		}
+		wire[i] = w
+		ids = ids && w.MsgID != nil
 	}
-	body, err := json.Marshal(items)
+	body, err := json.Marshal(wire)
 	if err != nil {
 		return nil, err
 	}
-	var reply []struct {
-		Ack
-		Error *subjects.Error `json:"error"`
+	if err := s.c.checkSize("setmany", nil, body); err != nil {
+		return nil, err
 	}
-	if err := s.c.call(ctx, subjects.OpSetMany, s.name, nil, body, &reply); err != nil {
+	var reply []subjects.SetManyEntry
+	err = s.c.retrying(ctx, ids, func() error {
+		return s.c.call(ctx, subjects.OpSetMany, s.name, nil, body, &reply)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if len(reply) != len(items) {
-		return nil, fmt.Errorf("client: setmany reply has %d entries for %d items", len(reply), len(items))
+		return nil, fmt.Errorf("%w: setmany reply has %d entries for %d items", ErrBadReply, len(reply), len(items))
 	}
 	out := make([]Result, len(reply))
 	for i, r := range reply {
-		out[i].Ack = r.Ack
+		out[i].Ack = r.SetReply
 		if r.Error != nil {
 			out[i].Err = r.Error
 		}
@@ -192,22 +246,29 @@ func (s *Stream) SetMany(ctx context.Context, items []Item) ([]Result, error) {
 	return out, nil
 }
 
-// Get returns the message with seq, or [subjects.ErrNotFound].
+// Get returns the message with seq, or [ErrNotFound].
 func (s *Stream) Get(ctx context.Context, seq uint64) (*Msg, error) {
-	return s.get(ctx, map[string]any{"seq": seq})
+	return s.get(ctx, subjects.GetRequest{Seq: &seq})
 }
 
-// GetKey returns the message with key, or [subjects.ErrNotFound].
+// GetKey returns the message with key, or [ErrNotFound].
 func (s *Stream) GetKey(ctx context.Context, key string) (*Msg, error) {
-	return s.get(ctx, map[string]any{"key": key})
+	if err := subjects.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return s.get(ctx, subjects.GetRequest{Key: &key})
 }
 
-func (s *Stream) get(ctx context.Context, q map[string]any) (*Msg, error) {
+func (s *Stream) get(ctx context.Context, q subjects.GetRequest) (*Msg, error) {
 	body, err := json.Marshal(q)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.c.request(ctx, subjects.OpGet, s.name, nil, body)
+	var m *nats.Msg
+	err = s.c.retrying(ctx, true, func() (err error) {
+		m, err = s.c.request(ctx, subjects.OpGet, s.name, nil, body)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -216,152 +277,182 @@ func (s *Stream) get(ctx context.Context, q map[string]any) (*Msg, error) {
 
 // DeleteSeq removes the message with seq and returns how many were removed.
 func (s *Stream) DeleteSeq(ctx context.Context, seq uint64) (int64, error) {
-	return s.delete(ctx, map[string]any{"seq": seq})
+	return s.delete(ctx, subjects.DeleteRequest{Seq: &seq})
 }
 
-// DeleteSeqs removes the messages with the given seqs (at most 10000).
+// DeleteSeqs removes the messages with the given seqs (at most
+// [MaxDeleteSeqs]).
 func (s *Stream) DeleteSeqs(ctx context.Context, seqs ...uint64) (int64, error) {
+	if len(seqs) > MaxDeleteSeqs {
+		return 0, fmt.Errorf("client: delete of %d seqs, at most %d", len(seqs), MaxDeleteSeqs)
+	}
 	if seqs == nil {
 		seqs = []uint64{}
 	}
-	return s.delete(ctx, map[string]any{"seqs": seqs})
+	return s.delete(ctx, subjects.DeleteRequest{Seqs: &seqs})
 }
 
 // DeleteThrough removes every message with a seq up to and including seq.
 func (s *Stream) DeleteThrough(ctx context.Context, seq uint64) (int64, error) {
-	return s.delete(ctx, map[string]any{"last_seq": seq})
+	return s.delete(ctx, subjects.DeleteRequest{LastSeq: &seq})
 }
 
 // DeleteKey removes the message with key.
 func (s *Stream) DeleteKey(ctx context.Context, key string) (int64, error) {
-	return s.delete(ctx, map[string]any{"key": key})
+	if err := subjects.ValidateKey(key); err != nil {
+		return 0, fmt.Errorf("client: %w", err)
+	}
+	return s.delete(ctx, subjects.DeleteRequest{Key: &key})
 }
 
 // DeleteAll removes every message; seqs keep counting up afterwards.
 func (s *Stream) DeleteAll(ctx context.Context) (int64, error) {
-	return s.delete(ctx, map[string]any{"all": true})
+	all := true
+	return s.delete(ctx, subjects.DeleteRequest{All: &all})
 }
 
-func (s *Stream) delete(ctx context.Context, d map[string]any) (int64, error) {
+// delete sends a delete. It is not retried after a timeout, since a lost
+// reply would turn into a count of 0 on the next attempt.
+func (s *Stream) delete(ctx context.Context, d subjects.DeleteRequest) (int64, error) {
 	body, err := json.Marshal(d)
 	if err != nil {
 		return 0, err
 	}
-	var reply struct {
-		Count int64 `json:"count"`
-	}
-	err = s.c.call(ctx, subjects.OpDelete, s.name, nil, body, &reply)
+	var reply subjects.CountReply
+	err = s.c.retrying(ctx, false, func() error {
+		return s.c.call(ctx, subjects.OpDelete, s.name, nil, body, &reply)
+	})
 	return reply.Count, err
-}
-
-// Config is a stream's configuration; durations are milliseconds and -1
-// means unlimited. See the protocol's config table.
-type Config struct {
-	MaxMsgs              int64           `json:"max_msgs"`
-	MaxBytes             int64           `json:"max_bytes"`
-	MaxAge               int64           `json:"max_age"`
-	MaxMsgSize           int64           `json:"max_msg_size"`
-	MaxMsgsPerSecond     int64           `json:"max_msgs_per_second"`
-	MaxBytesPerSecond    int64           `json:"max_bytes_per_second"`
-	DiscardPolicy        string          `json:"discard_policy"`
-	AllowMsgTTL          bool            `json:"allow_msg_ttl"`
-	DuplicateWindow      int64           `json:"duplicate_window"`
-	Sync                 bool            `json:"sync"`
-	Storage              string          `json:"storage"`
-	Compression          string          `json:"compression"`
-	CompressionThreshold int64           `json:"compression_threshold"`
-	Desc                 json.RawMessage `json:"desc"`
-}
-
-// ConfigPatch is a change to a stream's configuration: nil fields are left
-// as they are.
-type ConfigPatch struct {
-	MaxMsgs              *int64          `json:"max_msgs,omitempty"`
-	MaxBytes             *int64          `json:"max_bytes,omitempty"`
-	MaxAge               *int64          `json:"max_age,omitempty"`
-	MaxMsgSize           *int64          `json:"max_msg_size,omitempty"`
-	MaxMsgsPerSecond     *int64          `json:"max_msgs_per_second,omitempty"`
-	MaxBytesPerSecond    *int64          `json:"max_bytes_per_second,omitempty"`
-	DiscardPolicy        *string         `json:"discard_policy,omitempty"`
-	AllowMsgTTL          *bool           `json:"allow_msg_ttl,omitempty"`
-	DuplicateWindow      *int64          `json:"duplicate_window,omitempty"`
-	Sync                 *bool           `json:"sync,omitempty"`
-	Storage              *string         `json:"storage,omitempty"` // only when the stream is created
-	Compression          *string         `json:"compression,omitempty"`
-	CompressionThreshold *int64          `json:"compression_threshold,omitempty"`
-	Desc                 json.RawMessage `json:"desc,omitempty"` // "null" clears it
 }
 
 // Config returns the stream's configuration; a stream that does not exist
 // answers the defaults.
 func (s *Stream) Config(ctx context.Context) (Config, error) {
 	var c Config
-	err := s.c.call(ctx, subjects.OpConfig, s.name, nil, nil, &c)
+	err := s.c.retrying(ctx, true, func() error {
+		return s.c.call(ctx, subjects.OpConfig, s.name, nil, nil, &c)
+	})
 	return c, err
 }
 
 // UpdateConfig applies patch and returns the full new configuration. A
 // patch that changes something creates the stream if it does not exist.
+// Applying a patch twice is applying it once, so it is retried like a
+// read.
 func (s *Stream) UpdateConfig(ctx context.Context, patch ConfigPatch) (Config, error) {
 	body, err := json.Marshal(patch)
 	if err != nil {
 		return Config{}, err
 	}
 	var c Config
-	err = s.c.call(ctx, subjects.OpConfig, s.name, nil, body, &c)
+	err = s.c.retrying(ctx, true, func() error {
+		return s.c.call(ctx, subjects.OpConfig, s.name, nil, body, &c)
+	})
 	return c, err
-}
-
-// Inventory summarises a stream.
-type Inventory struct {
-	Count    int64          `json:"count"`
-	Bytes    int64          `json:"bytes"`
-	FirstSeq uint64         `json:"first_seq"` // 0 when empty
-	LastSeq  uint64         `json:"last_seq"`  // highest seq ever assigned
-	Revision uint64         `json:"revision"`
-	Limits   map[string]any `json:"limits"` // the configuration fields that differ from the defaults
 }
 
 // Inventory returns the stream's counts, seqs and revision; a stream that
 // does not exist answers zeros.
 func (s *Stream) Inventory(ctx context.Context) (Inventory, error) {
 	var inv Inventory
-	err := s.c.call(ctx, subjects.OpInventory, s.name, nil, nil, &inv)
+	err := s.c.retrying(ctx, true, func() error {
+		return s.c.call(ctx, subjects.OpInventory, s.name, nil, nil, &inv)
+	})
 	return inv, err
 }
 
-// Keys returns the stream's keys in byte order, starting after after, at
-// most limit of them (0: the worker's default). more reports that there are
-// further keys.
-func (s *Stream) Keys(ctx context.Context, after string, limit int) (keys []string, more bool, err error) {
-	body, err := json.Marshal(struct {
-		After string `json:"after,omitempty"`
-		Limit int    `json:"limit,omitempty"`
-	}{after, limit})
+// KeysPage returns one page of the stream's keys in byte order, starting
+// after after, at most limit of them (0: the worker's default of 1000).
+// more reports that there are further keys.
+func (s *Stream) KeysPage(ctx context.Context, after string, limit int) (keys []string, more bool, err error) {
+	var reply subjects.KeysReply
+	err = s.c.page(ctx, subjects.OpKeys, s.name, after, limit, &reply)
+	return reply.Keys, reply.More, err
+}
+
+// Keys yields every key of the stream in byte order, asking page after
+// page; it stops at the first error, which it yields with an empty key.
+// Keys written or deleted while it runs may or may not be seen.
+func (s *Stream) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return pages(func(after string) ([]string, bool, error) { return s.KeysPage(ctx, after, 0) })
+}
+
+// ListPage returns one page of the names of the streams under prefix
+// (whole tokens: "acme" lists "acme" and "acme.x", not "acmecorp"),
+// sorted, starting after the stream after, at most limit of them (0: the
+// worker's default of 1000). more reports that there are further names.
+func (c *Client) ListPage(ctx context.Context, prefix, after string, limit int) (names []string, more bool, err error) {
+	var reply subjects.ListReply
+	err = c.page(ctx, subjects.OpList, prefix, after, limit, &reply)
+	return reply.Streams, reply.More, err
+}
+
+// List yields the names of every stream under prefix (see
+// [Client.ListPage]) in byte order, asking page after page; it stops at
+// the first error, which it yields with an empty name.
+func (c *Client) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	return pages(func(after string) ([]string, bool, error) { return c.ListPage(ctx, prefix, after, 0) })
+}
+
+// page sends a keys or list request.
+func (c *Client) page(ctx context.Context, op, stream, after string, limit int, out any) error {
+	if limit < 0 {
+		return fmt.Errorf("client: %s limit %d is negative", op, limit)
+	}
+	body, err := json.Marshal(subjects.PageRequest{After: after, Limit: uint64(limit)})
 	if err != nil {
-		return nil, false, err
+		return err
 	}
-	var reply struct {
-		Keys []string `json:"keys"`
-		More bool     `json:"more"`
+	return c.retrying(ctx, true, func() error { return c.call(ctx, op, stream, nil, body, out) })
+}
+
+// pages turns a paged listing into an iterator. A page must move forward
+// (its names above the last one seen), else a faulty worker could make it
+// loop forever.
+func pages(next func(after string) ([]string, bool, error)) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		after := ""
+		for {
+			names, more, err := next(after)
+			if err != nil {
+				yield("", err)
+				return
+			}
+			for _, n := range names {
+				if n <= after && after != "" {
+					yield("", fmt.Errorf("%w: %q does not come after %q", ErrBadReply, n, after))
+					return
+				}
+				after = n
+				if !yield(n, nil) {
+					return
+				}
+			}
+			if !more {
+				return
+			}
+			if len(names) == 0 {
+				yield("", fmt.Errorf("%w: an empty page with more to come", ErrBadReply))
+				return
+			}
+		}
 	}
-	if err := s.c.call(ctx, subjects.OpKeys, s.name, nil, body, &reply); err != nil {
-		return nil, false, err
-	}
-	return reply.Keys, reply.More, nil
 }
 
 // Destroy removes the stream and its file; a later write starts a new
-// stream at seq 1. A stream that does not exist is [subjects.ErrNotFound].
+// stream at seq 1 and revision 0. A stream that does not exist is
+// [ErrNotFound]. It is not retried after a timeout, since a lost reply
+// would turn into not_found on the next attempt.
 func (s *Stream) Destroy(ctx context.Context) error {
-	var reply struct {
-		OK bool `json:"ok"`
-	}
-	if err := s.c.call(ctx, subjects.OpDestroy, s.name, nil, nil, &reply); err != nil {
+	var reply subjects.OKReply
+	err := s.c.retrying(ctx, false, func() error {
+		return s.c.call(ctx, subjects.OpDestroy, s.name, nil, nil, &reply)
+	})
+	if err != nil {
 		return err
 	}
 	if !reply.OK {
-		return fmt.Errorf("client: destroy of %s not acknowledged", s.name)
+		return fmt.Errorf("%w: destroy of %s not acknowledged", ErrBadReply, s.name)
 	}
 	return nil
 }
