@@ -136,6 +136,22 @@ async function getAll(maxMsgs) {
   }
 }
 
+// changesAfter reads every change after revision r, max_msgs at a time,
+// and hands each to apply in order. It continues from the revision of the
+// last change received while Persist-Num-Pending is above 0, and returns
+// the revision that a mirror which applied them all is exact at.
+async function changesAfter(r, maxMsgs, apply) {
+  for (;;) {
+    const { msgs, end } = await page("changes", { after_revision: r, max_msgs: maxMsgs });
+    const pending = num(end, "Persist-Num-Pending");
+    console.log(`  changes page after revision ${r}: ${msgs.length} changes, pending ${pending}`);
+    msgs.forEach(apply);
+    if (pending === 0) return num(end, "Persist-Revision");
+    check(msgs.length > 0, "a page with pending changes is not empty");
+    r = num(msgs.at(-1), "Persist-Revision");
+  }
+}
+
 // Mirror is a local copy of a stream: messages by seq, and an index of the
 // keyed ones. apply takes a live event or a change, by the rules of
 // PROTOCOL.md section 5; applying one twice changes nothing.
@@ -277,9 +293,58 @@ check(mirror.lines().join("\n") === [
 ].join("\n"), `getall read ${mirror.lines()}`);
 check(first.revision === 6, "revision 6 after six writes");
 
+// 7. Stop watching, change the stream, then catch up with changes.
 events.unsubscribe();
+const r = mirror.revision;
+console.log(`not watching; the mirror is at revision ${r}:`);
+const json = async (op, body) => (await request(op, body)).json();
+const offline = [
+  ['set key colour "green"', () => set("green", { key: "colour" })], // replaces seq 4
+  ["delete seq 1", () => json("delete", { seq: 1 })],
+  ['set "temporary"', () => set("temporary")], // deleted next: changes leaves it out
+  ["delete seq 8", () => json("delete", { seq: 8 })],
+  ["config max_msgs 100", () => json("config", { max_msgs: 100 })],
+  // The subtle case: a keyed set replaces seq 6, which the mirror holds, and
+  // is deleted itself. Only the delete's "keys" tells the mirror to drop 6.
+  ['set key greeting "bye"', () => set("bye", { key: "greeting" })],
+  ["delete key greeting", () => json("delete", { key: "greeting" })],
+  ['set "after"', () => set("after")],
+];
+for (const [what, run] of offline) {
+  const reply = await run();
+  const result = reply.seq !== undefined ? `seq ${reply.seq}` : reply.count !== undefined ? `count ${reply.count}` : "done";
+  console.log(`  ${what} -> ${result}`);
+}
+console.log("catch up with changes:");
+const changes = [];
+mirror.revision = await changesAfter(r, 2, (c) => {
+  const op = hdr(c, "Persist-Op");
+  let what = `seq ${hdr(c, "Persist-Seq")}`;
+  if (op === "delete") what = text(c.data);
+  if (op === "config") what = `max_msgs ${c.json().max_msgs}`;
+  console.log(`    ${op} revision ${hdr(c, "Persist-Revision")} ${what}`);
+  mirror.apply(c);
+  changes.push(c);
+});
+const revs = changes.map((c) => num(c, "Persist-Revision"));
+check(revs.every((v, i) => v > r && (i === 0 || v > revs[i - 1])), `change revisions rise above ${r}: ${revs}`);
+check(!changes.some((c) => num(c, "Persist-Seq") === 8), "the set of the deleted seq 8 is left out");
+check(changes.some((c) => hdr(c, "Persist-Op") === "delete" && c.json().keys?.includes("greeting")),
+  "the delete of key greeting names its key");
 
-// 7. Clean up.
+// 8. The mirror now equals a fresh read of the stream.
+console.log("fresh getall to compare:");
+const fresh = new Mirror();
+const now = await getAll(1000);
+for (const m of now.msgs) fresh.add(m);
+console.log(`  mirror at revision ${mirror.revision}: ${mirror.lines().join(", ")}`);
+check(mirror.revision === now.revision, `mirror revision ${mirror.revision}, stream ${now.revision}`);
+check(mirror.lines().join("\n") === fresh.lines().join("\n"), `mirror ${mirror.lines()} != getall ${fresh.lines()}`);
+check(JSON.stringify([...mirror.byKey].sort()) === JSON.stringify([...fresh.byKey].sort()), "the key indexes agree");
+check(fresh.lines().join("\n") === [`3 - ""`, `5 - "last"`, `7 colour "green"`, `10 - "after"`].join("\n"),
+  `final stream ${fresh.lines()}`);
+
+// 9. Clean up.
 check((await request("destroy")).json().ok === true, "destroy");
 await nc.drain();
 console.log("ok");
