@@ -69,6 +69,15 @@ func TestSet(t *testing.T) {
 			t.Fatalf("expires - time = %v, want 1h", d)
 		}
 	})
+	t.Run("StdinTerminal", func(t *testing.T) {
+		r := invocation{stdin: "typed\n", terminal: true}.run(ctx, "--server", w.url, "set", "acme.typed")
+		if r.code != 0 || !strings.Contains(r.stderr, "end it with Ctrl-D") {
+			t.Fatalf("set reading a terminal = %+v, want a hint on stderr", r)
+		}
+		if m, err := w.cl.Stream("acme.typed").Get(ctx, 1); err != nil || string(m.Data) != "typed\n" {
+			t.Fatalf("Get(1) = %v, %v; want what was typed", m, err)
+		}
+	})
 	t.Run("KeyWithSpace", func(t *testing.T) {
 		// NATS would trim it: the client refuses, and that is the user's to fix.
 		if r := w.run(t, "", "set", "acme.docs", "x", "--key", " padded"); r.code != 2 {
