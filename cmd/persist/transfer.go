@@ -155,10 +155,7 @@ func (c *cli) declareImport(app *kingpin.Application) {
 		err = im.run(ctx, in)
 		bar.stop()
 		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%d stored; run the same import again to go on)", err, im.stats.Stored)
-			}
-			return err
+			return fmt.Errorf("%w; %d stored, %s", err, im.stats.Stored, im.resumeHint())
 		}
 		if c.json {
 			return c.printer().value(im.stats)
@@ -254,6 +251,19 @@ func (im *importer) item(line []byte) (it client.Item, ok bool, err error) {
 	return it, true, nil
 }
 
+// resumeHint says how to go on after a failed import: run it again
+// within the target's duplicate window, read with a fresh deadline since
+// the import's context may be the one that ended.
+func (im *importer) resumeHint() string {
+	ctx, cancel := context.WithTimeout(context.Background(), im.c.conn.timeout)
+	defer cancel()
+	cfg, err := im.st.Config(ctx)
+	if err != nil {
+		return "run the same import again to go on"
+	}
+	return fmt.Sprintf("run the same import again within %s (the stream's duplicate window) to go on", formatMillis(cfg.DuplicateWindow))
+}
+
 // itemSize estimates the encoded size of an item in a setmany body.
 func itemSize(it client.Item) int64 {
 	n := int64(len(it.Data))*4/3 + int64(len(it.Key)+len(it.MsgID)) + 96
@@ -308,7 +318,7 @@ func (im *importer) flush(ctx context.Context) error {
 			if first == nil {
 				first = im.c.fail(fmt.Sprintf("%s: line %d", what, im.lines[i]), r.Err)
 				if errors.Is(r.Err, subjects.ErrTTLDisabled) {
-					first = fmt.Errorf("%w (allow TTLs with: persist config %s --allow-msg-ttl)", first, im.st.Name())
+					first = fmt.Errorf("%w; allow TTLs with 'persist config %s --allow-msg-ttl'", first, im.st.Name())
 				}
 			}
 		case r.Duplicate:

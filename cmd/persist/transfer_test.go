@@ -233,7 +233,7 @@ func TestImport_Interrupted(t *testing.T) {
 	cancel() // as Ctrl-C does before the first batch is sent
 	line := `{"stream":"acme.src","seq":1,"time":1,"data":"aGk="}` + "\n"
 	r := invocation{stdin: line}.run(ctx, "--server", w.url, "import", "acme.dst")
-	if r.code != 1 || !strings.Contains(r.stderr, "interrupted (0 stored; run the same import again to go on)") {
+	if r.code != 1 || !strings.Contains(r.stderr, "interrupted; 0 stored, run the same import again within 2m0s (the stream's duplicate window) to go on") {
 		t.Fatalf("interrupted import = %+v, want exit 1 and how to go on", r)
 	}
 	w.ok(t, line, "import", "acme.dst")
