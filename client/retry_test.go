@@ -218,6 +218,13 @@ func startWorker(tb testing.TB, s interface{ ClientURL() string }, dir string) *
 		tb.Fatal(err)
 	}
 	tb.Cleanup(nc.Close)
+	return startWorkerConn(tb, nc, dir)
+}
+
+// startWorkerConn starts a worker on nc and dir and stops it at the end
+// of the test.
+func startWorkerConn(tb testing.TB, nc *nats.Conn, dir string) *broker.Broker {
+	tb.Helper()
 	b, err := broker.New(nc, broker.Options{DataDir: dir})
 	if err != nil {
 		tb.Fatal(err)
