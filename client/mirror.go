@@ -515,8 +515,11 @@ func (m *Mirror) apply(ev Event) {
 		}
 		for _, r := range ev.Ranges {
 			if r[1]-r[0] < uint64(len(m.msgs)) {
-				for seq := r[0]; seq <= r[1]; seq++ {
+				for seq := r[0]; ; seq++ { // r[1] may be the largest uint64
 					drop(seq)
+					if seq == r[1] {
+						break
+					}
 				}
 				continue
 			}
