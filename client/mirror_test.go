@@ -265,7 +265,7 @@ func TestMirror_NATSRestart(t *testing.T) {
 	waitMirrored(t, m, st)
 
 	s.Shutdown()
-	s = runServerOpts(t, opts)
+	runServerOpts(t, opts)
 	waitFor(t, "the writer to reconnect", writer.IsConnected)
 	churn(t, st, 1, 30) // retried until the worker is back
 	if mnc.IsConnected() {
