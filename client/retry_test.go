@@ -26,6 +26,7 @@ func TestIsRetryable(t *testing.T) {
 		{fmt.Errorf("x: %w", client.ErrNoWorker), true},
 		{nats.ErrTimeout, true},
 		{context.DeadlineExceeded, true},
+		{nats.ErrReconnectBufExceeded, true},
 		{client.ErrDamaged, false},
 		{client.ErrTooManyStreams, false},
 		{client.ErrWrongLastSequence, false},
