@@ -88,7 +88,7 @@ func (b *Broker) answerWrites(stream string, batch []*job, res []store.WriteResu
 			}
 			if err != nil {
 				if !j.many {
-					b.replyError(j.op, stream, j.reply, err)
+					b.replyErrorSince(j.op, stream, j.reply, err, j.at)
 					j.answered = true
 					break
 				}
@@ -116,7 +116,7 @@ func (b *Broker) answerWrites(stream string, batch []*job, res []store.WriteResu
 // closed so that the next request opens it afresh.
 func (b *Broker) failAll(e *entry, batch []*job, err error) {
 	for _, j := range batch {
-		b.replyError(j.op, e.name, j.reply, err)
+		b.replyErrorSince(j.op, e.name, j.reply, err, j.at)
 		j.answered = true
 	}
 	if e.st != nil && (errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrClosed)) {
@@ -159,6 +159,8 @@ func (b *Broker) applyOne(e *entry, j *job) {
 		}
 	case subjects.OpGetAll:
 		err = b.getAll(e, j)
+	case subjects.OpChanges:
+		err = b.changes(e, j)
 	case subjects.OpDelete:
 		var n int64
 		if n, err = deleteOp(e.st, j.del); err == nil {
@@ -200,9 +202,21 @@ func (b *Broker) applyOne(e *entry, j *job) {
 func (b *Broker) answerMissing(stream string, j *job) {
 	switch j.op {
 	case subjects.OpGet, subjects.OpDestroy:
-		b.replyError(j.op, stream, j.reply, subjects.ErrNotFound.WithDescription("no such stream"))
+		b.replyErrorSince(j.op, stream, j.reply, subjects.ErrNotFound.WithDescription("no such stream"), j.at)
 	case subjects.OpGetAll:
 		b.respond(j.reply, terminator(store.ReadResult{}), nil)
+	case subjects.OpChanges:
+		// Nothing changed after revision 0 of a stream that does not
+		// exist; a later revision was one of a destroyed stream.
+		if j.changes.AfterRevision > 0 {
+			b.replyErrorSince(j.op, stream, j.reply, subjects.ErrRevisionGone.WithDescription("no such stream"), j.at)
+			break
+		}
+		enc := getEncoder()
+		enc.reset()
+		enc.changesTerminator(store.ChangesResult{})
+		b.send(enc, j.reply, nil)
+		putEncoder(enc)
 	case subjects.OpInventory:
 		b.replyJSON(j.reply, store.Inventory{Limits: map[string]any{}})
 	case subjects.OpKeys:
@@ -244,7 +258,7 @@ func (b *Broker) createWithConfig(e *entry, j *job) {
 		err = cfg.Validate()
 	}
 	if err != nil {
-		b.replyError(j.op, e.name, j.reply, err)
+		b.replyErrorSince(j.op, e.name, j.reply, err, j.at)
 		j.answered = true
 		return
 	}
@@ -365,6 +379,43 @@ func (b *Broker) getAll(e *entry, j *job) error {
 	return nil
 }
 
+// changes sends one page of the changes after a revision to the reply
+// subject, then the terminator; an error ends the page with an error
+// reply instead. One header map serves every change of the page.
+func (b *Broker) changes(e *entry, j *job) error {
+	q := store.ChangesQuery{AfterRevision: j.changes.AfterRevision}
+	q.MaxMsgs, q.MaxBytes = subjects.PageBounds(j.changes.MaxMsgs, j.changes.MaxBytes)
+	enc := getEncoder()
+	defer putEncoder(enc)
+	msg := nats.Msg{Subject: j.reply}
+	res, err := e.st.Changes(q, func(ev *store.Event) error {
+		if j.reply == "" {
+			return nil
+		}
+		enc.reset()
+		msg.Data = enc.event(ev)
+		msg.Header = enc.h
+		return b.nc.PublishMsg(&msg)
+	})
+	switch {
+	case errors.Is(err, store.ErrRevisionGone):
+		return subjects.ErrRevisionGone
+	case errors.Is(err, nats.ErrMaxPayload):
+		// A delete that removed very many keyed messages, say: the
+		// client reads the stream again, as after a change dropped.
+		return subjects.ErrRevisionGone.WithDescription("a change after that revision is larger than the NATS max payload; re-read the stream with getall")
+	case err != nil:
+		return err
+	}
+	if j.reply == "" {
+		return nil
+	}
+	enc.reset()
+	enc.changesTerminator(res)
+	b.send(enc, j.reply, nil)
+	return nil
+}
+
 // terminator is the header of the message that ends a getall page, in a
 // map of its own.
 func terminator(r store.ReadResult) nats.Header {
@@ -382,32 +433,11 @@ func (b *Broker) publishEvents(name string, evs []store.Event) {
 	enc := getEncoder()
 	defer putEncoder(enc)
 	msg := nats.Msg{Subject: subjects.EventSubject(b.prefix, name)}
-	for _, ev := range evs {
+	for i := range evs {
+		ev := &evs[i]
 		enc.reset()
-		h := enc.h
-		if v, ok := eventOpVals[ev.Op]; ok {
-			h[subjects.HeaderOp] = v
-		} else {
-			h[subjects.HeaderOp] = enc.text(&enc.op, ev.Op)
-		}
-		h[subjects.HeaderRevision] = enc.uint(&enc.rev, ev.Revision)
-		var body []byte
-		switch ev.Op {
-		case subjects.OpSet:
-			if ev.Msg != nil {
-				enc.message(ev.Msg)
-				body = ev.Msg.Data
-			}
-		case subjects.OpDelete:
-			enc.body = appendRanges(enc.body[:0], ev.Ranges)
-			body = enc.body
-			h[subjects.HeaderReason] = enc.text(&enc.reason, ev.Reason)
-		case subjects.OpConfig:
-			if ev.Config != nil {
-				body, _ = enc.marshal(ev.Config)
-			}
-		}
-		msg.Header, msg.Data = h, body
+		body := enc.event(ev)
+		msg.Header, msg.Data = enc.h, body
 		if err := b.nc.PublishMsg(&msg); err != nil {
 			b.stats.eventErrors.Add(1)
 			b.log.Warn("publish event", "stream", name, "revision", ev.Revision, "err", err)

@@ -343,7 +343,7 @@ func TestFault_DiskFull(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("failed creations left %v on the full disk", left)
 	}
-	if list, _, err := c.List(ctx, "newns", "", 100); err != nil || len(list) != 0 {
+	if list, _, err := c.ListPage(ctx, "newns", "", 100); err != nil || len(list) != 0 {
 		t.Errorf("List(newns) = %v, %v; want no streams", list, err)
 	}
 

@@ -2,7 +2,8 @@
 // home: stream names and their tokens, the escaping that maps arbitrary
 // path segments to tokens, the on-disk path of a stream, the NATS subjects
 // of requests and events, the header names and how an incoming header is
-// treated, the stream configuration with its defaults and validation, the
+// treated, the partition of a stream and the subject mappings that route
+// to it, the stream configuration with its defaults and validation, the
 // JSON bodies of every request, reply and event, the bounds on requests,
 // the operation and reason names, and the coded errors a request can
 // answer with.
@@ -33,6 +34,22 @@
 // op is one of [Ops]; events go to <prefix>.ev.<stream> ([EventSubject],
 // [ParseEvent]). The prefix defaults to [DefaultPrefix] and is checked by
 // [ValidatePrefix].
+//
+// # Partitions
+//
+// Several workers share the streams by partition. [Partition] gives the
+// partition of a stream, a hash of its namespace, so a namespace and its
+// list stay on one worker; it is the hash the NATS server's partition()
+// mapping function computes. [PartitionMappings] are the subject mappings
+// that make the server deliver <prefix>.api.<op>.<stream> on
+// <prefix>.part.<n>.api.<op>.<stream> ([PartitionSubject],
+// [PartitionAPISubject]), and [ParsePartitionAPI] reads such a subject
+// back, refusing a stream that is not in the partition it arrived on
+// ([ErrWrongPartition]). [ParsePartitions] and [FormatPartitions] read and
+// spell a set of partitions such as "0-7,9"; [MaxPartitions] bounds their
+// number. The package's tests run these mappings on real NATS servers,
+// alone and in a cluster, and check the configurations of testdata/cluster
+// against them; the package itself still imports no NATS.
 //
 // # Headers
 //

@@ -31,7 +31,7 @@ const (
 )
 
 // Ops lists every operation, one service endpoint each.
-var Ops = []string{OpSet, OpSetMany, OpGet, OpGetAll, OpDelete, OpConfig, OpInventory, OpKeys, OpList, OpDestroy}
+var Ops = []string{OpSet, OpSetMany, OpGet, OpGetAll, OpDelete, OpConfig, OpInventory, OpKeys, OpList, OpDestroy, OpChanges}
 
 // ErrUnknownSubject is returned by [ParseAPI] and [ParseEvent] for a subject
 // that is not a request or event subject of the given prefix at all, as
@@ -90,6 +90,12 @@ func ParseAPI(prefix, subject string) (op, stream string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf("%w: %s", ErrUnknownSubject, quote(subject))
 	}
+	return parseOpStream(subject, rest)
+}
+
+// parseOpStream reads the <op>.<stream> that follows ".api." in subject,
+// with the errors of [ParseAPI].
+func parseOpStream(subject, rest string) (op, stream string, err error) {
 	op, stream, _ = strings.Cut(rest, ".")
 	if !ValidOp(op) {
 		return "", "", fmt.Errorf("%w: %s: unknown operation %s", ErrUnknownSubject, quote(subject), quote(op))
