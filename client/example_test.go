@@ -224,3 +224,34 @@ func ExampleKV_Watch() {
 	// put owner grace
 	// delete owner
 }
+
+// ExampleStream_Changes brings a copy taken at a revision up to date
+// without reading the stream again.
+func ExampleStream_Changes() {
+	nc, err := nats.Connect(os.Getenv("NATS_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	st := client.New(nc).Stream("example.changes")
+	st.Set(ctx, []byte("a"), client.WithKey("x"))
+	inv, _ := st.Inventory(ctx) // a copy would be exact at this revision
+	st.Set(ctx, []byte("b"), client.WithKey("x"))
+	st.DeleteKey(ctx, "x")
+
+	ch := st.Changes(ctx, inv.Revision)
+	for ev, err := range ch.All() {
+		if errors.Is(err, client.ErrRevisionGone) {
+			fmt.Println("too old: read the stream again")
+			return
+		} else if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(ev.Revision, ev.Op, ev.Ranges, ev.Keys)
+	}
+	fmt.Println("now exact at revision", ch.Revision())
+	// Output:
+	// 3 delete [[2 2]] [x]
+	// now exact at revision 3
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-persist/persist/broker"
 	"github.com/nats-persist/persist/client"
 )
 
@@ -176,8 +177,8 @@ func TestMirror_DroppedEvents(t *testing.T) {
 	hold.Store(false)
 	close(release)
 	waitMirrored(t, m, st)
-	if s := m.Stats(); s.Gaps == 0 || s.CatchUps+s.Reloads < 2 {
-		t.Fatalf("stats %+v: want a gap noticed and a catch-up", s)
+	if s := m.Stats(); s.Gaps == 0 || s.CatchUps == 0 || s.Reloads != 1 {
+		t.Fatalf("stats %+v: want a gap noticed and caught up with changes, not read again", s)
 	}
 
 	t.Run("NothingAfter", func(t *testing.T) {
@@ -204,10 +205,14 @@ func TestMirror_DroppedEvents(t *testing.T) {
 		if err := st.Destroy(ctx); err != nil {
 			t.Fatal(err)
 		}
+		before := m.Stats()
 		churn(t, st, 4, 40)
 		hold.Store(false)
 		close(release)
 		waitMirrored(t, m, st)
+		if s := m.Stats(); s.Reloads == before.Reloads {
+			t.Fatalf("stats %+v after %+v: want the stream read again (revision_gone)", s, before)
+		}
 	})
 }
 
@@ -272,4 +277,47 @@ func TestMirror_NATSRestart(t *testing.T) {
 		t.Log("the mirror's connection came back before the writes; the test proves less")
 	}
 	waitMirrored(t, m, st)
+	if s := m.Stats(); s.CatchUps == 0 || s.Reloads != 1 {
+		t.Fatalf("stats %+v: want a catch-up with changes, not a second read", s)
+	}
+}
+
+// TestMirror_ChangesWindow lets more deletes go by a held-back mirror
+// than the worker keeps: changes answers revision_gone, and the mirror
+// reads the stream again.
+func TestMirror_ChangesWindow(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := runServer(t)
+	nc := connect(t, s)
+	b, err := broker.New(nc, broker.Options{DataDir: t.TempDir(), ChangesWindow: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Shutdown(context.Background()) })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st := client.New(connect(t, s)).Stream("acme.window")
+	churn(t, st, 0, 12)
+	var hold atomic.Bool
+	release := make(chan struct{})
+	m, err := st.Mirror(ctx, client.WithPendingLimits(2, -1), client.WithOnUpdate(func(client.Update) {
+		if hold.Load() {
+			<-release
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitMirrored(t, m, st)
+	hold.Store(true)
+	churn(t, st, 1, 60) // 20 deletes, far more than the window
+	hold.Store(false)
+	close(release)
+	waitMirrored(t, m, st)
+	if s := m.Stats(); s.CatchUps == 0 || s.Reloads < 2 {
+		t.Fatalf("stats %+v: want a catch-up answered revision_gone, then a second read", s)
+	}
 }
