@@ -130,3 +130,14 @@ func TestKV_Watch(t *testing.T) {
 	for range w.Updates() { // drains, then is closed
 	}
 }
+
+func TestKV_BadKey(t *testing.T) {
+	ctx := context.Background()
+	kv := newClient(t).KV("acme.kvbad")
+	if _, err := kv.Get(ctx, "k "); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("Get(padded key) error = %v, want bad_request", err)
+	}
+	if err := kv.Delete(ctx, ""); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("Delete(empty key) error = %v, want bad_request", err)
+	}
+}

@@ -285,6 +285,9 @@ func (m *Mirror) run(ctx context.Context) {
 					return
 				}
 				failures++
+				if failures >= 3 {
+					todo = needReload // a catch-up that keeps failing: start afresh
+				}
 				m.sleep(ctx, m.s.c.backoff(min(failures, 6)))
 				continue
 			}
