@@ -194,6 +194,9 @@ func TestClient_NoWorker(t *testing.T) {
 	}
 	t.Run("Prefix", func(t *testing.T) {
 		c := newClient(t, client.WithPrefix("other"))
+		if c.Prefix() != "other" {
+			t.Fatalf("Prefix() = %q, want other", c.Prefix())
+		}
 		if _, err := c.Stream("acme").Set(context.Background(), nil); !errors.Is(err, client.ErrNoWorker) {
 			t.Fatalf("Set() on a prefix nobody serves error = %v, want ErrNoWorker", err)
 		}

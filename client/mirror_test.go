@@ -103,6 +103,22 @@ func TestMirror(t *testing.T) {
 		t.Fatalf("Wait() error = %v", err)
 	}
 	waitMirrored(t, m, st)
+	select {
+	case <-m.Ready():
+	default:
+		t.Fatal("Ready() not closed after Wait")
+	}
+	for _, msg := range m.Msgs() {
+		if got, ok := m.Get(msg.Seq); !ok || got != msg {
+			t.Fatalf("Get(%d) = %v, %v; want the message Msgs holds", msg.Seq, got, ok)
+		}
+	}
+	if _, ok := m.Get(1 << 40); ok {
+		t.Fatal("Get(absent seq) ok")
+	}
+	if _, ok := m.GetKey("absent"); ok {
+		t.Fatal("GetKey(absent) ok")
+	}
 	if got, want := updates.Load(), int64(m.Len()); got != want {
 		t.Fatalf("updates during the first read = %d, want one per message, %d", got, want)
 	}
@@ -138,6 +154,11 @@ func TestMirror(t *testing.T) {
 	})
 	t.Run("Close", func(t *testing.T) {
 		m.Close()
+		select {
+		case <-m.Done():
+		default:
+			t.Fatal("Done() not closed after Close")
+		}
 		if err := m.Err(); err == nil {
 			t.Fatal("Err() after Close = nil")
 		}
