@@ -509,4 +509,7 @@ func TestChanges_MirrorCatchesUp(t *testing.T) {
 			t.Fatalf("re-reads %d -> %d: want one getall after the 410", rereads, mi.rereads)
 		}
 	}
+	if code := w.signal(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("worker exit code %d after SIGTERM", code)
+	}
 }
