@@ -291,8 +291,8 @@ func TestBroker_Changes(t *testing.T) {
 	})
 	t.Run("Ahead", func(t *testing.T) {
 		_, end := f.changesPage(t, s, `{"after_revision":10}`)
-		if werr := replyError(end); werr == nil || werr.Code != 410 || werr.Reason != "revision_gone" {
-			t.Fatalf("changes after 10 of a stream at 9 = %v, want 410 revision_gone", werr)
+		if werr := replyError(end); werr == nil || werr.Code != 410 || werr.Reason != "revision_gone" || !strings.Contains(werr.Description, "ahead") {
+			t.Fatalf("changes after 10 of a stream at 9 = %v, want 410 revision_gone, ahead", werr)
 		}
 	})
 }
