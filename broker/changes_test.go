@@ -482,3 +482,33 @@ func TestEncode_DeleteEventAsJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzChangesBody checks changes bodies against the protocol's reading:
+// an object of after_revision, max_msgs and max_bytes, each a
+// non-negative integer, all optional; anything else is a 400.
+func FuzzChangesBody(f *testing.F) {
+	addBodies(f)
+	f.Add([]byte(`{"after_revision":7,"max_msgs":2,"max_bytes":100}`))
+	f.Add([]byte(`{"after_revision":18446744073709551615}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var want subjects.ChangesRequest
+		ok := true
+		if !oracleEmpty(body) {
+			var fs map[string]json.RawMessage
+			fs, ok = oracleFields(body, "after_revision", "max_msgs", "max_bytes")
+			for name, r := range fs {
+				var okv bool
+				switch name {
+				case "after_revision":
+					want.AfterRevision, okv = oracleUint(r)
+				case "max_msgs":
+					want.MaxMsgs, okv = oracleUint(r)
+				case "max_bytes":
+					want.MaxBytes, okv = oracleUint(r)
+				}
+				ok = ok && okv
+			}
+		}
+		checkBody(t, subjects.OpChanges, body, want, ok, func(j *job) subjects.ChangesRequest { return j.changes })
+	})
+}
