@@ -401,8 +401,6 @@ func (b *Broker) changes(e *entry, j *job) error {
 	switch {
 	case errors.Is(err, store.ErrRevisionGone) && q.AfterRevision > res.Revision:
 		return subjects.ErrRevisionGone.WithDescription(fmt.Sprintf("revision %d is ahead of the stream's %d (a stream of that name was destroyed); re-read the stream with getall", q.AfterRevision, res.Revision))
-	case errors.Is(err, store.ErrRevisionGone):
-		return subjects.ErrRevisionGone
 	case errors.Is(err, nats.ErrMaxPayload):
 		// A delete that removed very many keyed messages, say: the
 		// client reads the stream again, as after a change dropped.
