@@ -103,6 +103,11 @@ type Options struct {
 	// every check off: only for tests that run two brokers on one prefix
 	// on purpose, since two workers on a prefix split its streams.
 	InstanceCheckInterval time.Duration
+
+	// Partitioning turns on partitioned serving: this worker serves some
+	// of the prefix's partitions, others the rest (partition.go). The
+	// zero value is off.
+	Partitioning Partitioning
 }
 
 // streamAPI is what the broker uses of a [store.Stream].
@@ -140,6 +145,10 @@ type hooks struct {
 	// this worker may serve it; an error is answered instead. It is the
 	// place for a later partition-ownership check.
 	mayServe func(stream string) error
+
+	// claimed, when set, is called when a lease of partition n was
+	// created, before n is served.
+	claimed func(n int)
 }
 
 // Broker serves the Persist protocol on one NATS connection.
@@ -200,6 +209,7 @@ type Broker struct {
 
 	stats counters
 	eps   map[string]*endpoint // by endpoint name: each op, and noStream
+	parts *partitions          // nil: not partitioned
 
 	damaged sync.Map // stream -> struct{}: damaged files already logged
 
@@ -311,6 +321,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if opts.InstanceCheckInterval == 0 {
 		b.opts.InstanceCheckInterval = DefaultInstanceCheckInterval
 	}
+	if b.parts, err = newPartitions(opts.Partitioning, opts.Prefix); err != nil {
+		return nil, err
+	}
 	if err := b.checkAlone(); err != nil {
 		return nil, err
 	}
@@ -329,12 +342,17 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 			prevErr(c, sub, err)
 		}
 	})
+	var metadata map[string]string
+	if b.parts != nil {
+		metadata = b.parts.metadata()
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:         opts.Name,
 		Version:      Version,
 		Description:  "Persist: durable message streams",
 		QueueGroup:   opts.QueueGroup,
 		StatsHandler: b.statsData,
+		Metadata:     metadata,
 	})
 	if err != nil {
 		nc.SetErrorHandler(prevErr)
@@ -352,6 +370,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	pending := micro.WithEndpointPendingLimits(max(h.queues.all, nats.DefaultSubPendingMsgsLimit),
 		max(h.queues.allBytes, nats.DefaultSubPendingBytesLimit))
 	for _, op := range subjects.Ops {
+		if b.parts != nil {
+			break // the partitions' subscriptions take the requests
+		}
 		subj := b.prefix + ".api." + op + ".>"
 		ep := b.eps[op]
 		handler := func(req micro.Request) {
@@ -368,6 +389,15 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		return fail(noStream, err)
 	}
 	b.svc = svc
+	if b.parts != nil {
+		if err := b.startPartitions(); err != nil {
+			b.stopPartitionSubs()
+			b.releasePartitions()
+			_ = svc.Stop()
+			nc.SetErrorHandler(prevErr)
+			return nil, err
+		}
+	}
 	for range runWorkers {
 		b.pools.Go(b.worker)
 	}
@@ -453,6 +483,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	if err := b.svc.Stop(); err != nil {
 		errs = append(errs, err)
 	}
+	b.stopPartitionSubs()
 	b.waitDrained(ctx, live)
 	// From here on, a request not yet started when live is done is
 	// answered 503 (a reply that goes nowhere once NATS is gone) and not
@@ -506,6 +537,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		})
 	}
 	closing.Wait()
+	b.releasePartitions()
 	b.releaseDir()
 	if live.Err() == nil {
 		fctx := live
@@ -578,9 +610,9 @@ func (b *Broker) handle(req micro.Request) {
 			b.replyError(op, name, reply, subjects.ErrInternal)
 		}
 	}()
-	op, name, err = subjects.ParseAPI(b.prefix, req.Subject())
+	op, name, err = b.parseSubject(req.Subject())
 	if err != nil {
-		b.replyError(op, "", reply, subjects.ErrInvalidStream.WithDescription(err.Error()))
+		b.replyError(op, name, reply, err)
 		return
 	}
 	if h := b.hooks.onRequest; h != nil {

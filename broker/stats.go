@@ -60,6 +60,9 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 	if e := b.eps[ep.Name]; e != nil {
 		s.Errors = e.errors.Load()
 	}
+	if p := b.parts; p != nil {
+		s.Partitions, s.NotServed = subjects.FormatPartitions(p.owned()), p.refused.Load()
+	}
 	return s
 }
 
@@ -93,8 +96,10 @@ type Stats struct {
 	WaitP50           float64 `json:"wait_p50_ms"`    // time requests waited in the worker before being applied, since start
 	WaitP99           float64 `json:"wait_p99_ms"`
 	WaitMax           float64 `json:"wait_max_ms"`
-	Goroutines        int     `json:"goroutines"` // of the whole process
-	Errors            uint64  `json:"errors"`     // error replies of this endpoint
+	Goroutines        int     `json:"goroutines"`           // of the whole process
+	Errors            uint64  `json:"errors"`               // error replies of this endpoint
+	Partitions        string  `json:"partitions,omitempty"` // partitioned mode: the partitions served now ("0-3,7")
+	NotServed         uint64  `json:"not_served,omitempty"` // partitioned mode: requests refused, their partition not served here
 }
 
 // noStream is the endpoint of subjects that name an operation but no
