@@ -97,6 +97,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MaxWait:                cfg.maxWait(),
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
+		Partitioning:           cfg.Partitions.options,
 	})
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
