@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -48,6 +49,8 @@ const (
 	// client usually waits for a reply, short enough that a worker behind
 	// on its work does not apply writes whose clients gave up long ago.
 	DefaultMaxWait = 5 * time.Second
+	// DefaultSummaryInterval is how often the summary line is logged.
+	DefaultSummaryInterval = time.Minute
 )
 
 // MaxDirLen is the longest absolute path of a data, archive or backup
@@ -94,7 +97,20 @@ type Options struct {
 	MaxStreams             int           // streams in all, memory streams included; 0 is unlimited
 	MemoryQuota            int64         // bytes of all memory streams; 0 is DefaultMemoryQuota
 	MaxWait                time.Duration // refuse requests waiting longer (429 overloaded); 0 is DefaultMaxWait, negative is no bound
+	ChangesWindow          int           // delete and config changes each stream keeps for changes; 0 is subjects.DefaultChangesWindow
 	Logger                 *slog.Logger  // nil discards logs
+
+	// SummaryInterval is how often the broker logs its one-line summary
+	// at info (open streams, requests per second, errors, requests
+	// refused overloaded), skipped when nothing happened since the last
+	// one; 0 is DefaultSummaryInterval, negative is never. At debug it
+	// also logs every failed request and every stream opened, trimmed
+	// and closed; it never logs a request that succeeded.
+	SummaryInterval time.Duration
+
+	// Metadata is added to the micro service's info metadata (nats micro
+	// info), e.g. the build of the program; the broker's own keys win.
+	Metadata map[string]string
 
 	// InstanceCheckInterval is how often the broker looks for another
 	// live worker serving the same prefix (any micro service with an
@@ -116,6 +132,7 @@ type streamAPI interface {
 	Get(seq uint64) (*store.Message, error)
 	GetKey(key string) (*store.Message, error)
 	Read(q store.ReadQuery, fn func(*store.Message) error) (store.ReadResult, error)
+	Changes(q store.ChangesQuery, fn func(*store.Event) error) (store.ChangesResult, error)
 	DeleteSeqs(seqs ...uint64) (int64, error)
 	DeleteThrough(seq uint64) (int64, error)
 	DeleteKey(key string) (int64, error)
@@ -140,6 +157,9 @@ type hooks struct {
 	queues    queueLimits             // zero: defaultQueueLimits
 	nofile    uint64                  // zero: the process's RLIMIT_NOFILE
 	tick      <-chan time.Time        // the janitor's ticks; nil: a ticker
+	// summaryTick drives the summary line; nil: a ticker of
+	// Options.SummaryInterval.
+	summaryTick <-chan time.Time
 
 	// mayServe, when set, is asked before a stream is opened whether
 	// this worker may serve it; an error is answered instead. It is the
@@ -196,8 +216,9 @@ type Broker struct {
 	names nameIndex // stream files of the listed prefixes (names.go)
 	ahead readAhead // getall pages read ahead (prefetch.go)
 
-	janitorStop chan struct{}
+	janitorStop chan struct{} // also stops the summary
 	janitorDone chan struct{}
+	summaryDone chan struct{}
 
 	dirLock  *os.File    // the data directory's lock (dirlock.go)
 	single   singleCheck // the periodic check for another worker (single.go)
@@ -260,6 +281,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if opts.MaxWait == 0 {
 		opts.MaxWait = DefaultMaxWait
 	}
+	if opts.SummaryInterval == 0 {
+		opts.SummaryInterval = DefaultSummaryInterval
+	}
 	switch {
 	case opts.ArchiveInterval < 0, opts.IdleTimeout < 0, opts.MemoryIdleTimeout < 0, opts.TrimDelay < 0:
 		return nil, errors.New("broker: negative duration option")
@@ -313,6 +337,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		nsCount:      make(map[string]int),
 		janitorStop:  make(chan struct{}),
 		janitorDone:  make(chan struct{}),
+		summaryDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
 		dirLock:      dirLock,
 		conflict:     make(chan error, 1),
@@ -342,9 +367,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 			prevErr(c, sub, err)
 		}
 	})
-	var metadata map[string]string
+	metadata := b.serviceMetadata(opts.Metadata)
 	if b.parts != nil {
-		metadata = b.parts.metadata()
+		maps.Copy(metadata, b.parts.metadata())
 	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:         opts.Name,
@@ -416,6 +441,11 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		close(b.janitorDone)
 	} else {
 		go b.janitor()
+	}
+	if opts.SummaryInterval < 0 && h.summaryTick == nil {
+		close(b.summaryDone)
+	} else {
+		go b.summaries()
 	}
 	b.startSingle()
 	started = true
@@ -497,6 +527,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	b.closed.Store(true)
 	close(b.janitorStop)
 	<-b.janitorDone
+	<-b.summaryDone
 	// Every request received is queued now; once no entry is held, every
 	// one was answered and every stream is idle.
 	b.held.Wait()
@@ -700,13 +731,13 @@ func (b *Broker) enqueue(name string, r *request) {
 	now := b.hooks.now()
 	if b.queued.Add(1) > int64(lim.all) {
 		b.queued.Add(-1)
-		b.replyError(r.op, name, r.reply, overloaded("too many requests waiting in the worker"))
+		b.replyErrorSince(r.op, name, r.reply, overloaded("too many requests waiting in the worker"), now)
 		return
 	}
 	if b.queuedBytes.Add(int64(r.size)) > int64(lim.allBytes) {
 		b.queued.Add(-1)
 		b.queuedBytes.Add(-int64(r.size))
-		b.replyError(r.op, name, r.reply, overloaded("too many requests waiting in the worker"))
+		b.replyErrorSince(r.op, name, r.reply, overloaded("too many requests waiting in the worker"), now)
 		return
 	}
 	sh := b.reg.shard(name)
@@ -720,7 +751,7 @@ func (b *Broker) enqueue(name string, r *request) {
 		sh.mu.Unlock()
 		b.queued.Add(-1)
 		b.queuedBytes.Add(-int64(r.size))
-		b.replyError(r.op, name, r.reply, overloaded("too many requests waiting for this stream"))
+		b.replyErrorSince(r.op, name, r.reply, overloaded("too many requests waiting for this stream"), now)
 		return
 	}
 	// One clock read: the request's arrival, for its wait (see

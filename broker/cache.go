@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,6 +25,9 @@ func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, e
 		return false, nil
 	}
 	b.stats.cacheMisses.Add(1)
+	if b.log.Enabled(context.Background(), slog.LevelDebug) {
+		defer b.logOpen(e, time.Now(), &created, &err)
+	}
 	if h := b.hooks.mayServe; h != nil {
 		if err := h(e.name); err != nil {
 			return false, err
@@ -105,6 +110,7 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 		Quota:           b.quota,
 		Notify:          func(evs []store.Event) { b.publishEvents(name, evs) },
 		ArchiveInterval: b.opts.ArchiveInterval,
+		ChangesWindow:   b.opts.ChangesWindow,
 		Logger:          b.log.With("stream", name),
 	}
 	if b.opts.ArchiveDir != "" {
@@ -150,14 +156,66 @@ func (b *Broker) streamGone(e *entry) {
 // closeStream closes e's stream; the caller owns e. A memory stream that
 // is closed is gone: it is destroyed, with its destroy event, so that
 // mirrors learn of it. No lock is held while a file closes.
-func (b *Broker) closeStream(e *entry) error {
+func (b *Broker) closeStream(e *entry) (err error) {
+	if b.log.Enabled(context.Background(), slog.LevelDebug) {
+		reason, idle := b.closeReason(e)
+		defer b.logClose(e, reason, idle, time.Now(), &err)
+	}
 	if e.memory {
 		// Its destroy removes no file: dirMu is not needed for it.
 		return b.retire(e, e.st.Destroy, nil)
 	}
-	err := e.st.Close()
+	err = e.st.Close()
 	b.forget(e)
 	return err
+}
+
+// logOpen writes the debug line of a stream open opened, once it is
+// open; nothing when it failed (the request's failure has its own line).
+func (b *Broker) logOpen(e *entry, began time.Time, created *bool, err *error) {
+	if *err != nil {
+		return
+	}
+	b.log.LogAttrs(context.Background(), slog.LevelDebug, "stream opened", slog.String("stream", e.name),
+		slog.Bool("memory", e.memory), slog.Bool("created", *created), slog.Duration("duration", time.Since(began)))
+}
+
+// closeReason says why e's stream is being closed: the worker stops, the
+// stream was idle past its timeout, or it is closed before that (evicted)
+// to free a slot for another stream; and how long it was idle. The caller
+// owns e.
+func (b *Broker) closeReason(e *entry) (reason string, idle time.Duration) {
+	e.sh.mu.Lock()
+	idle = b.hooks.now().Sub(e.lastUsed)
+	e.sh.mu.Unlock()
+	switch {
+	case b.closed.Load():
+		return "shutdown", idle
+	case !e.memory && idle < b.opts.IdleTimeout:
+		return "evicted", idle
+	}
+	return "idle", idle
+}
+
+// logClose writes the debug line of a stream closeStream closed (a memory
+// stream: dropped), once it is closed.
+func (b *Broker) logClose(e *entry, reason string, idle time.Duration, began time.Time, err *error) {
+	attrs := []slog.Attr{slog.String("stream", e.name), slog.Bool("memory", e.memory),
+		slog.String("reason", reason), slog.Duration("idle", idle), slog.Duration("duration", time.Since(began))}
+	if *err != nil {
+		attrs = append(attrs, slog.Any("err", *err))
+	}
+	b.log.LogAttrs(context.Background(), slog.LevelDebug, "stream closed", attrs...)
+}
+
+// logTrim writes the debug line of an idle stream handed to be trimmed:
+// reason "idle" after the trim delay, "warm_cap" earlier, when more idle
+// streams are untrimmed than the memory budget allows.
+func (b *Broker) logTrim(e *entry, reason string) {
+	ctx := context.Background()
+	if b.log.Enabled(ctx, slog.LevelDebug) {
+		b.log.LogAttrs(ctx, slog.LevelDebug, "stream trimming", slog.String("stream", e.name), slog.String("reason", reason))
+	}
 }
 
 // forget clears e's ended stream and gives its slot back; the caller owns
@@ -286,6 +344,7 @@ func (b *Broker) closeIdle() {
 		}
 	}
 	for e := b.takeIdle(older(&b.reg.fresh, b.opts.TrimDelay), stateOpen); e != nil; e = b.takeIdle(older(&b.reg.fresh, b.opts.TrimDelay), stateOpen) {
+		b.logTrim(e, "idle")
 		hand(closeTask{e: e, trim: true})
 	}
 	if d := b.opts.MemoryIdleTimeout; d > 0 {

@@ -125,6 +125,18 @@
 // (badReply): the worker publishes replies with its own permissions, so
 // such a reply would arrive as a request of another stream or as an event.
 //
+// # Logs and stats
+//
+// At debug the broker logs every failed request (op, stream, code,
+// reason, and its time in the worker where known) and every stream
+// opened, trimmed and closed (reason idle, evicted or shutdown); nothing
+// is built unless debug is on, and a request that succeeds is never
+// logged. At info a summary line comes every [Options.SummaryInterval]
+// in which something happened (stats.go). micro's stats data of
+// [WorkerStatsEndpoint] is the worker-wide [Stats]; every other
+// endpoint's is its own [EndpointStats]; the service's info metadata
+// holds the prefix, the open-file budget and where the rest is.
+//
 // # Start-up checks and one worker per prefix
 //
 // Before it subscribes anything, [New] creates the data, archive and

@@ -47,7 +47,7 @@ type encoder struct {
 	jenc *json.Encoder
 	// One slot per header value the worker sets, so that h's values need
 	// no slice of their own.
-	op, seq, time, key, expires, rev, lastSeq, pending, next, reason, code, desc [1]string
+	op, seq, time, key, expires, rev, lastSeq, pending, next, reason, code, desc, msgID [1]string
 }
 
 var encoders = sync.Pool{New: func() any {
@@ -124,6 +124,51 @@ func (e *encoder) message(m *store.Message) {
 	if m.Expires != 0 {
 		h[subjects.HeaderExpires] = e.int(&e.expires, m.Expires)
 	}
+}
+
+// event sets the header of an event (PROTOCOL.md section 5), or of a
+// change of a changes answer, which is the same but for a delete's keys
+// and a set's message id (the store gives a change none), and returns its
+// body: the payload, the delete's ranges (and keys) or the config. The
+// body may be in e's buffers: valid until the next use of e.
+func (e *encoder) event(ev *store.Event) []byte {
+	h := e.h
+	if v, ok := eventOpVals[ev.Op]; ok {
+		h[subjects.HeaderOp] = v
+	} else {
+		h[subjects.HeaderOp] = e.text(&e.op, ev.Op)
+	}
+	h[subjects.HeaderRevision] = e.uint(&e.rev, ev.Revision)
+	switch ev.Op {
+	case subjects.OpSet:
+		if ev.Msg == nil {
+			return nil
+		}
+		e.message(ev.Msg)
+		if ev.MsgID != "" {
+			h[subjects.HeaderMsgID] = e.text(&e.msgID, ev.MsgID)
+		}
+		return ev.Msg.Data
+	case subjects.OpDelete:
+		h[subjects.HeaderReason] = e.text(&e.reason, ev.Reason)
+		e.body = appendDeleteEvent(e.body[:0], ev.Ranges, ev.Keys)
+		return e.body
+	case subjects.OpConfig:
+		if ev.Config != nil {
+			body, _ := e.marshal(ev.Config)
+			return body
+		}
+	}
+	return nil
+}
+
+// changesTerminator sets the header of the message that ends a changes
+// page.
+func (e *encoder) changesTerminator(r store.ChangesResult) {
+	h := e.h
+	h[subjects.HeaderEnd] = valTrue
+	h[subjects.HeaderRevision] = e.uint(&e.rev, r.Revision)
+	h[subjects.HeaderNumPending] = e.int(&e.pending, r.NumPending)
 }
 
 // terminator sets the header of the message that ends a getall page.
@@ -206,6 +251,24 @@ func appendRanges(buf []byte, ranges [][2]uint64) []byte {
 		buf = append(buf, ',')
 		buf = strconv.AppendUint(buf, r[1], 10)
 		buf = append(buf, ']')
+	}
+	return append(buf, "]}"...)
+}
+
+// appendDeleteEvent appends the body of a delete event or change: its
+// ranges and, when there are any (a change of a changes answer), its
+// keys, as jsonMarshal writes subjects.DeleteEvent.
+func appendDeleteEvent(buf []byte, ranges [][2]uint64, keys []string) []byte {
+	buf = appendRanges(buf, ranges)
+	if len(keys) == 0 {
+		return buf
+	}
+	buf = append(buf[:len(buf)-1], `,"keys":[`...)
+	for i, k := range keys {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, k)
 	}
 	return append(buf, "]}"...)
 }

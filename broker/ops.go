@@ -159,6 +159,8 @@ func (b *Broker) applyOne(e *entry, j *job) {
 		}
 	case subjects.OpGetAll:
 		err = b.getAll(e, j)
+	case subjects.OpChanges:
+		err = b.changes(e, j)
 	case subjects.OpDelete:
 		var n int64
 		if n, err = deleteOp(e.st, j.del); err == nil {
@@ -203,6 +205,18 @@ func (b *Broker) answerMissing(stream string, j *job) {
 		b.replyError(j.op, stream, j.reply, subjects.ErrNotFound.WithDescription("no such stream"))
 	case subjects.OpGetAll:
 		b.respond(j.reply, terminator(store.ReadResult{}), nil)
+	case subjects.OpChanges:
+		// Nothing changed after revision 0 of a stream that does not
+		// exist; a later revision was one of a destroyed stream.
+		if j.changes.AfterRevision > 0 {
+			b.replyError(j.op, stream, j.reply, subjects.ErrRevisionGone.WithDescription("no such stream"))
+			break
+		}
+		enc := getEncoder()
+		enc.reset()
+		enc.changesTerminator(store.ChangesResult{})
+		b.send(enc, j.reply, nil)
+		putEncoder(enc)
 	case subjects.OpInventory:
 		b.replyJSON(j.reply, store.Inventory{Limits: map[string]any{}})
 	case subjects.OpKeys:
@@ -365,6 +379,43 @@ func (b *Broker) getAll(e *entry, j *job) error {
 	return nil
 }
 
+// changes sends one page of the changes after a revision to the reply
+// subject, then the terminator; an error ends the page with an error
+// reply instead. One header map serves every change of the page.
+func (b *Broker) changes(e *entry, j *job) error {
+	q := store.ChangesQuery{AfterRevision: j.changes.AfterRevision}
+	q.MaxMsgs, q.MaxBytes = subjects.PageBounds(j.changes.MaxMsgs, j.changes.MaxBytes)
+	enc := getEncoder()
+	defer putEncoder(enc)
+	msg := nats.Msg{Subject: j.reply}
+	res, err := e.st.Changes(q, func(ev *store.Event) error {
+		if j.reply == "" {
+			return nil
+		}
+		enc.reset()
+		msg.Data = enc.event(ev)
+		msg.Header = enc.h
+		return b.nc.PublishMsg(&msg)
+	})
+	switch {
+	case errors.Is(err, store.ErrRevisionGone):
+		return subjects.ErrRevisionGone
+	case errors.Is(err, nats.ErrMaxPayload):
+		// A delete that removed very many keyed messages, say: the
+		// client reads the stream again, as after a change dropped.
+		return subjects.ErrRevisionGone.WithDescription("a change after that revision is larger than the NATS max payload; re-read the stream with getall")
+	case err != nil:
+		return err
+	}
+	if j.reply == "" {
+		return nil
+	}
+	enc.reset()
+	enc.changesTerminator(res)
+	b.send(enc, j.reply, nil)
+	return nil
+}
+
 // terminator is the header of the message that ends a getall page, in a
 // map of its own.
 func terminator(r store.ReadResult) nats.Header {
@@ -382,32 +433,11 @@ func (b *Broker) publishEvents(name string, evs []store.Event) {
 	enc := getEncoder()
 	defer putEncoder(enc)
 	msg := nats.Msg{Subject: subjects.EventSubject(b.prefix, name)}
-	for _, ev := range evs {
+	for i := range evs {
+		ev := &evs[i]
 		enc.reset()
-		h := enc.h
-		if v, ok := eventOpVals[ev.Op]; ok {
-			h[subjects.HeaderOp] = v
-		} else {
-			h[subjects.HeaderOp] = enc.text(&enc.op, ev.Op)
-		}
-		h[subjects.HeaderRevision] = enc.uint(&enc.rev, ev.Revision)
-		var body []byte
-		switch ev.Op {
-		case subjects.OpSet:
-			if ev.Msg != nil {
-				enc.message(ev.Msg)
-				body = ev.Msg.Data
-			}
-		case subjects.OpDelete:
-			enc.body = appendRanges(enc.body[:0], ev.Ranges)
-			body = enc.body
-			h[subjects.HeaderReason] = enc.text(&enc.reason, ev.Reason)
-		case subjects.OpConfig:
-			if ev.Config != nil {
-				body, _ = enc.marshal(ev.Config)
-			}
-		}
-		msg.Header, msg.Data = h, body
+		body := enc.event(ev)
+		msg.Header, msg.Data = enc.h, body
 		if err := b.nc.PublishMsg(&msg); err != nil {
 			b.stats.eventErrors.Add(1)
 			b.log.Warn("publish event", "stream", name, "revision", ev.Revision, "err", err)

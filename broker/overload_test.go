@@ -122,12 +122,19 @@ func TestBroker_StatsCountErrorReplies(t *testing.T) {
 	if got := st[subjects.OpSet].LastError; !strings.Contains(got, "bad_request") {
 		t.Errorf("set LastError = %q, want the last error reply", got)
 	}
-	var data Stats
+	var data EndpointStats
 	if err := json.Unmarshal(st[subjects.OpGet].Data, &data); err != nil {
 		t.Fatal(err)
 	}
-	if data.Errors != 2 || data.Goroutines == 0 {
-		t.Errorf("get stats data = %+v, want 2 errors and the goroutines", data)
+	if data.Errors != 2 {
+		t.Errorf("get stats data = %+v, want 2 errors", data)
+	}
+	var worker Stats
+	if err := json.Unmarshal(st[WorkerStatsEndpoint].Data, &worker); err != nil {
+		t.Fatal(err)
+	}
+	if worker.Errors != 2 || worker.Goroutines == 0 {
+		t.Errorf("%s stats data = %+v, want its 2 errors and the goroutines", WorkerStatsEndpoint, worker)
 	}
 }
 

@@ -30,11 +30,12 @@ type job struct {
 	one   [1]item // what a set's items are, so that they need no allocation
 	many  bool    // setmany: the reply is an array
 
-	get    getReq
-	getall subjects.GetAllRequest
-	del    subjects.DeleteRequest
-	keys   subjects.PageRequest
-	config []byte // config: the patch; empty to read
+	get     getReq
+	getall  subjects.GetAllRequest
+	del     subjects.DeleteRequest
+	keys    subjects.PageRequest
+	changes subjects.ChangesRequest
+	config  []byte // config: the patch; empty to read
 }
 
 func (j *job) isWrite() bool { return j.op == subjects.OpSet || j.op == subjects.OpSetMany }
@@ -92,6 +93,8 @@ func parseJob(op string, body []byte, h nats.Header) (*job, error) {
 		}
 	case subjects.OpKeys:
 		err = decodeOptional(body, &j.keys)
+	case subjects.OpChanges:
+		err = decodeOptional(body, &j.changes)
 	case subjects.OpConfig:
 		if !blank(body) {
 			// The store reads the patch; what encoding/json would let

@@ -142,9 +142,10 @@ func (p *partitions) owned() []int {
 // metadata is the micro service's metadata in partitioned mode (nats
 // micro info): the number of partitions and the static set, or "leases"
 // and the bucket. What a leasing worker serves at the moment is in the
-// stats ([Stats].Partitions).
+// stats ([Stats].Partitions), of the no_stream endpoint: the only one a
+// partitioned worker has.
 func (p *partitions) metadata() map[string]string {
-	md := map[string]string{"partition_count": strconv.Itoa(p.count)}
+	md := map[string]string{"partition_count": strconv.Itoa(p.count), "worker_stats_endpoint": noStream}
 	if p.lease == nil {
 		md["partitions"] = subjects.FormatPartitions(p.static)
 	} else {
@@ -152,6 +153,24 @@ func (p *partitions) metadata() map[string]string {
 		md["lease_bucket"] = p.lease.bucket
 	}
 	return md
+}
+
+// workerStatsEndpoint is the endpoint whose stats data is the worker's:
+// [WorkerStatsEndpoint], or no_stream in partitioned mode, which has no
+// endpoint per operation.
+func (b *Broker) workerStatsEndpoint() string {
+	if b.parts != nil {
+		return noStream
+	}
+	return WorkerStatsEndpoint
+}
+
+// partitionStats adds the partitions served now and the requests refused
+// to s.
+func (b *Broker) partitionStats(s *Stats) {
+	if p := b.parts; p != nil {
+		s.Partitions, s.NotServed = subjects.FormatPartitions(p.owned()), p.refused.Load()
+	}
 }
 
 // partitionInfo is what [Broker.others] reads of another worker's

@@ -263,6 +263,7 @@ func (b *Broker) trimExcess() {
 			return
 		}
 		b.stats.earlyTrims.Add(1)
+		b.logTrim(e, "warm_cap")
 		b.closeq.push(closeTask{e: e, trim: true})
 	}
 }

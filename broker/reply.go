@@ -1,6 +1,10 @@
 package broker
 
 import (
+	"context"
+	"log/slog"
+	"time"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/nats-persist/persist/subjects"
@@ -10,8 +14,15 @@ import (
 // it as an error of the endpoint op (an op or noStream). stream is for the
 // log ("" when the subject named none).
 func (b *Broker) replyError(op, stream, reply string, err error) {
+	b.replyErrorSince(op, stream, reply, err, time.Time{})
+}
+
+// replyErrorSince is replyError for a request that arrived at since
+// (hooks.now), which the debug line shows as its duration; zero: unknown.
+func (b *Broker) replyErrorSince(op, stream, reply string, err error, since time.Time) {
 	we := b.wireError(op, stream, err)
 	b.countError(op, we)
+	b.logFailed(op, stream, we, since)
 	if reply == "" {
 		return
 	}
@@ -49,4 +60,24 @@ func (b *Broker) publish(m *nats.Msg) {
 	if err := b.nc.PublishMsg(m); err != nil {
 		b.log.Warn("send reply", "subject", m.Subject, "err", err)
 	}
+}
+
+// logFailed writes the debug line of a failed request. Nothing is built
+// unless debug is on: an overload answers many requests with errors, and
+// must not pay for lines nobody reads.
+func (b *Broker) logFailed(op, stream string, we *subjects.Error, since time.Time) {
+	ctx := context.Background()
+	if !b.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 6)
+	attrs = append(attrs, slog.String("op", op), slog.String("stream", stream),
+		slog.Int("code", we.Code), slog.String("reason", we.Reason))
+	if we.Description != "" {
+		attrs = append(attrs, slog.String("description", we.Description))
+	}
+	if !since.IsZero() {
+		attrs = append(attrs, slog.Duration("duration", b.hooks.now().Sub(since)))
+	}
+	b.log.LogAttrs(ctx, slog.LevelDebug, "request failed", attrs...)
 }

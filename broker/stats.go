@@ -1,10 +1,14 @@
 package broker
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"math"
 	"math/bits"
 	"reflect"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -27,11 +31,33 @@ type counters struct {
 	wait                            waitHistogram
 }
 
-// statsData is the micro StatsHandler: the broker's counters, and the
-// number of error replies of the endpoint.
+// WorkerStatsEndpoint is the endpoint whose micro stats data is the
+// worker-wide [Stats] (with that endpoint's own error replies); every
+// other endpoint's data is its own [EndpointStats] only, so that nats
+// micro info shows the worker's figures once. The service's info metadata
+// names it under the key "worker_stats_endpoint".
+const WorkerStatsEndpoint = subjects.OpSet
+
+// statsData is the micro StatsHandler: the worker's figures for
+// WorkerStatsEndpoint, the endpoint's own for the others.
 func (b *Broker) statsData(ep *micro.Endpoint) any {
+	var own EndpointStats
+	if e := b.eps[ep.Name]; e != nil {
+		own.Errors = e.errors.Load()
+	}
+	if ep.Name != b.workerStatsEndpoint() {
+		return own
+	}
+	s := b.workerStats()
+	s.Errors = own.Errors
+	b.partitionStats(&s)
+	return s
+}
+
+// workerStats collects the worker-wide figures of [Stats].
+func (b *Broker) workerStats() Stats {
 	p50, p99, maxWait := b.stats.wait.summary()
-	s := Stats{
+	return Stats{
 		OpenStreams:       int(b.openStreams.Load()),
 		OpenFiles:         len(b.slots),
 		MaxOpen:           b.budget.MaxOpen,
@@ -57,21 +83,113 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 		WaitMax:           millis(maxWait),
 		Goroutines:        runtime.NumGoroutine(),
 	}
-	if e := b.eps[ep.Name]; e != nil {
-		s.Errors = e.errors.Load()
+}
+
+// serviceMetadata is the micro service's info metadata: what does not
+// change while the worker runs, with extra (Options.Metadata) added.
+func (b *Broker) serviceMetadata(extra map[string]string) map[string]string {
+	md := map[string]string{
+		"prefix":                b.prefix,
+		"max_open":              strconv.Itoa(b.budget.MaxOpen),
+		"max_open_bound_by":     b.budget.BoundBy,
+		"worker_stats_endpoint": WorkerStatsEndpoint,
 	}
-	if p := b.parts; p != nil {
-		s.Partitions, s.NotServed = subjects.FormatPartitions(p.owned()), p.refused.Load()
+	for k, v := range extra {
+		if _, ok := md[k]; !ok {
+			md[k] = v
+		}
 	}
-	return s
+	return md
+}
+
+// summaryCounts is what one summary line compares with the last.
+type summaryCounts struct {
+	at               time.Time
+	requests, errors uint64
+	overloaded, shed uint64
+	open             int64
+}
+
+// summaries logs the summary line until Shutdown; see
+// Options.SummaryInterval.
+func (b *Broker) summaries() {
+	defer close(b.summaryDone)
+	tick := b.hooks.summaryTick
+	if tick == nil {
+		t := time.NewTicker(b.opts.SummaryInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := b.summaryCounts()
+	for {
+		select {
+		case <-b.janitorStop:
+			return
+		case <-tick:
+			last = b.logSummary(last)
+		}
+	}
+}
+
+// summaryCounts reads the counters the summary line is made of. The
+// requests are micro's, counted as the endpoints receive them: the
+// broker counts none of its own on the way of a request.
+func (b *Broker) summaryCounts() summaryCounts {
+	c := summaryCounts{
+		at:         b.hooks.now(),
+		overloaded: b.stats.overloaded.Load(),
+		shed:       b.stats.shed.Load(),
+		open:       b.openStreams.Load(),
+	}
+	if b.svc != nil {
+		for _, ep := range b.svc.Stats().Endpoints {
+			c.requests += uint64(ep.NumRequests)
+		}
+	}
+	for _, ep := range b.eps {
+		c.errors += ep.errors.Load()
+	}
+	return c
+}
+
+// logSummary logs the summary line of what happened since last, unless
+// nothing did (no request arrived, no stream opened or closed), and
+// returns the counts of now.
+func (b *Broker) logSummary(last summaryCounts) summaryCounts {
+	now := b.summaryCounts()
+	if now.requests == last.requests && now.open == last.open {
+		return now
+	}
+	elapsed := now.at.Sub(last.at)
+	n := now.requests - last.requests
+	rate := 0.0
+	if elapsed > 0 {
+		rate = math.Round(float64(n)/elapsed.Seconds()*10) / 10
+	}
+	b.log.LogAttrs(context.Background(), slog.LevelInfo, "summary",
+		slog.Int64("open_streams", now.open),
+		slog.Uint64("requests", n),
+		slog.Float64("requests_per_sec", rate),
+		slog.Uint64("errors", now.errors-last.errors),
+		slog.Uint64("overloaded", now.overloaded-last.overloaded),
+		slog.Uint64("shed", now.shed-last.shed),
+		slog.Duration("interval", elapsed.Round(time.Millisecond)))
+	return now
 }
 
 // millis is d in milliseconds, to the microsecond.
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// Stats is the custom data of every endpoint in the micro service's stats
-// (nats micro stats): the worker's stream cache, events and group commits,
-// its back-pressure, and the endpoint's own error replies.
+// EndpointStats is the custom data of an endpoint in the micro service's
+// stats ($SRV.STATS, nats micro info): its own figures.
+type EndpointStats struct {
+	Errors uint64 `json:"errors"` // error replies of this endpoint
+}
+
+// Stats is the custom data of [WorkerStatsEndpoint] in the micro service's
+// stats ($SRV.STATS, nats micro info): the worker's stream cache, events
+// and group commits, its back-pressure, and the endpoint's own error
+// replies.
 type Stats struct {
 	OpenStreams       int     `json:"open_streams"`
 	OpenFiles         int     `json:"open_files"`

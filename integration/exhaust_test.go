@@ -606,7 +606,7 @@ func TestExhaust_FasterThanWrites(t *testing.T) {
 	sampler.check(t, exhaustDefaultBudget+exhaustQueueBytes+exhaustBaseRSS+exhaustSlack)
 	other.check(t)
 
-	stats, _, err := exhaustStats(nc, "setmany")
+	stats, _, err := exhaustStats(nc, "set")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -721,7 +721,7 @@ func TestExhaust_SlowConsumer(t *testing.T) {
 	figures["lazy_client_received"] = lazyGot + dropped
 	figures["lazy_client_dropped"], figures["server_slow_consumers"] = dropped, s.NumSlowConsumers()-slowBefore
 	figures["bystander_ok"] = other.ok.Load()
-	if d, _, err := exhaustStats(nc, "getall"); err == nil {
+	if d, _, err := exhaustStats(nc, "set"); err == nil {
 		for k, v := range exhaustShedFigures(d) {
 			figures[k] = v
 		}
@@ -896,7 +896,7 @@ func exhaustFlood(t *testing.T, name string, writers, items, size int, timeout, 
 		unanswered += p.outstanding()
 	}
 	sampler.finish()
-	stats, _, statsErr := exhaustStats(nc, "setmany")
+	stats, _, statsErr := exhaustStats(nc, "set")
 
 	// What was stored, by batch.
 	stored := map[string]int{}

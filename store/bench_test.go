@@ -127,6 +127,27 @@ func BenchmarkAppendSingle(b *testing.B) {
 	benchRate(b, n, "msgs/s")
 }
 
+// BenchmarkAppendMaxMsgs appends one message per call to a stream at its
+// max_msgs: every call also removes the oldest message (a delete event).
+func BenchmarkAppendMaxMsgs(b *testing.B) {
+	cfg := subjects.DefaultConfig()
+	cfg.MaxMsgs = 1000
+	s := benchOpen(b, &cfg)
+	benchFill(b, s, 1000)
+	ws := []Write{{Data: benchPayload}}
+	b.ReportAllocs()
+	cpu := benchCPU(b)
+	n := 0
+	for b.Loop() {
+		if _, err := s.Append(ws); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	cpu()
+	benchRate(b, n, "msgs/s")
+}
+
 // BenchmarkAppendKeyed replaces the messages of 1000 keys, one per call.
 func BenchmarkAppendKeyed(b *testing.B) {
 	s := benchOpen(b, nil)

@@ -88,13 +88,18 @@ func decodeHeader(b []byte) (map[string][]string, error) {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	what string // what b holds, for errors ("": a header)
 }
 
 func (d *decoder) fail(why string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: header: %s", ErrCorrupt, why)
+		what := d.what
+		if what == "" {
+			what = "header"
+		}
+		d.err = fmt.Errorf("%w: %s: %s", ErrCorrupt, what, why)
 	}
 	d.b = nil
 }

@@ -173,7 +173,7 @@ func TestOpen_MigratesVersion2(t *testing.T) {
 // version: the migration is not applied a second time.
 func TestOpen_MigratedFileReopens(t *testing.T) {
 	for version := 1; version < len(migrations); version++ {
-		path := oldStreamFile(t, version, `INSERT INTO meta VALUES (1, 0, 0, 0, 0, 0, '{}')`)
+		path := oldStreamFile(t, version, `INSERT INTO meta (id, last_seq, last_time, revision, count, bytes, config) VALUES (1, 0, 0, 0, 0, 0, '{}')`)
 		for i := 0; i < 2; i++ {
 			s, err := Open(path, Options{NoSweep: true})
 			if err != nil {

@@ -42,7 +42,24 @@
 // ranges of consecutive seqs. A config change publishes subjects.OpConfig, followed
 // by the deletes its lowered limits caused. Whatever had expired is removed
 // (subjects.OpDelete reason ttl or max_age) at the start of the next write, before
-// that write's events.
+// that write's events. A subjects.OpSet carries the write's message id
+// ([Event.MsgID]), so that a writer can recognise its own writes.
+//
+// # Changes
+//
+// [Stream.Changes] answers what changed after a revision, paged like
+// [Stream.Read], so that a copy of the stream exact at that revision is
+// brought up to date without reading the stream again. A set's change is
+// its message: the messages whose set came after the revision, with the
+// revision their set had, which follows from their seq (changes.go says
+// how), so a write stores nothing for it. Deletes and config changes are
+// kept in a table of their own, at least [Options.ChangesWindow] of them
+// (a count, kept in the file); a delete keeps its ranges, its reason and
+// the keys of the keyed messages it removed, a config change the config.
+// Changes after a revision whose changes were dropped, or after a
+// revision the stream has not reached, are [ErrRevisionGone]. Files of
+// schema version 4 and older kept no changes: their migration marks the
+// changes up to their revision as dropped.
 //
 // # Files
 //

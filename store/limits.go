@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"zombiezen.com/go/sqlite"
 
@@ -25,6 +26,8 @@ type txn struct {
 	deadline int64        // earliest new expiry this transaction created (0: none)
 	swept    bool         // the deadline must be recomputed from the data
 	blocks   []blockDelta // changes to the blocks table, applied before commit
+	chg      changeLog    // the changes table as it will be after commit
+	recs     []changeRec  // delete and config changes, written before commit
 
 	// Removals made to keep limits while appending, published after the
 	// set events as one delete event per reason.
@@ -34,18 +37,30 @@ type txn struct {
 	itemMsgs, itemBytes rangeSet
 }
 
+// txns recycles the transactions of every stream: a txn is some 600
+// bytes, allocated by every write otherwise.
+var txns = sync.Pool{New: func() any { return new(txn) }}
+
 // update runs fn in one write transaction and, once it committed, takes its
 // counters, publishes its events and re-arms the timer. If anything fails
 // nothing of it remains, not even quota reservations.
 func (s *Stream) update(fn func(tx *txn) error) (err error) {
-	tx := &txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate, blocks: s.blockBuf[:0]}
-	defer func() { s.blockBuf = tx.blocks[:0] }() // reused by the next transaction
+	tx := txns.Get().(*txn)
+	*tx = txn{s: s, conn: s.conn, now: s.nowMs(), m: s.m, cfg: s.cfg, rate: s.rate, blocks: s.blockBuf[:0], chg: s.chg}
+	defer func() {
+		s.blockBuf = tx.blocks[:0] // reused by the next transaction
+		*tx = txn{}                // what it refers to belongs to the caller now
+		txns.Put(tx)
+	}()
 	if err := s.exec("BEGIN IMMEDIATE", nil); err != nil {
 		return s.dbErr(err)
 	}
 	err = fn(tx)
 	if err == nil {
 		err = tx.flushBlocks()
+	}
+	if err == nil {
+		err = tx.flushChanges()
 	}
 	if err == nil && tx.m != s.m {
 		err = tx.writeMeta()
@@ -81,7 +96,7 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 	if nameDue {
 		s.name = s.opts.Name
 	}
-	s.m, s.cfg, s.rate = tx.m, tx.cfg, tx.rate
+	s.m, s.cfg, s.rate, s.chg = tx.m, tx.cfg, tx.rate, tx.chg
 	s.settleQuota(s.m.bytes)
 	if changed {
 		s.archive.dirty = true
@@ -174,16 +189,22 @@ func (s *Stream) settleQuota(bytes int64) {
 	}
 }
 
+// emit publishes ev with the next revision; a change that is not a set
+// is also kept in the changes table (see changes.go).
 func (tx *txn) emit(ev Event) {
 	tx.m.revision++
 	ev.Revision = tx.m.revision
 	tx.events = append(tx.events, ev)
+	if ev.Op != subjects.OpSet {
+		tx.recs = append(tx.recs, changeRec{ev: ev, lastSeq: tx.m.lastSeq})
+	}
 }
 
 // emitDelete publishes the removals in rs, if any.
 func (tx *txn) emitDelete(reason string, rs *rangeSet) {
 	if rs.n > 0 {
 		tx.emit(Event{Op: subjects.OpDelete, Reason: reason, Ranges: rs.ranges})
+		tx.recs[len(tx.recs)-1].keys = rs.keys
 	}
 }
 
@@ -194,10 +215,19 @@ func (tx *txn) lowerDeadline(ms int64) {
 }
 
 // rangeSet collects removed seqs, added in ascending order, as inclusive
-// ranges of consecutive seqs.
+// ranges of consecutive seqs, and the keys of the keyed ones.
 type rangeSet struct {
 	ranges [][2]uint64
 	n      int64
+	keys   []string
+}
+
+// addRow adds the seq of a removed message and its key ("": none).
+func (rs *rangeSet) addRow(seq uint64, key string) {
+	rs.add(seq)
+	if key != "" {
+		rs.keys = append(rs.keys, key)
+	}
 }
 
 func (rs *rangeSet) add(seq uint64) {
@@ -215,6 +245,7 @@ func (rs *rangeSet) merge(o *rangeSet) {
 			rs.add(seq)
 		}
 	}
+	rs.keys = append(rs.keys, o.keys...)
 }
 
 // rowInfo is what removal decisions look at.
@@ -224,6 +255,14 @@ type rowInfo struct {
 	time int64
 }
 
+// columnKey is the key in column i of the row ("": none).
+func columnKey(st *sqlite.Stmt, i int) string {
+	if st.ColumnIsNull(i) {
+		return ""
+	}
+	return st.ColumnText(i)
+}
+
 // removeFront removes messages from the oldest on, as long as pick returns
 // the set to record the removal in; the first nil ends it. Messages are
 // removed as a prefix with one statement, since every limit that removes
@@ -231,13 +270,13 @@ type rowInfo struct {
 func (tx *txn) removeFront(pick func(rowInfo) *rangeSet) error {
 	var last uint64
 	var removed bool
-	err := tx.s.exec("SELECT seq, size, time FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
+	err := tx.s.exec("SELECT seq, size, time, key FROM msgs ORDER BY seq", func(st *sqlite.Stmt) error {
 		r := rowInfo{uint64(st.ColumnInt64(0)), st.ColumnInt64(1), st.ColumnInt64(2)}
 		rs := pick(r)
 		if rs == nil {
 			return errStop
 		}
-		rs.add(r.seq)
+		rs.addRow(r.seq, columnKey(st, 3))
 		tx.countBlock(r.seq, -1)
 		tx.m.count--
 		tx.m.bytes -= r.size
@@ -264,8 +303,8 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 		if seq == 0 || seq > math.MaxInt64 {
 			continue
 		}
-		err := tx.s.exec("DELETE FROM msgs WHERE seq = ? RETURNING size", func(st *sqlite.Stmt) error {
-			rs.add(seq)
+		err := tx.s.exec("DELETE FROM msgs WHERE seq = ? RETURNING size, key", func(st *sqlite.Stmt) error {
+			rs.addRow(seq, columnKey(st, 1))
 			tx.countBlock(seq, -1)
 			tx.m.count--
 			tx.m.bytes -= st.ColumnInt64(0)
@@ -280,7 +319,7 @@ func (tx *txn) deleteSeqs(seqs []uint64, rs *rangeSet) error {
 
 func (tx *txn) deleteKey(key string, rs *rangeSet) error {
 	return tx.s.exec("DELETE FROM msgs WHERE key = ? RETURNING seq, size", func(st *sqlite.Stmt) error {
-		rs.add(uint64(st.ColumnInt64(0)))
+		rs.addRow(uint64(st.ColumnInt64(0)), key)
 		tx.countBlock(uint64(st.ColumnInt64(0)), -1)
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)
@@ -363,6 +402,11 @@ func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
 		if err := tx.sweepIfDue(); err != nil {
 			return err
 		}
+		if len(ws) > 1 {
+			// One set event per item and a delete or two: one
+			// allocation instead of a slice grown item by item.
+			tx.events = slices.Grow(tx.events, len(ws)+2)
+		}
 		for i := range ws {
 			r, err := tx.appendOne(&ws[i])
 			if err != nil && !itemError(err) {
@@ -370,6 +414,11 @@ func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
 			}
 			r.Err = err
 			res[i] = r
+		}
+		for _, rs := range []*rangeSet{&tx.byMaxMsgs, &tx.byMaxBytes} {
+			if err := tx.dropRewrittenKeys(rs); err != nil {
+				return err
+			}
 		}
 		tx.emitDelete(subjects.ReasonMaxMsgs, &tx.byMaxMsgs)
 		tx.emitDelete(subjects.ReasonMaxBytes, &tx.byMaxBytes)
@@ -379,6 +428,35 @@ func (s *Stream) Append(ws []Write) ([]WriteResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// dropRewrittenKeys drops from the removals of a batch the keys that an
+// item of the batch wrote again after their message was removed. The
+// batch's delete events come after its set events, so in the order of
+// revisions such a key's new message is set before the delete: a delete
+// change naming the key (see Stream.Changes) would drop that message from
+// a copy, while the set already dropped the older one. A key whose
+// message at the end of the batch is older than the batch was not written
+// again since it was removed.
+func (tx *txn) dropRewrittenKeys(rs *rangeSet) error {
+	if len(rs.keys) == 0 {
+		return nil
+	}
+	keys := rs.keys[:0]
+	for _, k := range sortedKeys(rs.keys) {
+		var seq uint64
+		if err := tx.s.exec("SELECT seq FROM msgs WHERE key = ?", func(st *sqlite.Stmt) error {
+			seq = uint64(st.ColumnInt64(0))
+			return nil
+		}, k); err != nil {
+			return err
+		}
+		if seq <= tx.s.m.lastSeq {
+			keys = append(keys, k)
+		}
+	}
+	rs.keys = keys
+	return nil
 }
 
 // itemError reports whether err refuses one item rather than the call.
@@ -506,7 +584,7 @@ func (tx *txn) appendOne(w *Write) (WriteResult, error) {
 		}
 	}
 	tx.rate = rate
-	tx.emit(Event{Op: subjects.OpSet, Msg: msg})
+	tx.emit(Event{Op: subjects.OpSet, Msg: msg, MsgID: w.MsgID})
 	tx.byMaxMsgs.merge(byMsgs)
 	tx.byMaxBytes.merge(byBytes)
 	if msg.Expires != 0 {

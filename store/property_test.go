@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,7 +22,11 @@ import (
 // protocol's stream semantics with the same random operations, and after
 // every step compares everything a client can read. A second model, the
 // mirror, is built only from the events the stream published, as the
-// protocol's live mirror would; it must hold the same messages.
+// protocol's live mirror would; it must hold the same messages. Copies of
+// the model taken at past revisions are brought up to date with Changes,
+// page by page, and must then hold the same messages too (or be answered
+// ErrRevisionGone exactly when the model's window has dropped a change
+// after their revision).
 
 // propModel is the reference: a map of messages and the counters of
 // PROTOCOL.md sections 3 and 4, with none of the store's machinery.
@@ -32,14 +37,109 @@ type propModel struct {
 	revision uint64
 	cfg      Config
 	ids      map[string]WriteResult // msg id -> first write
+	revs     map[uint64]uint64      // seq -> revision of its set
+	msgIDs   map[uint64]string      // seq -> message id of its write, also after it is gone
 
-	// Reasons for removals made while writing the current batch: each
-	// gives one delete event after the batch's set events.
-	evictedMsgs, evictedBytes bool
+	// The delete and config changes kept for Changes: at least window
+	// of them, as Options.ChangesWindow; goneRev is the newest dropped.
+	changes []propChange
+	window  int
+	goneRev uint64
+
+	// Removals made while writing the current batch, per reason: each
+	// gives one delete event after the batch's set events; batchSeq is
+	// the last seq before the batch.
+	evictedMsgs, evictedBytes []*Message
+	batchSeq                  uint64
 }
 
-func newPropModel() *propModel {
-	return &propModel{msgs: map[uint64]*Message{}, cfg: subjects.DefaultConfig(), ids: map[string]WriteResult{}}
+// propChange is a delete or config change as Changes must answer it.
+type propChange struct {
+	rev    uint64
+	op     string
+	reason string   // delete
+	seqs   []uint64 // delete: the seqs removed, ascending
+	keys   []string // delete: the keys removed, sorted, once each
+	cfg    Config   // config: the config it set
+}
+
+func newPropModel(window int) *propModel {
+	return &propModel{msgs: map[uint64]*Message{}, cfg: subjects.DefaultConfig(), ids: map[string]WriteResult{},
+		revs: map[uint64]uint64{}, msgIDs: map[uint64]string{}, window: window}
+}
+
+// removed records the removal of msgs (already gone from m.msgs) as one
+// delete change.
+func (m *propModel) removed(reason string, msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	m.revision++
+	c := propChange{rev: m.revision, op: subjects.OpDelete, reason: reason}
+	for _, msg := range msgs {
+		c.seqs = append(c.seqs, msg.Seq)
+		if msg.Key != "" {
+			c.keys = append(c.keys, msg.Key)
+		}
+	}
+	slices.Sort(c.seqs)
+	slices.Sort(c.keys)
+	c.keys = slices.Compact(c.keys)
+	m.changes = append(m.changes, c)
+}
+
+// configured records a config change.
+func (m *propModel) configured() {
+	m.revision++
+	m.changes = append(m.changes, propChange{rev: m.revision, op: subjects.OpConfig, cfg: m.cfg})
+}
+
+// trim drops the oldest changes once more than a sixteenth over the
+// window are kept, at the end of each transaction, as the store does.
+func (m *propModel) trim() {
+	if len(m.changes) <= m.window+m.window/16 {
+		return
+	}
+	drop := len(m.changes) - m.window
+	m.goneRev = m.changes[drop-1].rev
+	m.changes = slices.Delete(m.changes, 0, drop)
+}
+
+// expired reports whether msg has expired at now (its TTL passed, or
+// older than max_age).
+func (m *propModel) expired(msg *Message, now int64) bool {
+	return msg.Expires != 0 && msg.Expires <= now || m.cfg.MaxAge > 0 && msg.Time < now-m.cfg.MaxAge
+}
+
+// live is the seqs a reader sees at now, ascending.
+func (m *propModel) live(now int64) []uint64 {
+	var seqs []uint64
+	for _, seq := range m.seqs() {
+		if !m.expired(m.msgs[seq], now) {
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
+}
+
+// sweep removes what has expired at now: one delete for the TTLs, then
+// one for max_age.
+func (m *propModel) sweep(now int64) {
+	var byTTL, byAge []*Message
+	for _, seq := range m.seqs() {
+		if msg := m.msgs[seq]; msg.Expires != 0 && msg.Expires <= now {
+			byTTL = append(byTTL, msg)
+			delete(m.msgs, seq)
+		}
+	}
+	m.removed(subjects.ReasonTTL, byTTL)
+	for _, seq := range m.seqs() {
+		if msg := m.msgs[seq]; m.cfg.MaxAge > 0 && msg.Time < now-m.cfg.MaxAge {
+			byAge = append(byAge, msg)
+			delete(m.msgs, seq)
+		}
+	}
+	m.removed(subjects.ReasonMaxAge, byAge)
 }
 
 func (m *propModel) seqs() []uint64 { return slices.Sorted(maps.Keys(m.msgs)) }
@@ -67,9 +167,9 @@ func (m *propModel) evict() {
 	for _, seq := range m.seqs() {
 		switch {
 		case m.cfg.MaxMsgs > 0 && int64(len(m.msgs)) > m.cfg.MaxMsgs:
-			m.evictedMsgs = true
+			m.evictedMsgs = append(m.evictedMsgs, m.msgs[seq])
 		case m.cfg.MaxBytes >= 0 && m.bytes() > m.cfg.MaxBytes:
-			m.evictedBytes = true
+			m.evictedBytes = append(m.evictedBytes, m.msgs[seq])
 		default:
 			return
 		}
@@ -77,20 +177,36 @@ func (m *propModel) evict() {
 	}
 }
 
-// endBatch counts the delete events of the removals evict made.
+// endBatch makes the delete changes of the removals evict made, and ends
+// the transaction. The batch's deletes come after its sets, so a delete
+// does not name a key the batch wrote again after removing its message:
+// the set of the new message drops the old ones from a copy, and the
+// delete would drop the new one.
 func (m *propModel) endBatch() {
-	for _, e := range []bool{m.evictedMsgs, m.evictedBytes} {
-		if e {
-			m.revision++
+	for _, gone := range []*[]*Message{&m.evictedMsgs, &m.evictedBytes} {
+		n := len(m.changes)
+		reason := subjects.ReasonMaxMsgs
+		if gone == &m.evictedBytes {
+			reason = subjects.ReasonMaxBytes
+		}
+		m.removed(reason, *gone)
+		if len(m.changes) > n {
+			c := &m.changes[n]
+			c.keys = slices.DeleteFunc(c.keys, func(k string) bool { return m.keySeq(k) > m.batchSeq })
 		}
 	}
-	m.evictedMsgs, m.evictedBytes = false, false
+	m.evictedMsgs, m.evictedBytes = nil, nil
+	m.batchSeq = m.lastSeq
+	m.trim()
 }
 
 // write applies one item as the protocol describes it: deduplication
 // first, then size, previous seq and the discard policy, then the write and
 // the removals that keep the limits.
 func (m *propModel) write(w Write, now int64) (WriteResult, error) {
+	if w.TTL > 0 && !m.cfg.AllowMsgTTL {
+		return WriteResult{}, ErrTTLDisabled
+	}
 	if w.MsgID != "" && m.cfg.DuplicateWindow > 0 {
 		if first, ok := m.ids[w.MsgID]; ok && first.Time > now-m.cfg.DuplicateWindow {
 			first.Duplicate = true
@@ -135,29 +251,35 @@ func (m *propModel) write(w Write, now int64) (WriteResult, error) {
 			msg.Header[k] = slices.Clone(v)
 		}
 	}
+	if w.TTL > 0 {
+		msg.Expires = msg.Time + w.TTL.Milliseconds()
+	}
 	m.msgs[msg.Seq] = msg
 	res := WriteResult{Seq: msg.Seq, Time: msg.Time}
 	if w.MsgID != "" && m.cfg.DuplicateWindow > 0 {
 		m.ids[w.MsgID] = res
 	}
 	m.revision++ // the set event
+	m.revs[msg.Seq] = m.revision
+	m.msgIDs[msg.Seq] = w.MsgID
 	m.evict()
 	return res, nil
 }
 
-// remove deletes the given seqs and reports how many were held.
-func (m *propModel) remove(pick func(*Message) bool) int64 {
-	var n int64
+// remove deletes, after a sweep, the messages pick picks and reports how
+// many there were.
+func (m *propModel) remove(now int64, pick func(*Message) bool) int64 {
+	m.sweep(now)
+	var gone []*Message
 	for seq, msg := range m.msgs {
 		if pick(msg) {
 			delete(m.msgs, seq)
-			n++
+			gone = append(gone, msg)
 		}
 	}
-	if n > 0 {
-		m.revision++
-	}
-	return n
+	m.removed(subjects.ReasonRequest, gone)
+	m.trim()
+	return int64(len(gone))
 }
 
 // propMirror is what a subscriber rebuilds from events alone, applied the
@@ -174,38 +296,53 @@ func (mi *propMirror) apply(tb testing.TB, evs []Event) {
 			tb.Fatalf("event %s has revision %d after %d: events must count 1, 2, 3, ...", ev.Op, ev.Revision, mi.lastRev)
 		}
 		mi.lastRev = ev.Revision
-		switch ev.Op {
-		case subjects.OpSet:
-			if ev.Msg == nil {
-				tb.Fatalf("set event %d without a message", ev.Revision)
-			}
-			if _, ok := mi.msgs[ev.Msg.Seq]; ok {
-				continue
-			}
-			if ev.Msg.Key != "" {
-				for seq, msg := range mi.msgs {
-					if msg.Key == ev.Msg.Key {
-						delete(mi.msgs, seq)
-					}
-				}
-			}
-			mi.msgs[ev.Msg.Seq] = ev.Msg
-		case subjects.OpDelete:
-			if len(ev.Ranges) == 0 {
-				tb.Fatalf("delete event %d without ranges", ev.Revision)
-			}
-			for _, r := range ev.Ranges {
-				for seq := r[0]; seq <= r[1]; seq++ {
-					delete(mi.msgs, seq)
-				}
-			}
-		case subjects.OpConfig:
-			if ev.Config == nil {
-				tb.Fatalf("config event %d without a config", ev.Revision)
-			}
-		default:
-			tb.Fatalf("unexpected event op %q", ev.Op)
+		if len(ev.Keys) != 0 {
+			tb.Fatalf("live event %d has keys %q: only changes have them", ev.Revision, ev.Keys)
 		}
+		applyChange(tb, mi.msgs, &ev)
+	}
+}
+
+// applyChange applies one event or change to msgs by the rules of
+// PROTOCOL.md section 5.
+func applyChange(tb testing.TB, msgs map[uint64]*Message, ev *Event) {
+	tb.Helper()
+	switch ev.Op {
+	case subjects.OpSet:
+		if ev.Msg == nil {
+			tb.Fatalf("set event %d without a message", ev.Revision)
+		}
+		if _, ok := msgs[ev.Msg.Seq]; ok {
+			return
+		}
+		if ev.Msg.Key != "" {
+			for seq, msg := range msgs {
+				if msg.Key == ev.Msg.Key {
+					delete(msgs, seq)
+				}
+			}
+		}
+		msgs[ev.Msg.Seq] = ev.Msg
+	case subjects.OpDelete:
+		if len(ev.Ranges) == 0 {
+			tb.Fatalf("delete event %d without ranges", ev.Revision)
+		}
+		for _, r := range ev.Ranges {
+			for seq := r[0]; seq <= r[1]; seq++ {
+				delete(msgs, seq)
+			}
+		}
+		for seq, msg := range msgs {
+			if msg.Key != "" && slices.Contains(ev.Keys, msg.Key) {
+				delete(msgs, seq)
+			}
+		}
+	case subjects.OpConfig:
+		if ev.Config == nil {
+			tb.Fatalf("config event %d without a config", ev.Revision)
+		}
+	default:
+		tb.Fatalf("unexpected event op %q", ev.Op)
 	}
 }
 
@@ -222,6 +359,15 @@ type propRun struct {
 	events []Event
 	step   int
 	op     string
+
+	live  map[uint64]Event // every live event, by revision
+	pasts []*propPast      // copies of the model at past revisions
+}
+
+// propPast is a copy of the stream's messages, exact at revision rev.
+type propPast struct {
+	rev  uint64
+	msgs map[uint64]*Message
 }
 
 var propKeys = []string{"a", "b", "c", "d", "e", "key with spaces", "é"}
@@ -262,6 +408,9 @@ func (r *propRun) randWrite() Write {
 	if r.rng.IntN(4) == 0 {
 		w.MsgID = fmt.Sprintf("id%d", r.rng.IntN(8))
 	}
+	if r.rng.IntN(5) == 0 {
+		w.TTL = time.Duration(1+r.rng.IntN(120_000)) * time.Millisecond
+	}
 	return w
 }
 
@@ -281,6 +430,8 @@ func (r *propRun) do() {
 			ws[i] = r.randWrite()
 		}
 		r.op = fmt.Sprintf("Append(%d)", len(ws))
+		r.model.sweep(nowMs)
+		r.model.batchSeq = r.model.lastSeq
 		res, err := r.s.Append(ws)
 		if err != nil {
 			r.fatalf("Append() = %v", err)
@@ -303,25 +454,25 @@ func (r *propRun) do() {
 	case n < 62:
 		seq := r.randSeq()
 		r.op = fmt.Sprintf("DeleteSeqs(%d)", seq)
-		r.checkCount(r.s.DeleteSeqs(seq))(r.model.remove(func(m *Message) bool { return m.Seq == seq }))
+		r.checkCount(r.s.DeleteSeqs(seq))(r.model.remove(nowMs, func(m *Message) bool { return m.Seq == seq }))
 	case n < 67:
 		seqs := []uint64{r.randSeq(), r.randSeq(), r.randSeq()}
 		r.op = fmt.Sprintf("DeleteSeqs(%v)", seqs)
-		r.checkCount(r.s.DeleteSeqs(seqs...))(r.model.remove(func(m *Message) bool { return slices.Contains(seqs, m.Seq) }))
+		r.checkCount(r.s.DeleteSeqs(seqs...))(r.model.remove(nowMs, func(m *Message) bool { return slices.Contains(seqs, m.Seq) }))
 	case n < 72:
 		seq := r.randSeq()
 		r.op = fmt.Sprintf("DeleteThrough(%d)", seq)
-		r.checkCount(r.s.DeleteThrough(seq))(r.model.remove(func(m *Message) bool { return m.Seq <= seq }))
+		r.checkCount(r.s.DeleteThrough(seq))(r.model.remove(nowMs, func(m *Message) bool { return m.Seq <= seq }))
 	case n < 78:
 		key := propKeys[r.rng.IntN(len(propKeys))]
 		r.op = fmt.Sprintf("DeleteKey(%q)", key)
-		r.checkCount(r.s.DeleteKey(key))(r.model.remove(func(m *Message) bool { return m.Key == key }))
+		r.checkCount(r.s.DeleteKey(key))(r.model.remove(nowMs, func(m *Message) bool { return m.Key == key }))
 	case n < 80:
 		r.op = "DeleteAll"
-		r.checkCount(r.s.DeleteAll())(r.model.remove(func(*Message) bool { return true }))
+		r.checkCount(r.s.DeleteAll())(r.model.remove(nowMs, func(*Message) bool { return true }))
 	case n < 98:
 		c := r.model.cfg
-		switch r.rng.IntN(4) {
+		switch r.rng.IntN(6) {
 		case 0:
 			c.MaxMsgs = []int64{-1, 1, 3, 8, 20}[r.rng.IntN(5)]
 		case 1:
@@ -331,8 +482,12 @@ func (r *propRun) do() {
 		case 3:
 			c = subjects.DefaultConfig()
 			c.Storage = r.model.cfg.Storage
+		case 4:
+			c.AllowMsgTTL = r.rng.IntN(4) != 0
+		case 5:
+			c.MaxAge = []int64{0, 30_000, 90_000, 300_000}[r.rng.IntN(4)]
 		}
-		r.op = fmt.Sprintf("SetConfig(max_msgs %d, max_bytes %d, discard %s)", c.MaxMsgs, c.MaxBytes, c.DiscardPolicy)
+		r.op = fmt.Sprintf("SetConfig(max_msgs %d, max_bytes %d, discard %s, ttl %v, max_age %d)", c.MaxMsgs, c.MaxBytes, c.DiscardPolicy, c.AllowMsgTTL, c.MaxAge)
 		got, err := r.s.SetConfig(c)
 		if err != nil {
 			r.fatalf("SetConfig() = %v", err)
@@ -341,8 +496,12 @@ func (r *propRun) do() {
 			r.fatalf("SetConfig() = %+v, want %+v", got, c)
 		}
 		if !c.Equal(r.model.cfg) {
+			// What had expired goes first; then the config event, and
+			// what the new limits remove.
+			r.model.sweep(nowMs)
 			r.model.cfg = c
-			r.model.revision++ // the config event
+			r.model.configured()
+			r.model.sweep(nowMs)
 			r.model.evict()
 			r.model.endBatch()
 		}
@@ -376,18 +535,19 @@ func (r *propRun) checkCount(got int64, err error) func(want int64) {
 }
 
 // check compares every read with the model and the mirror with both.
+// Reads come first, as they leave what has expired to the next sweep;
+// Inventory sweeps.
 func (r *propRun) check() {
 	r.tb.Helper()
 	m := r.model
-	r.mirror.apply(r.tb, r.events)
-	r.events = r.events[:0]
-	if got := r.s.Revision(); got != m.revision || r.mirror.lastRev != m.revision {
-		r.fatalf("Revision() = %d, last event revision %d, want %d", got, r.mirror.lastRev, m.revision)
+	now := r.now.UnixMilli()
+	if got := r.s.Revision(); got != m.revision {
+		r.fatalf("Revision() = %d, want %d", got, m.revision)
 	}
 	if got := r.s.LastSeq(); got != m.lastSeq {
 		r.fatalf("LastSeq() = %d, want %d", got, m.lastSeq)
 	}
-	seqs := m.seqs()
+	seqs := m.live(now)
 	// Read below returns every message each step; Get of every one is
 	// checked now and then and of a few each step, to keep the run short.
 	gets := seqs
@@ -405,7 +565,7 @@ func (r *propRun) check() {
 		propSameMsg(r, "Get", got, m.msgs[seq])
 	}
 	for _, seq := range []uint64{0, m.lastSeq + 1, r.randSeq()} {
-		if _, ok := m.msgs[seq]; !ok {
+		if !slices.Contains(seqs, seq) {
 			if _, err := r.s.Get(seq); !errors.Is(err, ErrNotFound) {
 				r.fatalf("Get(%d) of an absent seq = %v, want ErrNotFound", seq, err)
 			}
@@ -414,6 +574,9 @@ func (r *propRun) check() {
 	var keys []string
 	for _, key := range propKeys {
 		seq := m.keySeq(key)
+		if seq != 0 && m.expired(m.msgs[seq], now) {
+			seq = 0
+		}
 		got, err := r.s.GetKey(key)
 		if seq == 0 {
 			if !errors.Is(err, ErrNotFound) {
@@ -453,6 +616,9 @@ func (r *propRun) check() {
 	if err != nil {
 		r.fatalf("Inventory() = %v", err)
 	}
+	m.sweep(now)
+	m.trim()
+	seqs = m.seqs()
 	want := Inventory{Count: int64(len(seqs)), Bytes: m.bytes(), LastSeq: m.lastSeq, Revision: m.revision}
 	if len(seqs) > 0 {
 		want.FirstSeq = seqs[0]
@@ -474,15 +640,236 @@ func (r *propRun) check() {
 		}
 	}
 
-	if len(r.mirror.msgs) != len(m.msgs) {
-		r.fatalf("mirror from events holds %v, want %v", slices.Sorted(maps.Keys(r.mirror.msgs)), seqs)
+	for _, ev := range r.events {
+		r.checkLiveEvent(&ev)
+	}
+	r.mirror.apply(r.tb, r.events)
+	r.events = r.events[:0]
+	if r.mirror.lastRev != m.revision {
+		r.fatalf("last event revision %d, want %d", r.mirror.lastRev, m.revision)
+	}
+	r.sameMsgs("mirror from events", r.mirror.msgs)
+	r.checkChanges()
+}
+
+// sameMsgs compares a copy of the stream's messages with the model's.
+func (r *propRun) sameMsgs(what string, msgs map[uint64]*Message) {
+	r.tb.Helper()
+	m := r.model
+	if len(msgs) != len(m.msgs) {
+		r.fatalf("%s holds %v, want %v", what, slices.Sorted(maps.Keys(msgs)), m.seqs())
 	}
 	for seq, want := range m.msgs {
-		got, ok := r.mirror.msgs[seq]
+		got, ok := msgs[seq]
 		if !ok {
-			r.fatalf("mirror from events lacks seq %d", seq)
+			r.fatalf("%s lacks seq %d", what, seq)
 		}
-		propSameMsg(r, "mirror", got, want)
+		propSameMsg(r, what, got, want)
+	}
+}
+
+// checkLiveEvent checks a live event against the model: a set carries
+// its write's message id, and a delete or config change is as the model
+// made it.
+func (r *propRun) checkLiveEvent(ev *Event) {
+	r.tb.Helper()
+	m := r.model
+	r.live[ev.Revision] = *ev
+	if ev.Op == subjects.OpSet {
+		if ev.Msg == nil || ev.MsgID != m.msgIDs[ev.Msg.Seq] {
+			r.fatalf("set event %d has msg id %q, want %q", ev.Revision, ev.MsgID, m.msgIDs[ev.Msg.Seq])
+		}
+		if m.revs[ev.Msg.Seq] != ev.Revision {
+			r.fatalf("set event of seq %d has revision %d, want %d", ev.Msg.Seq, ev.Revision, m.revs[ev.Msg.Seq])
+		}
+		return
+	}
+	i := slices.IndexFunc(m.changes, func(c propChange) bool { return c.rev == ev.Revision })
+	if i < 0 {
+		if ev.Revision > m.goneRev {
+			r.fatalf("%s event %d is not a change of the model", ev.Op, ev.Revision)
+		}
+		return // dropped already: the window is smaller than one step's changes
+	}
+	c := m.changes[i]
+	var want Event
+	c.event(&want)
+	want.Keys = nil
+	r.sameChange("live event", ev, &want)
+}
+
+// event is the change as Changes answers it.
+func (c *propChange) event(ev *Event) {
+	*ev = Event{Op: c.op, Revision: c.rev, Reason: c.reason, Keys: c.keys}
+	if c.op == subjects.OpConfig {
+		cfg := c.cfg
+		ev.Config = &cfg
+	}
+	for _, seq := range c.seqs {
+		if k := len(ev.Ranges); k > 0 && ev.Ranges[k-1][1]+1 == seq {
+			ev.Ranges[k-1][1] = seq
+		} else {
+			ev.Ranges = append(ev.Ranges, [2]uint64{seq, seq})
+		}
+	}
+}
+
+// sameChange compares a delete or config change with the model's.
+func (r *propRun) sameChange(what string, got, want *Event) {
+	r.tb.Helper()
+	same := got.Op == want.Op && got.Revision == want.Revision && got.Reason == want.Reason &&
+		slices.Equal(got.Ranges, want.Ranges) && slices.Equal(got.Keys, want.Keys) && got.MsgID == ""
+	if same && want.Op == subjects.OpConfig {
+		same = got.Config != nil && got.Config.Equal(*want.Config)
+	}
+	if !same {
+		r.fatalf("%s: %s", what, propFormatChanges([]Event{*got, *want}))
+	}
+}
+
+// propFormatChanges lists changes for a failure message.
+func propFormatChanges(evs []Event) string {
+	var b bytes.Buffer
+	for _, ev := range evs {
+		fmt.Fprintf(&b, "\n  %d %s", ev.Revision, ev.Op)
+		switch ev.Op {
+		case subjects.OpSet:
+			fmt.Fprintf(&b, " %s id %q", propFormat(ev.Msg), ev.MsgID)
+		case subjects.OpDelete:
+			fmt.Fprintf(&b, " %s %v keys %q", ev.Reason, ev.Ranges, ev.Keys)
+		case subjects.OpConfig:
+			fmt.Fprintf(&b, " %+v", ev.Config)
+		}
+	}
+	return b.String()
+}
+
+// wantChanges is what Changes must answer after revision after: a set for
+// every message set after it, every delete and config change after it,
+// by revision.
+func (r *propRun) wantChanges(after uint64) []Event {
+	m := r.model
+	var evs []Event
+	for seq, msg := range m.msgs {
+		if rev := m.revs[seq]; rev > after {
+			evs = append(evs, Event{Op: subjects.OpSet, Revision: rev, Msg: msg})
+		}
+	}
+	for _, c := range m.changes {
+		if c.rev > after {
+			var ev Event
+			c.event(&ev)
+			evs = append(evs, ev)
+		}
+	}
+	slices.SortFunc(evs, func(a, b Event) int { return cmp.Compare(a.Revision, b.Revision) })
+	return evs
+}
+
+// changeSize is what a change counts in a page.
+func changeSize(ev *Event) int64 {
+	if ev.Op == subjects.OpSet {
+		return ev.Msg.Size()
+	}
+	return changeBodySize(ev)
+}
+
+// checkChanges brings every past copy of the model up to date with
+// Changes, in pages of random bounds, and compares each page with the
+// model's changes; a copy whose changes the window dropped must get
+// ErrRevisionGone on its first page. Now and then a copy of the current
+// state is added, and some copies stay at their revision.
+func (r *propRun) checkChanges() {
+	r.tb.Helper()
+	m := r.model
+	if len(r.pasts) < 6 && r.rng.IntN(3) == 0 {
+		r.pasts = append(r.pasts, &propPast{rev: m.revision, msgs: maps.Clone(m.msgs)})
+	}
+	if _, err := r.s.Changes(ChangesQuery{AfterRevision: m.revision + 1 + uint64(r.rng.IntN(3))}, func(*Event) error {
+		r.fatalf("Changes after a revision ahead of the stream's gave a change")
+		return nil
+	}); !errors.Is(err, ErrRevisionGone) {
+		r.fatalf("Changes(after %d, the stream is at %d) = %v, want ErrRevisionGone", m.revision+1, m.revision, err)
+	}
+	for i := 0; i < len(r.pasts); i++ {
+		p := r.pasts[i]
+		msgs := maps.Clone(p.msgs)
+		if !r.catchUp(p.rev, msgs) {
+			// A client reads the stream again; here it starts again
+			// from now.
+			r.pasts[i] = &propPast{rev: m.revision, msgs: maps.Clone(m.msgs)}
+			continue
+		}
+		if len(msgs) != len(m.msgs) {
+			r.tb.Logf("DEBUG copy at %d held %v; changes:%s", p.rev, slices.Sorted(maps.Keys(p.msgs)), propFormatChanges(r.wantChanges(p.rev)))
+			for _, seq := range slices.Sorted(maps.Keys(p.msgs)) {
+				r.tb.Logf("DEBUG held %s", propFormat(p.msgs[seq]))
+			}
+		}
+		r.sameMsgs(fmt.Sprintf("copy at revision %d after Changes", p.rev), msgs)
+		if r.rng.IntN(2) == 0 {
+			r.pasts[i] = &propPast{rev: m.revision, msgs: msgs}
+		}
+	}
+}
+
+// catchUp applies the changes after revision after to msgs, page by page,
+// checking each page; it reports false when the answer is
+// ErrRevisionGone, which it must be exactly when the model dropped a
+// change after that revision.
+func (r *propRun) catchUp(after uint64, msgs map[uint64]*Message) bool {
+	r.tb.Helper()
+	m := r.model
+	want := r.wantChanges(after)
+	from := after
+	for page := 0; ; page++ {
+		q := ChangesQuery{AfterRevision: from, MaxMsgs: r.rng.IntN(4), MaxBytes: int64(r.rng.IntN(3000))}
+		var got []Event
+		res, err := r.s.Changes(q, func(ev *Event) error {
+			got = append(got, *ev)
+			return nil
+		})
+		if after < m.goneRev {
+			if !errors.Is(err, ErrRevisionGone) || len(got) != 0 {
+				r.fatalf("Changes(%+v) after the window dropped change %d = %d changes, %v; want ErrRevisionGone", q, m.goneRev, len(got), err)
+			}
+			return false
+		}
+		if err != nil {
+			r.fatalf("Changes(%+v) = %v (model: dropped up to %d)", q, err, m.goneRev)
+		}
+		// The page is the longest prefix of what is left within the
+		// bounds, and at least one change.
+		var n int
+		var bytes int64
+		for n < len(want) {
+			size := changeSize(&want[n])
+			if n > 0 && (q.MaxMsgs > 0 && n >= q.MaxMsgs || q.MaxBytes > 0 && bytes+size > q.MaxBytes) {
+				break
+			}
+			n++
+			bytes += size
+		}
+		if wantRes := (ChangesResult{Revision: m.revision, NumPending: int64(len(want) - n)}); len(got) != n || res != wantRes {
+			r.fatalf("Changes(%+v), page %d after revision %d = %d changes, %+v; want %d, %+v:%s\nwant:%s", q, page, after, len(got), res, n, wantRes, propFormatChanges(got), propFormatChanges(want))
+		}
+		for i := range got {
+			g, w := &got[i], &want[i]
+			if g.Op == subjects.OpSet {
+				if w.Op != subjects.OpSet || g.Revision != w.Revision || g.MsgID != "" {
+					r.fatalf("Changes page %d after revision %d: change %d is%s\nwant%s", page, after, i, propFormatChanges(got[i:i+1]), propFormatChanges(want[i:i+1]))
+				}
+				propSameMsg(r, "Changes", g.Msg, w.Msg)
+			} else {
+				r.sameChange(fmt.Sprintf("Changes page %d after revision %d", page, after), g, w)
+			}
+			applyChange(r.tb, msgs, g)
+		}
+		want = want[n:]
+		if res.NumPending == 0 {
+			return true
+		}
+		from = got[len(got)-1].Revision
 	}
 }
 
@@ -607,20 +994,26 @@ func TestStream_Property(t *testing.T) {
 
 func propRunSeed(tb testing.TB, seed uint64, ops int, memory bool) {
 	tb.Helper()
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	// Windows small enough to be passed in a run, so that copies at old
+	// revisions get ErrRevisionGone, and one that is not.
+	window := []int{1, 2, 5, 16, 40, 1000}[rng.IntN(6)]
 	r := &propRun{
 		tb:     tb,
-		rng:    rand.New(rand.NewPCG(seed, 0x5eed)),
+		rng:    rng,
 		path:   filepath.Join(tb.TempDir(), "prop", "s.db"),
 		now:    time.UnixMilli(1_700_000_000_000),
-		model:  newPropModel(),
+		model:  newPropModel(window),
 		mirror: &propMirror{msgs: map[uint64]*Message{}},
+		live:   map[uint64]Event{},
 	}
 	r.opts = Options{
-		Create:  true,
-		Memory:  memory,
-		NoSweep: true,
-		Now:     func() time.Time { return r.now },
-		Notify:  func(evs []Event) { r.events = append(r.events, evs...) },
+		Create:        true,
+		Memory:        memory,
+		NoSweep:       true,
+		Now:           func() time.Time { return r.now },
+		Notify:        func(evs []Event) { r.events = append(r.events, evs...) },
+		ChangesWindow: window,
 		// Blocks of 4 seqs: a short run spans many, so that the block
 		// counts and Num-Pending across blocks are checked.
 		blockShift: 2,
@@ -635,7 +1028,7 @@ func propRunSeed(tb testing.TB, seed uint64, ops int, memory bool) {
 		// Creating a stream with a configuration other than the defaults
 		// is itself a change: one config event.
 		r.model.cfg.Storage = subjects.StorageMemory
-		r.model.revision = 1
+		r.model.configured()
 	}
 	r.check()
 	for r.step = 1; r.step <= ops; r.step++ {

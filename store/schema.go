@@ -87,6 +87,27 @@ var migrations = []string{
 	// rewrites no row and keeps the meta table on the page it has in
 	// every stream file.
 	`ALTER TABLE meta ADD COLUMN name TEXT;`,
+
+	// 5: the delete and config changes kept for the changes operation
+	// (see changes.go), one row per change, keyed by its revision; a
+	// set's change is its message. n numbers the rows 1, 2, 3, … so that
+	// the rows kept are counted without a count(*); last_seq is the
+	// stream's last seq when the change was made. gone_rev and gone_seq
+	// are the revision and last seq of the newest change no longer kept:
+	// a file made before this version kept none, so the changes of its
+	// past are gone up to its revision now. Adding the columns rewrites
+	// only the meta row.
+	`CREATE TABLE changes (
+		rev      INTEGER PRIMARY KEY,
+		n        INTEGER NOT NULL,
+		last_seq INTEGER NOT NULL,
+		op       TEXT NOT NULL,
+		reason   TEXT,
+		body     BLOB NOT NULL
+	);
+	ALTER TABLE meta ADD COLUMN gone_rev INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE meta ADD COLUMN gone_seq INTEGER NOT NULL DEFAULT 0;
+	UPDATE meta SET gone_rev = revision, gone_seq = last_seq;`,
 }
 
 // blockShift is the log2 of the seqs per row of the blocks table. It is
@@ -450,13 +471,19 @@ func checkSchema(conn *sqlite.Conn) (version int, err error) {
 }
 
 // tablesByVersion lists the tables a file of each schema version has.
-var tablesByVersion = [][]string{1: {"meta", "msgs", "msg_ids"}, 2: {"meta", "msgs", "msg_ids", "blocks"}, 3: {"meta", "msgs", "msg_ids", "blocks"}, 4: {"meta", "msgs", "msg_ids", "blocks"}}
+var tablesByVersion = [][]string{
+	1: {"meta", "msgs", "msg_ids"},
+	2: {"meta", "msgs", "msg_ids", "blocks"},
+	3: {"meta", "msgs", "msg_ids", "blocks"},
+	4: {"meta", "msgs", "msg_ids", "blocks"},
+	5: {"meta", "msgs", "msg_ids", "blocks", "changes"},
+}
 
 // checkTables verifies that the tables of schema version exist.
 func checkTables(conn *sqlite.Conn, version int) error {
 	want := tablesByVersion[version]
 	tables := 0
-	if err := execOnce(conn, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids', 'blocks')", func(st *sqlite.Stmt) error {
+	if err := execOnce(conn, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('meta', 'msgs', 'msg_ids', 'blocks', 'changes')", func(st *sqlite.Stmt) error {
 		tables = st.ColumnInt(0)
 		return nil
 	}); err != nil {

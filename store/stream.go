@@ -62,6 +62,11 @@ type Options struct {
 	// Logger receives what cannot be returned to a caller (nil:
 	// slog.Default()).
 	Logger *slog.Logger
+	// ChangesWindow is the least number of delete and config changes the
+	// stream keeps for [Stream.Changes] (0:
+	// [subjects.DefaultChangesWindow]). It may differ from one open to the
+	// next: the next change trims to it.
+	ChangesWindow int
 
 	blockShift uint // tests only: see blockShift (0: blockShift)
 }
@@ -93,6 +98,7 @@ type Stream struct {
 	rate    rateWindow
 	held    int64 // bytes reserved from opts.Quota
 	archive archiveState
+	chg     changeLog // see changes.go
 
 	// deadline is the Unix ms at which the next expiry is due (0: none). It
 	// may be early, never late: writes only lower it, sweeps recompute it.
@@ -368,13 +374,15 @@ func streamURI(path string) string {
 // few streams have, and is read by firstTimeQuery only for them (a fourth
 // subquery would cost every open a fifth more to prepare). The query names
 // every table of the current schema, so that a missing one fails the
-// prepare; the blocks table, which it does not read, is named by a join
-// on a block that never exists, which costs less to prepare than a count
-// of sqlite_schema or a subquery.
-const loadQuery = `SELECT last_seq, last_time, revision, count, bytes, config,
+// prepare; the blocks and changes tables, which it does not read, are
+// named by joins on a row that never exists, which cost less to prepare
+// than a count of sqlite_schema or a subquery. (The changes table is read
+// by the first change made after the open: see loadChangeLog.)
+const loadQuery = `SELECT meta.last_seq, last_time, revision, count, bytes, config,
 	(SELECT min(expires) FROM msgs WHERE expires IS NOT NULL),
-	(SELECT min(time) FROM msg_ids), meta.name
-	FROM meta LEFT JOIN blocks ON blocks.block = -1 WHERE meta.id = 1`
+	(SELECT min(time) FROM msg_ids), meta.name, gone_rev, gone_seq
+	FROM meta LEFT JOIN blocks ON blocks.block = -1
+	LEFT JOIN changes ON changes.rev = -1 WHERE meta.id = 1`
 
 const firstTimeQuery = "SELECT time FROM msgs ORDER BY seq LIMIT 1"
 
@@ -404,6 +412,7 @@ func (s *Stream) load() error {
 		cfgJSON = st.ColumnText(5)
 		expires, firstID = columnInt64(st, 6), columnInt64(st, 7)
 		s.name = st.ColumnText(8)
+		s.chg = changeLog{goneRev: uint64(st.ColumnInt64(9)), goneSeq: uint64(st.ColumnInt64(10))}
 		return nil
 	})
 	if errors.Is(err, ErrCorrupt) && sqlite.ErrCode(err) == sqlite.ResultError {

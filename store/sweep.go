@@ -45,8 +45,8 @@ func (tx *txn) sweepIfDue() error {
 func (tx *txn) sweep() error {
 	tx.swept = true
 	var byTTL rangeSet
-	err := tx.s.exec("SELECT seq, size FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
-		byTTL.add(uint64(st.ColumnInt64(0)))
+	err := tx.s.exec("SELECT seq, size, key FROM msgs WHERE expires <= ? ORDER BY seq", func(st *sqlite.Stmt) error {
+		byTTL.addRow(uint64(st.ColumnInt64(0)), columnKey(st, 2))
 		tx.countBlock(uint64(st.ColumnInt64(0)), -1)
 		tx.m.count--
 		tx.m.bytes -= st.ColumnInt64(1)

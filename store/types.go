@@ -24,6 +24,7 @@ var (
 	ErrLocked            = errors.New("store: file is locked by another process") // another program holds the stream's file
 	ErrTooManyOpen       = errors.New("store: too many open files")               // the process is out of file descriptors
 	ErrStorageFull       = errors.New("store: storage full")                      // the disk is full; nothing was written
+	ErrRevisionGone      = errors.New("store: revision gone")                     // Changes: a change after it is no longer kept, or it is ahead
 )
 
 // What one open file stream costs the process, for budgets that bound how
@@ -98,13 +99,17 @@ type WriteResult struct {
 }
 
 // Event is one committed change. Revision is the stream's revision after
-// the change: each event increments it by exactly one.
+// the change: each event increments it by exactly one. [Stream.Changes]
+// answers with Event values too: the same change as its live event, but
+// without MsgID, and a delete with its Keys.
 type Event struct {
 	Op       string // one of subjects.OpSet, subjects.OpDelete, subjects.OpConfig, subjects.OpDestroy
 	Revision uint64
 	Msg      *Message    // subjects.OpSet
+	MsgID    string      // subjects.OpSet, live events only: the write's message id ("": none)
 	Ranges   [][2]uint64 // subjects.OpDelete: inclusive seq ranges, ascending
 	Reason   string      // subjects.OpDelete: one of the subjects.Reason* names
+	Keys     []string    // subjects.OpDelete, Changes only: the keys of the keyed messages it removed, sorted
 	Config   *Config     // subjects.OpConfig
 }
 

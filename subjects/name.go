@@ -67,6 +67,16 @@ func quote(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
+// byteName names a byte of a refused token: in hex, so that a byte of a
+// multi-byte UTF-8 character is not shown as the Latin-1 character it is
+// not, and with the character too when it is printable ASCII.
+func byteName(c byte) string {
+	if c > ' ' && c < 0x7F {
+		return fmt.Sprintf("%q (0x%02X)", c, c)
+	}
+	return fmt.Sprintf("0x%02X", c)
+}
+
 // checkSpelling fails on any spelling of a token that is not the canonical
 // one: a raw byte outside the set, a truncated or lower-case escape, or an
 // escape of a byte that is allowed as it is.
@@ -77,7 +87,7 @@ func checkSpelling(tok string) error {
 			continue
 		}
 		if c != '%' {
-			return fmt.Errorf("%w: token %s: byte %q at %d must be escaped", ErrInvalidName, quote(tok), c, i)
+			return fmt.Errorf("%w: token %s: byte %s at %d must be escaped as %%%02X", ErrInvalidName, quote(tok), byteName(c), i, c)
 		}
 		if i+2 >= len(tok) {
 			return fmt.Errorf("%w: token %s: %% at %d needs two hex digits", ErrInvalidName, quote(tok), i)

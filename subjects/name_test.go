@@ -312,3 +312,20 @@ func TestHasPrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateToken_ByteMessage(t *testing.T) {
+	tests := []struct{ tok, want string }{
+		{"\xc3\xa9", `byte 0xC3 at 0 must be escaped as %C3`},
+		{"caf\xc3\xa9", `byte 0xC3 at 3 must be escaped as %C3`},
+		{"a.b", `byte '.' (0x2E) at 1 must be escaped as %2E`},
+		{"a b", `byte 0x20 at 1 must be escaped as %20`},
+		{"a\x00", `byte 0x00 at 1 must be escaped as %00`},
+		{"\x7f", `byte 0x7F at 0 must be escaped as %7F`},
+	}
+	for _, tt := range tests {
+		err := ValidateToken(tt.tok)
+		if err == nil || !strings.HasSuffix(err.Error(), tt.want) {
+			t.Errorf("ValidateToken(%q) = %v, want it to end in %q", tt.tok, err, tt.want)
+		}
+	}
+}

@@ -31,7 +31,7 @@ const (
 )
 
 // Ops lists every operation, one service endpoint each.
-var Ops = []string{OpSet, OpSetMany, OpGet, OpGetAll, OpDelete, OpConfig, OpInventory, OpKeys, OpList, OpDestroy}
+var Ops = []string{OpSet, OpSetMany, OpGet, OpGetAll, OpDelete, OpConfig, OpInventory, OpKeys, OpList, OpDestroy, OpChanges}
 
 // ErrUnknownSubject is returned by [ParseAPI] and [ParseEvent] for a subject
 // that is not a request or event subject of the given prefix at all, as

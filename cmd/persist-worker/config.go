@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nats-persist/persist/broker"
 	"github.com/nats-persist/persist/cmd/internal/command"
 	"github.com/nats-persist/persist/subjects"
 )
@@ -59,9 +60,11 @@ type config struct {
 	MaxStreams             int
 	MemoryQuota            byteSize
 	MaxWait                time.Duration
+	ChangesWindow          int
 
 	LogFormat       string
 	LogLevel        string
+	SummaryInterval time.Duration
 	ShutdownTimeout time.Duration
 
 	InstanceCheckInterval time.Duration
@@ -103,12 +106,23 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	cfg.MemoryQuota = 1 << 30
 	fs.Var(&cfg.MemoryQuota, "memory-quota", "memory-stream `bytes` in all (a number, or with a suffix: 512MiB, 1GiB, 2GB)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", 5*time.Second, "answer 429 overloaded, without applying it, a request that waited longer than this `duration` in the worker; 0: no bound")
+	fs.IntVar(&cfg.ChangesWindow, "changes-window", subjects.DefaultChangesWindow, "least `number` of delete and config changes each stream keeps for the changes operation (a mirror further behind reads the stream again)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log `format` on stderr: text or json")
-	fs.StringVar(&cfg.LogLevel, "log-level", "info", "least log `level`: debug, info, warn or error")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "least log `level`: debug, info, warn or error. debug adds a line per failed request and per stream opened, trimmed or closed; info never logs a request that succeeded")
+	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", broker.DefaultSummaryInterval, "log a one-line summary at info (open streams, requests/s, errors, requests shed) every `interval` in which requests arrived; 0: never")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight and for closing the streams")
 	fs.DurationVar(&cfg.InstanceCheckInterval, "instance-check-interval", 10*time.Second, "how often to look for another live worker serving --prefix (also checked at start and at every reconnect); of two, the one started later stops with an error")
 	addPartitionFlags(fs, &cfg.Partitions)
 	return fs
+}
+
+// summaryInterval is --summary-interval as broker.Options.SummaryInterval
+// takes it, where 0 is the default and a negative value off.
+func (c *config) summaryInterval() time.Duration {
+	if c.SummaryInterval <= 0 {
+		return -1
+	}
+	return c.SummaryInterval
 }
 
 // maxWait is --max-wait as broker.Options.MaxWait takes it, where 0 is
@@ -184,6 +198,7 @@ func (c *config) validate() error {
 		{"--idle-timeout", c.IdleTimeout, 1},
 		{"--trim-delay", c.TrimDelay, 1},
 		{"--memory-idle-timeout", c.MemoryIdleTimeout, 0},
+		{"--summary-interval", c.SummaryInterval, 0},
 		{"--shutdown-timeout", c.ShutdownTimeout, 1},
 		{"--instance-check-interval", c.InstanceCheckInterval, 1},
 	} {
@@ -208,6 +223,9 @@ func (c *config) validate() error {
 	}
 	if c.MemoryQuota < 1 {
 		return command.Usagef("invalid --memory-quota %v: must be positive", c.MemoryQuota)
+	}
+	if c.ChangesWindow < 1 {
+		return command.Usagef("invalid --changes-window %d: must be a whole number, 1 or more", c.ChangesWindow)
 	}
 
 	switch c.LogFormat {

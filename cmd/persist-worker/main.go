@@ -26,6 +26,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printUsage(stdout)
 		return nil
 	}
+	if errors.Is(err, command.ErrVersion) {
+		command.PrintVersion(stdout, "persist-worker")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -171,11 +171,14 @@ func TestRun_Help(t *testing.T) {
 		"data", "nats-url", "listen", "prefix", "name", "queue-group", "nats-creds", "nats-nkey",
 		"tls-ca", "tls-cert", "tls-key", "archive", "archive-interval", "backup", "idle-timeout",
 		"memory-idle-timeout", "max-open", "memory-budget", "trim-delay", "max-streams-per-namespace", "max-streams", "memory-quota",
-		"log-format", "log-level", "shutdown-timeout",
+		"log-format", "log-level", "summary-interval", "shutdown-timeout",
 	} {
 		if !strings.Contains(out, "  --"+name+" ") {
 			t.Errorf("help lacks --%s", name)
 		}
+	}
+	if !strings.Contains(out, "  --version\n      print the version and exit\n") {
+		t.Errorf("help lacks --version")
 	}
 	for _, want := range []string{"PERSIST_MEMORY_QUOTA, default 1GiB", "PERSIST_MEMORY_BUDGET, default 256MiB", "PERSIST_TRIM_DELAY, default 2s", "PERSIST_DATA, default ./persist-data", "PERSIST_LISTEN, default 127.0.0.1:4222"} {
 		if !strings.Contains(out, want) {

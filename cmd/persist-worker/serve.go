@@ -95,6 +95,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		MaxStreams:             cfg.MaxStreams,
 		MemoryQuota:            int64(cfg.MemoryQuota),
 		MaxWait:                cfg.maxWait(),
+		SummaryInterval:        cfg.summaryInterval(),
+		Metadata:               map[string]string{"build": version()},
+		ChangesWindow:          cfg.ChangesWindow,
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
 		Partitioning:           cfg.Partitions.options,
@@ -138,13 +141,24 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 	return runErr
 }
 
-// newLogger builds the slog logger the whole worker logs to.
+// newLogger builds the slog logger the whole worker logs to. JSON lines
+// show durations as the text lines and the flags do ("30s"), not as
+// nanoseconds.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.logLevel}
 	if cfg.LogFormat == "json" {
+		opts.ReplaceAttr = durationString
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationString is a ReplaceAttr that writes a duration as its String.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // startServer starts the embedded NATS server and waits until it accepts

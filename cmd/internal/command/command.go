@@ -8,13 +8,21 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrHelp reports that --help (or -h) was asked for: the caller prints the
 // usage and exits 0.
 var ErrHelp = errors.New("help requested")
+
+// ErrVersion reports that --version was asked for: the caller prints
+// [PrintVersion]'s line and exits 0 ([Main] does it for a run function
+// that returns the error as it is).
+var ErrVersion = errors.New("version requested")
 
 // UsageError is a bad flag, flag value or environment variable: the user has
 // to change the command line, so the command exits 2 instead of 1.
@@ -61,6 +69,10 @@ func Main(name string, run func(ctx context.Context, args []string, stdout, stde
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, ErrVersion) {
+		PrintVersion(os.Stdout, name)
+		err = nil
+	}
 	os.Exit(report(os.Stderr, name, err))
 }
 
@@ -87,12 +99,15 @@ func EnvName(envPrefix, flagName string) string {
 // Parse sets the flags of fs from the environment first and from args after
 // it, so a flag wins over its variable. A variable that is empty counts as
 // unset, as container tools often pass them that way. It returns [ErrHelp]
-// for --help or -h, and a [UsageError] for a bad variable, an unknown flag,
-// a bad value or an argument that is not a flag. Parse silences fs's own
-// output: the error carries the message.
+// for --help or -h, [ErrVersion] for --version (neither is a flag of fs,
+// so no variable sets them), and a [UsageError] for a bad variable, an
+// unknown flag, a bad value or an argument that is not a flag. A bad value
+// of a duration, number or boolean flag says what a valid one looks like.
+// Parse silences fs's own output: the error carries the message.
 func Parse(fs *flag.FlagSet, envPrefix string, args []string, lookupEnv func(string) (string, bool)) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
+	defer hintValues(fs)()
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := EnvName(envPrefix, f.Name)
@@ -111,6 +126,10 @@ func Parse(fs *flag.FlagSet, envPrefix string, args []string, lookupEnv func(str
 		if errors.Is(err, flag.ErrHelp) {
 			return ErrHelp
 		}
+		// The flag package names -version and --version alike.
+		if fs.Lookup("version") == nil && err.Error() == "flag provided but not defined: -version" {
+			return ErrVersion
+		}
 		// The flag package names flags with one dash; the documentation
 		// and --help use two.
 		msg := err.Error()
@@ -123,6 +142,57 @@ func Parse(fs *flag.FlagSet, envPrefix string, args []string, lookupEnv func(str
 		return Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// hinted is a flag value whose Set errors say what a valid value looks
+// like, where the flag package says only "parse error".
+type hinted struct{ flag.Value }
+
+func (h hinted) Set(s string) error {
+	err := h.Value.Set(s)
+	if err == nil {
+		return nil
+	}
+	g, ok := h.Value.(flag.Getter)
+	if !ok || err.Error() == "value out of range" {
+		return err
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return errors.New("not a duration: a number with a unit, such as 90s, 1m, 1h30m or 500ms")
+	case int, int64:
+		return errors.New("not a whole number, such as 0 or 100")
+	case uint, uint64:
+		return errors.New("not a whole number of 0 or more, such as 0 or 100")
+	case float64:
+		return errors.New("not a number, such as 0.5 or 100")
+	case bool:
+		return errors.New("use true or false")
+	}
+	return err
+}
+
+// IsBoolFlag keeps a boolean flag usable without a value (--sync).
+func (h hinted) IsBoolFlag() bool {
+	b, ok := h.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// hintValues wraps every value of fs in [hinted] and returns the function
+// that puts the original values back (PrintUsage names a flag's argument
+// from its value's type).
+func hintValues(fs *flag.FlagSet) (restore func()) {
+	var flags []*flag.Flag
+	var values []flag.Value
+	fs.VisitAll(func(f *flag.Flag) {
+		flags, values = append(flags, f), append(values, f.Value)
+		f.Value = hinted{f.Value}
+	})
+	return func() {
+		for i, f := range flags {
+			f.Value = values[i]
+		}
+	}
 }
 
 // PrintUsage writes the help: header (the usage line and what the command
@@ -143,4 +213,14 @@ Flags:
 		}
 		fmt.Fprintf(w, "  --%s %s\n      %s\n      env %s, default %s\n", f.Name, arg, usage, EnvName(envPrefix, f.Name), def)
 	})
+	if fs.Lookup("version") == nil {
+		fmt.Fprint(w, "  --version\n      print the version and exit\n")
+	}
+}
+
+// PrintVersion writes the version line of the command called name: its
+// [Version] from the binary's build information, and the platform.
+func PrintVersion(w io.Writer, name string) {
+	bi, _ := debug.ReadBuildInfo()
+	fmt.Fprintf(w, "%s %s %s/%s\n", name, Version(bi), runtime.GOOS, runtime.GOARCH)
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,19 +138,25 @@ func TestParse_Errors(t *testing.T) {
 		name    string
 		args    []string
 		env     env
-		wantErr string // "" for ErrHelp
+		wantErr string // "" for ErrHelp, "version" for ErrVersion
 	}{
 		{"Help", []string{"--help"}, nil, ""},
+		{"Version", []string{"--version"}, nil, "version"},
+		{"SingleDashVersion", []string{"-version"}, nil, "version"},
+		{"VersionAfterFlag", []string{"--clients", "2", "--version"}, nil, "version"},
+		{"VersionIsNoVariable", nil, env{"T_VERSION": "true"}, ""},
 		{"ShortHelp", []string{"-h"}, nil, ""},
 		{"HelpAfterFlag", []string{"--clients", "2", "--help"}, nil, ""},
 		{"UnknownFlag", []string{"--bogus"}, nil, "flag provided but not defined: --bogus"},
 		{"UnknownSingleDash", []string{"-bogus"}, nil, "flag provided but not defined: --bogus"},
 		{"NeedsArgument", []string{"--clients"}, nil, "flag needs an argument: --clients"},
-		{"BadValue", []string{"--clients", "x"}, nil, `invalid value "x" for flag --clients: parse error`},
-		{"BadBool", []string{"--sync=maybe"}, nil, `invalid boolean value "maybe" for --sync: parse error`},
+		{"BadValue", []string{"--clients", "x"}, nil, `invalid value "x" for flag --clients: not a whole number, such as 0 or 100`},
+		{"OutOfRange", []string{"--clients", "99999999999999999999"}, nil, `invalid value "99999999999999999999" for flag --clients: value out of range`},
+		{"BadDuration", []string{"--wait", "5"}, nil, `invalid value "5" for flag --wait: not a duration: a number with a unit, such as 90s, 1m, 1h30m or 500ms`},
+		{"BadBool", []string{"--sync=maybe"}, nil, `invalid boolean value "maybe" for --sync: use true or false`},
 		{"ExtraArgument", []string{"--clients", "2", "extra"}, nil, `unexpected argument "extra"`},
-		{"BadEnv", nil, env{"T_WAIT": "soon"}, `invalid value "soon" for environment variable T_WAIT: parse error`},
-		{"BadEnvBeforeFlags", []string{"--bogus"}, env{"T_CLIENTS": "many"}, `invalid value "many" for environment variable T_CLIENTS: parse error`},
+		{"BadEnv", nil, env{"T_WAIT": "soon"}, `invalid value "soon" for environment variable T_WAIT: not a duration: a number with a unit, such as 90s, 1m, 1h30m or 500ms`},
+		{"BadEnvBeforeFlags", []string{"--bogus"}, env{"T_CLIENTS": "many"}, `invalid value "many" for environment variable T_CLIENTS: not a whole number, such as 0 or 100`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,11 +165,20 @@ func TestParse_Errors(t *testing.T) {
 			var out bytes.Buffer
 			fs.SetOutput(&out)
 			err := Parse(fs, "T_", tt.args, tt.env.lookup)
-			if tt.wantErr == "" {
+			switch {
+			case tt.name == "VersionIsNoVariable":
+				if err != nil {
+					t.Fatalf("Parse(env T_VERSION) = %v, want nil", err)
+				}
+			case tt.wantErr == "version":
+				if err != ErrVersion {
+					t.Fatalf("Parse(%q) = %v, want ErrVersion", tt.args, err)
+				}
+			case tt.wantErr == "":
 				if err != ErrHelp {
 					t.Fatalf("Parse(%q) = %v, want ErrHelp", tt.args, err)
 				}
-			} else {
+			default:
 				var uerr *UsageError
 				if !errors.As(err, &uerr) {
 					t.Fatalf("Parse(%q) = %v, want a usage error", tt.args, err)
@@ -173,6 +191,37 @@ func TestParse_Errors(t *testing.T) {
 				t.Errorf("Parse(%q) let the flag set write %q", tt.args, &out)
 			}
 		})
+	}
+}
+
+// TestParse_KeepsValues checks that Parse gives the flag set its own
+// values back, so that a bool flag still takes no argument and the usage
+// still names each flag's argument from its type.
+func TestParse_KeepsValues(t *testing.T) {
+	var v values
+	fs := testFlagSet(t, &v)
+	if err := Parse(fs, "T_", []string{"--sync", "--wait", "2s"}, env{}.lookup); err != nil {
+		t.Fatal(err)
+	}
+	if !v.Sync || v.Wait != 2*time.Second {
+		t.Fatalf("Parse set %+v", v)
+	}
+	if _, ok := fs.Lookup("wait").Value.(hinted); ok {
+		t.Fatalf("Parse left the wrapped value in the flag set")
+	}
+}
+
+func TestPrintVersion(t *testing.T) {
+	var w bytes.Buffer
+	PrintVersion(&w, "cmd")
+	got := w.String()
+	bi, _ := debug.ReadBuildInfo()
+	want := "cmd " + Version(bi) + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+	if got != want {
+		t.Fatalf("PrintVersion() wrote %q, want %q", got, want)
+	}
+	if !strings.Contains(got, runtime.Version()) {
+		t.Fatalf("PrintVersion() wrote %q, without the Go version %s", got, runtime.Version())
 	}
 }
 
@@ -197,6 +246,8 @@ Flags:
   --wait duration
       how long to wait
       env T_WAIT, default 1s
+  --version
+      print the version and exit
 `
 	for _, header := range []string{"Usage: test [flags]\n\nDoes a thing.\n", "Usage: test [flags]\n\nDoes a thing."} {
 		var v values

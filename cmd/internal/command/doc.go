@@ -10,8 +10,12 @@
 // by the variable [EnvName] names, and a flag on the command line wins over
 // it. A bad flag, value or variable is a [UsageError], made with [Usagef],
 // which [ExitCode] maps to status 2 and [Main] follows with a pointer to
-// --help.
+// --help; a bad duration, number or boolean says what a valid one looks
+// like.
 //
 // [Version] describes a binary's build, the same way for the worker's start
 // line (its own build) and the bench's report (the worker it measures).
+// Every command answers --version (no flag of its own, so no variable sets
+// it): [Parse] returns [ErrVersion], and [PrintVersion] writes the line,
+// from the run function or from [Main].
 package command
