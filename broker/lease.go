@@ -51,8 +51,9 @@ type leases struct {
 	held     map[int]uint64 // partition -> revision of its lease
 	member   uint64         // revision of w.<id>; 0: not written
 
-	quit chan struct{}
-	done sync.WaitGroup
+	quit     chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
 }
 
 // margin is how long before a lease's expiry the worker stops serving it.
@@ -325,7 +326,10 @@ func (l *leases) drain() {
 // each at its revision, so that the others claim them at once instead of
 // after the TTL.
 func (l *leases) stop(b *Broker) {
-	close(l.quit)
+	if l.quit == nil {
+		return // never started
+	}
+	l.stopOnce.Do(func() { close(l.quit) })
 	l.done.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
