@@ -189,6 +189,11 @@ func evenlyServed(bs ...*Broker) bool {
 	return true
 }
 
+// TestPartitioned_Static runs three workers with static partitions on a
+// three-node cluster: every stream is reachable through every node, its
+// file is in its partition's worker only, a request on the wrong
+// partition or on one not served now is refused unapplied, and the
+// one-worker check refuses only the workers that cannot share.
 func TestPartitioned_Static(t *testing.T) {
 	nodes := startPartitionCluster(t)
 	sets := [][]int{{0, 1, 2}, {3, 4, 5}, {6, 7}}
@@ -300,6 +305,11 @@ func TestPartitioned_Static(t *testing.T) {
 	})
 }
 
+// TestPartitioned_Leases runs leasing workers on a three-node cluster:
+// three spread the partitions evenly, a fourth gets its share moving only
+// what it takes, one stopped hands its partitions over with every stream
+// restored from the archive, and one cut off from the cluster (its node
+// stops) stops serving before any of its partitions is claimed elsewhere.
 func TestPartitioned_Leases(t *testing.T) {
 	nodes := startPartitionCluster(t)
 	archive := t.TempDir()
@@ -324,6 +334,17 @@ func TestPartitioned_Leases(t *testing.T) {
 		}
 	}
 
+	// A fourth worker gets its share, and only the partitions it takes
+	// move.
+	was := owners(bs...)
+	bs = append(bs, startPartitioned(t, nodes[0], lease, archive, h))
+	waitFor30(t, "the partitions spread evenly over four workers", func() bool { return evenlyServed(bs...) })
+	for n, o := range owners(bs...) {
+		if o[0] != 3 && o[0] != was[n][0] {
+			t.Errorf("partition %d moved from worker %d to %d, not to the new one", n, was[n][0], o[0])
+		}
+	}
+
 	// A worker that stops gives its partitions up; the others take them,
 	// restore the streams from the archive and go on with the next seq.
 	moved := bs[0].parts.owned()
@@ -335,7 +356,7 @@ func TestPartitioned_Leases(t *testing.T) {
 		}
 	}
 	shutdown(bs[0])
-	waitFor30(t, "the partitions spread over two workers", func() bool { return evenlyServed(bs[1:]...) })
+	waitFor30(t, "the partitions spread over three workers", func() bool { return evenlyServed(bs[1:]...) })
 	for _, s := range streams {
 		seq, err := retrySet(t, client, s)
 		if err != nil {
@@ -373,7 +394,7 @@ func TestPartitioned_Leases(t *testing.T) {
 		watch()
 		return len(cut.parts.owned()) == 0
 	})
-	waitFor30(t, "the partitions taken over by the one worker left", func() bool { return len(bs[1].parts.owned()) == testPartitions })
+	waitFor30(t, "the partitions taken over by the two workers left", func() bool { return evenlyServed(bs[1], bs[3]) })
 	mu.Lock()
 	defer mu.Unlock()
 	for _, n := range held {
