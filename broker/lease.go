@@ -80,7 +80,7 @@ func (l *leases) start(b *Broker) error {
 			case <-t.C:
 			}
 			l.round(b)
-			t.Reset(l.interval())
+			t.Reset(l.nextRound())
 		}
 	})
 	return nil
@@ -132,11 +132,40 @@ func (l *leases) round(b *Broker) {
 			return
 		}
 	}
+	l.expire(b)
 	l.renew(b)
 	if l.draining {
 		return
 	}
 	l.balance(b)
+}
+
+// nextRound is the time until the next round: an interval, or sooner
+// when a deadline comes first, so that a partition whose lease could not
+// be renewed is given up (its streams closed, and so archived) as soon as
+// it is no longer served, before the lease can expire elsewhere.
+func (l *leases) nextRound() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	wait := l.interval()
+	now := l.ps.now()
+	for n := range l.held {
+		if u := l.ps.until[n].Load(); u > 0 {
+			wait = min(wait, max(time.Duration(u-now), 0))
+		}
+	}
+	return wait
+}
+
+// expire gives up the partitions whose deadline passed: their leases
+// could not be renewed in time.
+func (l *leases) expire(b *Broker) {
+	for n := range l.held {
+		if l.ps.until[n].Load() > 0 && !l.ps.serves(n) {
+			b.log.Error("lease not renewed in time: stopped serving it", "partition", n)
+			l.lose(b, n)
+		}
+	}
 }
 
 // served marks partition n served until sent + TTL - margin.
