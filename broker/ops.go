@@ -88,7 +88,7 @@ func (b *Broker) answerWrites(stream string, batch []*job, res []store.WriteResu
 			}
 			if err != nil {
 				if !j.many {
-					b.replyError(j.op, stream, j.reply, err)
+					b.replyErrorSince(j.op, stream, j.reply, err, j.at)
 					j.answered = true
 					break
 				}
@@ -116,7 +116,7 @@ func (b *Broker) answerWrites(stream string, batch []*job, res []store.WriteResu
 // closed so that the next request opens it afresh.
 func (b *Broker) failAll(e *entry, batch []*job, err error) {
 	for _, j := range batch {
-		b.replyError(j.op, e.name, j.reply, err)
+		b.replyErrorSince(j.op, e.name, j.reply, err, j.at)
 		j.answered = true
 	}
 	if e.st != nil && (errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrClosed)) {
@@ -202,14 +202,14 @@ func (b *Broker) applyOne(e *entry, j *job) {
 func (b *Broker) answerMissing(stream string, j *job) {
 	switch j.op {
 	case subjects.OpGet, subjects.OpDestroy:
-		b.replyError(j.op, stream, j.reply, subjects.ErrNotFound.WithDescription("no such stream"))
+		b.replyErrorSince(j.op, stream, j.reply, subjects.ErrNotFound.WithDescription("no such stream"), j.at)
 	case subjects.OpGetAll:
 		b.respond(j.reply, terminator(store.ReadResult{}), nil)
 	case subjects.OpChanges:
 		// Nothing changed after revision 0 of a stream that does not
 		// exist; a later revision was one of a destroyed stream.
 		if j.changes.AfterRevision > 0 {
-			b.replyError(j.op, stream, j.reply, subjects.ErrRevisionGone.WithDescription("no such stream"))
+			b.replyErrorSince(j.op, stream, j.reply, subjects.ErrRevisionGone.WithDescription("no such stream"), j.at)
 			break
 		}
 		enc := getEncoder()
@@ -258,7 +258,7 @@ func (b *Broker) createWithConfig(e *entry, j *job) {
 		err = cfg.Validate()
 	}
 	if err != nil {
-		b.replyError(j.op, e.name, j.reply, err)
+		b.replyErrorSince(j.op, e.name, j.reply, err, j.at)
 		j.answered = true
 		return
 	}

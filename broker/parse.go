@@ -24,6 +24,7 @@ import (
 type job struct {
 	op       string
 	reply    string
+	at       time.Time // when its request arrived (request.at); zero for an inline get
 	answered bool
 
 	items []item  // set: one; setmany: one per element

@@ -144,7 +144,7 @@ func (b *Broker) takeBatch(e *entry) []*request {
 func (b *Broker) applyRequests(e *entry, batch []*request) {
 	if b.aborted.Load() {
 		for _, r := range batch {
-			b.replyError(r.op, e.name, r.reply, errStopping)
+			b.replyErrorSince(r.op, e.name, r.reply, errStopping, r.at)
 		}
 		return
 	}
@@ -166,7 +166,7 @@ func (b *Broker) applyRequests(e *entry, batch []*request) {
 		b.stats.wait.add(waited)
 		if b.opts.MaxWait > 0 && waited > b.opts.MaxWait {
 			b.stats.shed.Add(1)
-			b.replyError(j.op, e.name, j.reply, errWaited)
+			b.replyErrorSince(j.op, e.name, j.reply, errWaited, j.at)
 			putJob(j)
 			continue
 		}
@@ -193,19 +193,19 @@ func (b *Broker) parse(stream string, r *request) (j *job) {
 	defer func() {
 		if p := recover(); p != nil {
 			b.log.Error("panic while parsing request", "op", r.op, "stream", stream, "panic", p, "stack", string(debug.Stack()))
-			b.replyError(r.op, stream, r.reply, subjects.ErrInternal)
+			b.replyErrorSince(r.op, stream, r.reply, subjects.ErrInternal, r.at)
 			j = nil
 		}
 	}()
 	j, err := parseJob(r.op, r.data, r.hdr)
 	if err != nil {
-		b.replyError(r.op, stream, r.reply, err)
+		b.replyErrorSince(r.op, stream, r.reply, err, r.at)
 		return nil
 	}
 	if j.isWrite() {
 		refuseUnsendable(j.items, b.nc.MaxPayload())
 	}
-	j.reply = r.reply
+	j.reply, j.at = r.reply, r.at
 	return j
 }
 
@@ -217,7 +217,7 @@ func (b *Broker) apply(e *entry, batch []*job) {
 			b.log.Error("panic while applying request", "stream", e.name, "op", batch[0].op, "panic", r, "stack", string(debug.Stack()))
 			for _, j := range batch {
 				if !j.answered {
-					b.replyError(j.op, e.name, j.reply, subjects.ErrInternal)
+					b.replyErrorSince(j.op, e.name, j.reply, subjects.ErrInternal, j.at)
 				}
 			}
 		}

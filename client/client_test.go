@@ -18,7 +18,13 @@ import (
 // runServer starts an embedded NATS server on a free port.
 func runServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
+	return runServerOpts(tb, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
+}
+
+// runServerOpts starts an embedded NATS server with opts.
+func runServerOpts(tb testing.TB, opts *server.Options) *server.Server {
+	tb.Helper()
+	s, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -188,6 +194,9 @@ func TestClient_NoWorker(t *testing.T) {
 	}
 	t.Run("Prefix", func(t *testing.T) {
 		c := newClient(t, client.WithPrefix("other"))
+		if c.Prefix() != "other" {
+			t.Fatalf("Prefix() = %q, want other", c.Prefix())
+		}
 		if _, err := c.Stream("acme").Set(context.Background(), nil); !errors.Is(err, client.ErrNoWorker) {
 			t.Fatalf("Set() on a prefix nobody serves error = %v, want ErrNoWorker", err)
 		}

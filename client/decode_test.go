@@ -73,6 +73,16 @@ func TestDecodeEvent(t *testing.T) {
 			want: client.Event{Op: "delete", Revision: 4, Ranges: [][2]uint64{{1, 3}, {7, 7}}, Reason: "max_msgs"},
 		},
 		{
+			name: "SetWithMsgID",
+			msg:  &nats.Msg{Header: nats.Header{"Persist-Op": {"set"}, "Persist-Revision": {"3"}, "Persist-Seq": {"2"}, "Persist-Time": {"2"}, "Persist-Msg-Id": {"abc"}, "Persist-Key": {"k"}}},
+			want: client.Event{Op: "set", Revision: 3, MsgID: "abc", Msg: &client.Msg{Seq: 2, Time: 2, Key: "k"}},
+		},
+		{
+			name: "DeleteWithKeys",
+			msg:  &nats.Msg{Header: nats.Header{"Persist-Op": {"delete"}, "Persist-Revision": {"5"}, "Persist-Reason": {"request"}}, Data: []byte(`{"ranges":[[2,2]],"keys":["k"]}`)},
+			want: client.Event{Op: "delete", Revision: 5, Ranges: [][2]uint64{{2, 2}}, Keys: []string{"k"}, Reason: "request"},
+		},
+		{
 			name: "Config",
 			msg:  &nats.Msg{Header: nats.Header{"Persist-Op": {"config"}, "Persist-Revision": {"2"}}, Data: []byte(`{"max_msgs":5,"desc":null}`)},
 			want: client.Event{Op: "config", Revision: 2, Config: &client.Config{MaxMsgs: 5, Desc: []byte("null")}},
@@ -85,6 +95,8 @@ func TestDecodeEvent(t *testing.T) {
 		{name: "NoRevision", msg: &nats.Msg{Header: nats.Header{"Persist-Op": {"destroy"}}}, wantErr: true},
 		{name: "UnknownOp", msg: &nats.Msg{Header: nats.Header{"Persist-Op": {"nap"}, "Persist-Revision": {"1"}}}, wantErr: true},
 		{name: "BadRanges", msg: &nats.Msg{Header: nats.Header{"Persist-Op": {"delete"}, "Persist-Revision": {"1"}}, Data: []byte(`{"ranges":[[1]`)}, wantErr: true},
+		{name: "InvertedRange", msg: &nats.Msg{Header: nats.Header{"Persist-Op": {"delete"}, "Persist-Revision": {"1"}}, Data: []byte(`{"ranges":[[3,1]]}`)}, wantErr: true},
+		{name: "ZeroRange", msg: &nats.Msg{Header: nats.Header{"Persist-Op": {"delete"}, "Persist-Revision": {"1"}}, Data: []byte(`{"ranges":[[0,1]]}`)}, wantErr: true},
 		{name: "SetWithoutSeq", msg: &nats.Msg{Header: nats.Header{"Persist-Op": {"set"}, "Persist-Revision": {"1"}}}, wantErr: true},
 		{name: "NoHeaders", msg: &nats.Msg{Data: []byte("junk")}, wantErr: true},
 	} {

@@ -54,10 +54,11 @@ var (
 // short delay: the worker shed load (429 overloaded) or a write rate
 // limit was hit (429 rate_limited: the limit is per second, so a later
 // attempt can pass), the worker is stopping or the stream's file is busy
-// (503 unavailable), no worker answered (no responders), or the request
-// timed out. A failed reply changed nothing, so retrying one is always
-// safe; a timeout may hide a write that happened, which is why writes
-// carry a msg id when they are retried (see [Stream.Set]).
+// (503 unavailable), no worker answered (no responders), the request
+// timed out, or the connection is reconnecting and could not take it. A
+// failed reply changed nothing, so retrying one is always safe; a timeout
+// may hide a write that happened, which is why writes carry a msg id when
+// they are retried (see [Stream.Set]).
 //
 // Every other error is final: a 4xx other than those, 503 damaged (an
 // operator must act), 507, 500, a closed connection, or a canceled
@@ -70,7 +71,8 @@ func IsRetryable(err error) bool {
 	if errors.As(err, &e) {
 		return e.Is(ErrOverloaded) || e.Is(ErrRateLimited) || e.Is(ErrUnavailable)
 	}
-	return errors.Is(err, ErrNoWorker) || isTimeout(err)
+	return errors.Is(err, ErrNoWorker) || isTimeout(err) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
 // isTimeout reports whether err is a request that got no answer in time.

@@ -14,6 +14,17 @@ import (
 	"github.com/nats-persist/persist/subjects"
 )
 
+func TestNewMsgID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := client.NewMsgID()
+		if len(id) != 22 || strings.Trim(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" || seen[id] {
+			t.Fatalf("NewMsgID() = %q: want 22 base64url bytes, never the same", id)
+		}
+		seen[id] = true
+	}
+}
+
 func TestStreamName(t *testing.T) {
 	for _, tt := range []struct {
 		segs []string

@@ -26,6 +26,7 @@ func TestIsRetryable(t *testing.T) {
 		{fmt.Errorf("x: %w", client.ErrNoWorker), true},
 		{nats.ErrTimeout, true},
 		{context.DeadlineExceeded, true},
+		{nats.ErrReconnectBufExceeded, true},
 		{client.ErrDamaged, false},
 		{client.ErrTooManyStreams, false},
 		{client.ErrWrongLastSequence, false},
@@ -218,6 +219,13 @@ func startWorker(tb testing.TB, s interface{ ClientURL() string }, dir string) *
 		tb.Fatal(err)
 	}
 	tb.Cleanup(nc.Close)
+	return startWorkerConn(tb, nc, dir)
+}
+
+// startWorkerConn starts a worker on nc and dir and stops it at the end
+// of the test.
+func startWorkerConn(tb testing.TB, nc *nats.Conn, dir string) *broker.Broker {
+	tb.Helper()
 	b, err := broker.New(nc, broker.Options{DataDir: dir})
 	if err != nil {
 		tb.Fatal(err)
@@ -243,5 +251,37 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 			tb.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestClient_RetryRateLimited writes faster than the stream's rate limit
+// allows: each refused write is retried until the limit lets it pass,
+// and stored once.
+func TestClient_RetryRateLimited(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, fastRetry)
+	st := c.Stream("acme.rate")
+	two := int64(2)
+	if _, err := st.UpdateConfig(ctx, client.ConfigPatch{MaxMsgsPerSecond: &two}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := st.Set(ctx, fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatalf("Set(%d) error = %v, want it retried past the rate limit", i, err)
+		}
+	}
+	if inv, err := st.Inventory(ctx); err != nil || inv.Count != 6 {
+		t.Fatalf("Inventory() = %+v, %v; want 6 messages", inv, err)
+	}
+	once := client.New(c.Conn(), client.WithRetry(client.Retry{Attempts: 1})).Stream("acme.rate")
+	var limited bool
+	for range 10 {
+		if _, err := once.Set(ctx, nil); errors.Is(err, client.ErrRateLimited) {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("without retries, ten writes at once never met the rate limit")
 	}
 }

@@ -254,7 +254,7 @@ func (s *Stream) Get(ctx context.Context, seq uint64) (*Msg, error) {
 // GetKey returns the message with key, or [ErrNotFound].
 func (s *Stream) GetKey(ctx context.Context, key string) (*Msg, error) {
 	if err := subjects.ValidateKey(key); err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, ErrBadRequest.WithDescription(err.Error()) // as the worker would answer
 	}
 	return s.get(ctx, subjects.GetRequest{Key: &key})
 }
@@ -300,7 +300,7 @@ func (s *Stream) DeleteThrough(ctx context.Context, seq uint64) (int64, error) {
 // DeleteKey removes the message with key.
 func (s *Stream) DeleteKey(ctx context.Context, key string) (int64, error) {
 	if err := subjects.ValidateKey(key); err != nil {
-		return 0, fmt.Errorf("client: %w", err)
+		return 0, ErrBadRequest.WithDescription(err.Error()) // as the worker would answer
 	}
 	return s.delete(ctx, subjects.DeleteRequest{Key: &key})
 }

@@ -86,8 +86,9 @@ func DecodeEvent(m *nats.Msg) (Event, error) {
 // (see [Watcher.SetPendingLimits]); a watcher that falls further behind
 // loses events, gets an error wrapping [nats.ErrSlowConsumer] from Next,
 // and then a Gap on the next event of each stream that lost some. Events
-// lost while the connection was down show as a Gap too. A Watcher is for
-// one goroutine at a time.
+// lost while the connection was down show as a Gap too. A Watcher
+// remembers the last revision of every stream it has seen (a few bytes
+// each). It is for one goroutine at a time.
 type Watcher struct {
 	sub    *nats.Subscription
 	prefix string

@@ -466,7 +466,8 @@ func crashNewLoad(tb testing.TB, url string) *crashLoad {
 		lost: map[string]string{}, dups: map[string]string{}, revived: map[string]string{}, committed: map[string]string{},
 	}
 	for range 8 {
-		l.clients = append(l.clients, client.New(l.connect(tb, url)))
+		// The load retries by itself, to tell a first attempt from a retry.
+		l.clients = append(l.clients, client.New(l.connect(tb, url), client.WithRetry(client.Retry{Attempts: 1})))
 	}
 	l.ev = crashFollowEvents(tb, l.connect(tb, url))
 	on := true
