@@ -80,7 +80,8 @@ type partitions struct {
 	until  []atomic.Int64
 	lease  *leases // nil: static
 
-	refused atomic.Uint64 // requests refused: partition not served here
+	refused  atomic.Uint64 // requests refused: partition not served here
+	requests atomic.Uint64 // requests received on the partition subscriptions
 
 	mu   sync.Mutex
 	subs map[int]*nats.Subscription
@@ -165,12 +166,23 @@ func (b *Broker) workerStatsEndpoint() string {
 	return WorkerStatsEndpoint
 }
 
-// partitionStats adds the partitions served now and the requests refused
-// to s.
+// partitionStats adds the partitions served now, the requests received
+// and those refused to s.
 func (b *Broker) partitionStats(s *Stats) {
 	if p := b.parts; p != nil {
 		s.Partitions, s.NotServed = subjects.FormatPartitions(p.owned()), p.refused.Load()
+		s.PartitionRequests = p.requests.Load()
 	}
+}
+
+// partitionRequests is the number of requests the partition
+// subscriptions received, for the summary line (micro counts only its
+// endpoints').
+func (b *Broker) partitionRequests() uint64 {
+	if b.parts == nil {
+		return 0
+	}
+	return b.parts.requests.Load()
 }
 
 // partitionInfo is what [Broker.others] reads of another worker's
@@ -255,7 +267,10 @@ func (b *Broker) subscribePartition(n int) error {
 	if p.subs[n] != nil {
 		return nil
 	}
-	sub, err := b.nc.Subscribe(subjects.PartitionSubject(b.prefix, n)+".api.>", func(m *nats.Msg) { b.handle(msgRequest{m}) })
+	sub, err := b.nc.Subscribe(subjects.PartitionSubject(b.prefix, n)+".api.>", func(m *nats.Msg) {
+		p.requests.Add(1)
+		b.handle(msgRequest{m})
+	})
 	if err != nil {
 		return fmt.Errorf("broker: subscribe partition %d: %w", n, err)
 	}

@@ -302,6 +302,9 @@ func TestPartitioned_Static(t *testing.T) {
 		if st.Partitions != "3-5" {
 			t.Errorf("stats partitions = %q, want 3-5", st.Partitions)
 		}
+		if st.PartitionRequests == 0 {
+			t.Error("stats partition_requests = 0, want the requests received")
+		}
 	})
 }
 

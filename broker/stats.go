@@ -146,6 +146,7 @@ func (b *Broker) summaryCounts() summaryCounts {
 			c.requests += uint64(ep.NumRequests)
 		}
 	}
+	c.requests += b.partitionRequests()
 	for _, ep := range b.eps {
 		c.errors += ep.errors.Load()
 	}
@@ -214,10 +215,16 @@ type Stats struct {
 	WaitP50           float64 `json:"wait_p50_ms"`    // time requests waited in the worker before being applied, since start
 	WaitP99           float64 `json:"wait_p99_ms"`
 	WaitMax           float64 `json:"wait_max_ms"`
-	Goroutines        int     `json:"goroutines"`           // of the whole process
-	Errors            uint64  `json:"errors"`               // error replies of this endpoint
-	Partitions        string  `json:"partitions,omitempty"` // partitioned mode: the partitions served now ("0-3,7")
-	NotServed         uint64  `json:"not_served,omitempty"` // partitioned mode: requests refused, their partition not served here
+	Goroutines        int     `json:"goroutines"` // of the whole process
+	Errors            uint64  `json:"errors"`     // error replies of this endpoint
+
+	// Partitioned mode only (see Options.Partitioning): the partitions
+	// served now ("0-3,7"), the requests refused for a partition not
+	// served here, and the requests the partitions' subscriptions
+	// received (micro counts only its endpoints').
+	Partitions        string `json:"partitions,omitempty"`
+	NotServed         uint64 `json:"not_served,omitempty"`
+	PartitionRequests uint64 `json:"partition_requests,omitempty"`
 }
 
 // noStream is the endpoint of subjects that name an operation but no

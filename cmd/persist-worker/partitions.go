@@ -42,8 +42,10 @@ func (p *partitionFlags) validate() error {
 	p.options = broker.Partitioning{Count: p.Count, Bucket: p.LeaseBucket, LeaseTTL: p.LeaseTTL, Replicas: p.LeaseReplicas}
 	if p.Partitions == "auto" {
 		switch {
-		case p.LeaseTTL < 3*time.Millisecond:
-			return command.Usagef("invalid --lease-ttl %v: too short", p.LeaseTTL)
+		case p.LeaseTTL < time.Second:
+			// Renewed every third, each write given a sixth: shorter
+			// than that, a busy server would cost partitions.
+			return command.Usagef("invalid --lease-ttl %v: at least 1s", p.LeaseTTL)
 		case p.LeaseReplicas < 1 || p.LeaseReplicas > 5:
 			return command.Usagef("invalid --lease-replicas %d: 1 to 5", p.LeaseReplicas)
 		}

@@ -44,6 +44,7 @@ func TestParseConfig_Partitions(t *testing.T) {
 		{"--partitions", "0", "--partition-count", "0"},
 		{"--partitions", "0", "--partition-count", "2000"},
 		{"--partitions", "auto", "--lease-ttl", "0s"},
+		{"--partitions", "auto", "--lease-ttl", "500ms"},
 		{"--partitions", "auto", "--lease-replicas", "0"},
 	} {
 		_, err := parseConfig(bad, env{}.lookup)
