@@ -328,6 +328,39 @@ func TestPartitioned_Leases(t *testing.T) {
 	for i := range 3 {
 		bs = append(bs, startPartitioned(t, nodes[i], lease, archive, h))
 	}
+	// All along, no partition is served by two workers at once: each
+	// sample reads the workers one after the other, and a later worker
+	// may claim a partition only well after an earlier one stopped.
+	all := make(chan []*Broker, 1)
+	all <- slices.Clone(bs)
+	stopSampling := make(chan struct{})
+	sampled := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stopSampling:
+				sampled <- nil
+				return
+			default:
+			}
+			cur := <-all
+			for n, o := range owners(cur...) {
+				if len(o) > 1 {
+					all <- cur
+					sampled <- fmt.Errorf("partition %d served by workers %v at once", n, o)
+					return
+				}
+			}
+			all <- cur
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() {
+		close(stopSampling)
+		if err := <-sampled; err != nil {
+			t.Error(err)
+		}
+	}()
 	waitFor30(t, "the partitions spread evenly over three workers", func() bool { return evenlyServed(bs...) })
 	client := connectNode(t, nodes[0])
 	streams := testStreams(t)
@@ -341,6 +374,8 @@ func TestPartitioned_Leases(t *testing.T) {
 	// move.
 	was := owners(bs...)
 	bs = append(bs, startPartitioned(t, nodes[0], lease, archive, h))
+	<-all
+	all <- slices.Clone(bs)
 	waitFor30(t, "the partitions spread evenly over four workers", func() bool { return evenlyServed(bs...) })
 	for n, o := range owners(bs...) {
 		if o[0] != 3 && o[0] != was[n][0] {
