@@ -82,6 +82,8 @@ type partitions struct {
 
 	refused  atomic.Uint64 // requests refused: partition not served here
 	requests atomic.Uint64 // requests received on the partition subscriptions
+	wrong    atomic.Uint64 // of refused, on the wrong partition's subject
+	wrongLog logEvery
 
 	mu   sync.Mutex
 	subs map[int]*nats.Subscription
@@ -340,8 +342,10 @@ func (b *Broker) parseSubject(subject string) (op, stream string, err error) {
 	switch {
 	case errors.Is(err, subjects.ErrWrongPartition):
 		p.refused.Add(1)
-		b.log.Warn("request on the wrong partition: published past the mapping, or the servers map to another number of partitions",
-			"subject", subject, "partition_count", p.count, "err", err)
+		if since, ok := p.wrongLog.due(p.wrong.Add(1)); ok {
+			b.log.Warn("requests on the wrong partition: published past the mapping, or the servers map to another number of partitions than --partition-count",
+				"requests", since, "subject", subject, "partition_count", p.count, "err", err)
+		}
 		return op, stream, subjects.ErrUnavailable.WithDescription(err.Error())
 	case err != nil:
 		return op, "", subjects.ErrInvalidStream.WithDescription(err.Error())
