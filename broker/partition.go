@@ -300,9 +300,10 @@ func (b *Broker) unsubscribePartition(n int) {
 	}
 }
 
-// stopPartitionSubs drains every partition subscription, for Shutdown:
-// the partitions are still served (leases renewed) until their requests
-// were answered and their streams closed.
+// stopPartitionSubs drains every partition subscription, for Shutdown
+// and for a worker that found another it cannot share the prefix with
+// (yield): the partitions are still served (leases renewed) until their
+// requests were answered and their streams closed.
 func (b *Broker) stopPartitionSubs() {
 	if b.parts == nil {
 		return

@@ -485,3 +485,43 @@ func retrySet(tb testing.TB, nc *nats.Conn, stream string) (uint64, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPartitioned_YieldStopsPartitions: a worker that finds an older one
+// serving some of its static partitions stops its partition
+// subscriptions, not only its endpoints.
+func TestPartitioned_YieldStopsPartitions(t *testing.T) {
+	s := runServer(t)
+	older, err := newBroker(connect(t, s), Options{DataDir: t.TempDir(), InstanceCheckInterval: -1,
+		Partitioning: Partitioning{Count: testPartitions, Static: []int{3, 4}}}, hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { older.Shutdown(context.Background()) })
+	// Started with its checks off, so that it starts beside the older one.
+	younger, err := newBroker(connect(t, s), Options{DataDir: t.TempDir(), InstanceCheckInterval: -1,
+		Partitioning: Partitioning{Count: testPartitions, Static: []int{0, 1, 2, 3}}}, hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { younger.Shutdown(context.Background()) })
+	if !younger.yield() {
+		t.Fatal("yield() = false beside an older worker serving partition 3")
+	}
+	select {
+	case err := <-younger.Conflict():
+		if !errors.Is(err, ErrPrefixInUse) || !strings.Contains(err.Error(), "partitions 3 too") {
+			t.Errorf("Conflict() = %v, want ErrPrefixInUse naming partition 3", err)
+		}
+	default:
+		t.Error("no error on Conflict()")
+	}
+	younger.parts.mu.Lock()
+	subs := len(younger.parts.subs)
+	younger.parts.mu.Unlock()
+	if subs != 0 {
+		t.Errorf("%d partition subscriptions left after yield, want 0", subs)
+	}
+	if older.yield() {
+		t.Error("the older worker yielded")
+	}
+}

@@ -252,6 +252,7 @@ func (b *Broker) yield() bool {
 		if serr := b.svc.Stop(); serr != nil {
 			b.log.Error("stop service", "err", serr)
 		}
+		b.stopPartitionSubs()
 		select {
 		case b.conflict <- err:
 		default:
