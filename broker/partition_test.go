@@ -328,39 +328,7 @@ func TestPartitioned_Leases(t *testing.T) {
 	for i := range 3 {
 		bs = append(bs, startPartitioned(t, nodes[i], lease, archive, h))
 	}
-	// All along, no partition is served by two workers at once: each
-	// sample reads the workers one after the other, and a later worker
-	// may claim a partition only well after an earlier one stopped.
-	all := make(chan []*Broker, 1)
-	all <- slices.Clone(bs)
-	stopSampling := make(chan struct{})
-	sampled := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-stopSampling:
-				sampled <- nil
-				return
-			default:
-			}
-			cur := <-all
-			for n, o := range owners(cur...) {
-				if len(o) > 1 {
-					all <- cur
-					sampled <- fmt.Errorf("partition %d served by workers %v at once", n, o)
-					return
-				}
-			}
-			all <- cur
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	defer func() {
-		close(stopSampling)
-		if err := <-sampled; err != nil {
-			t.Error(err)
-		}
-	}()
+	sampler := startSampler(t, bs...)
 	waitFor30(t, "the partitions spread evenly over three workers", func() bool { return evenlyServed(bs...) })
 	client := connectNode(t, nodes[0])
 	streams := testStreams(t)
@@ -374,8 +342,7 @@ func TestPartitioned_Leases(t *testing.T) {
 	// move.
 	was := owners(bs...)
 	bs = append(bs, startPartitioned(t, nodes[0], lease, archive, h))
-	<-all
-	all <- slices.Clone(bs)
+	sampler.add(bs[3])
 	waitFor30(t, "the partitions spread evenly over four workers", func() bool { return evenlyServed(bs...) })
 	for n, o := range owners(bs...) {
 		if o[0] != 3 && o[0] != was[n][0] {
@@ -454,6 +421,95 @@ func TestPartitioned_Leases(t *testing.T) {
 		}
 		if seq != 3 {
 			t.Errorf("set %s (partition %d) after the cut: seq %d, want 3", s, subjects.Partition(s, testPartitions), seq)
+		}
+	}
+}
+
+// ownerSampler checks, every millisecond until the test ends, that no
+// partition is served by two of its brokers at once. Each sample reads
+// the brokers one after the other; a later broker may claim a partition
+// only well after an earlier one stopped serving it, so a sample never
+// sees two owners unless two served at once.
+type ownerSampler struct {
+	mu  sync.Mutex
+	bs  []*Broker
+	err error
+}
+
+func startSampler(t *testing.T, bs ...*Broker) *ownerSampler {
+	s := &ownerSampler{bs: slices.Clone(bs)}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			s.mu.Lock()
+			for n, o := range owners(s.bs...) {
+				if len(o) > 1 && s.err == nil {
+					s.err = fmt.Errorf("partition %d served by workers %v at once", n, o)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		if s.err != nil {
+			t.Error(s.err)
+		}
+	})
+	return s
+}
+
+func (s *ownerSampler) add(b *Broker) {
+	s.mu.Lock()
+	s.bs = append(s.bs, b)
+	s.mu.Unlock()
+}
+
+// TestPartitioned_NodeRestart restarts the node of one of two leasing
+// workers: it reconnects to another node and the two serve every
+// partition again, never one partition both at once, and writes go on.
+func TestPartitioned_NodeRestart(t *testing.T) {
+	nodes := startPartitionCluster(t)
+	lease := Partitioning{Count: testPartitions, LeaseTTL: 2 * time.Second, Replicas: 3}
+	var bs []*Broker
+	for i := range 2 {
+		nc, err := nats.Connect(nodes[i].srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		b, err := newBroker(nc, Options{DataDir: t.TempDir(), Partitioning: lease}, hooks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Shutdown(context.Background()) })
+		bs = append(bs, b)
+	}
+	startSampler(t, bs...)
+	waitFor30(t, "the partitions spread over two workers", func() bool { return evenlyServed(bs...) })
+	client := connectNode(t, nodes[2])
+	streams := testStreams(t)
+	for _, s := range streams {
+		if _, err := retrySet(t, client, s); err != nil {
+			t.Fatalf("set %s: %v", s, err)
+		}
+	}
+	nodes[0].srv.Shutdown()
+	nodes[0].srv.WaitForShutdown()
+	nodes[0].start(t)
+	waitFor30(t, "the partitions served by the two workers again", func() bool {
+		return evenlyServed(bs...) && bs[0].nc.IsConnected()
+	})
+	for _, s := range streams {
+		if _, err := retrySet(t, client, s); err != nil {
+			t.Fatalf("set %s after the restart: %v", s, err)
 		}
 	}
 }
