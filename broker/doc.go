@@ -151,8 +151,8 @@
 // does: [ErrPrefixInUse], naming it. The same check runs every
 // [Options.InstanceCheckInterval] and at every reconnect; of two brokers
 // that find each other, the younger (later start in STATS, then greater
-// id) stops its endpoints and sends the error on [Broker.Conflict]; the
-// older keeps serving (single.go).
+// id) stops its endpoints (and partition subscriptions) and sends the
+// error on [Broker.Conflict]; the older keeps serving (single.go).
 //
 // [Broker.Shutdown] stops the service and waits, without polling, until
 // the handlers returned for every request received (a flush, then a
