@@ -162,8 +162,8 @@ type hooks struct {
 	summaryTick <-chan time.Time
 
 	// mayServe, when set, is asked before a stream is opened whether
-	// this worker may serve it; an error is answered instead. It is the
-	// place for a later partition-ownership check.
+	// this worker may serve it; an error is answered instead. (The
+	// partition check, mayApply, runs before every batch.)
 	mayServe func(stream string) error
 
 	// claimed, when set, is called when a lease of partition n was

@@ -77,8 +77,9 @@
 // [Options.MaxStreamsPerNamespace] and [Options.MaxStreams] are counted
 // from disk the first time a stream is created under them, so that
 // start-up never scans the data directory. The hooks' mayServe, when set,
-// is asked before a stream is opened whether this worker may serve it: the
-// place for a partition-ownership check.
+// is asked before a stream is opened whether this worker may serve it (a
+// fault-injection point for the tests; the partition check is earlier, see
+// "Partitions").
 //
 // # Locks
 //

@@ -38,10 +38,9 @@ var ErrPrefixInUse = errors.New("another worker serves this prefix")
 // instance is another micro service found serving the broker's prefix.
 type instance struct {
 	name, id, version string
-	started           time.Time         // zero: unknown
-	subject           string            // one of its endpoint subjects under the prefix
-	metadata          map[string]string // its service metadata: partitions (partition.go)
-	clash             string            // why it cannot serve beside this one (partitioned mode)
+	started           time.Time // zero: unknown
+	subject           string    // one of its endpoint subjects under the prefix
+	clash             string    // why it cannot serve beside this one (partitioned mode)
 }
 
 // String names the instance for an error message; its parts come from
@@ -109,7 +108,7 @@ func (b *Broker) others(self string) ([]instance, error) {
 		for _, ep := range info.Endpoints {
 			if strings.HasPrefix(ep.Subject, api) {
 				seen[info.ID] = true
-				in := instance{name: info.Name, id: info.ID, version: info.Version, subject: ep.Subject, metadata: info.Metadata}
+				in := instance{name: info.Name, id: info.ID, version: info.Version, subject: ep.Subject}
 				if b.parts != nil {
 					if in.clash = b.parts.clash(info.Metadata); in.clash == "" {
 						break
