@@ -291,8 +291,8 @@ func TestBroker_Changes(t *testing.T) {
 	})
 	t.Run("Ahead", func(t *testing.T) {
 		_, end := f.changesPage(t, s, `{"after_revision":10}`)
-		if werr := replyError(end); werr == nil || werr.Code != 410 || werr.Reason != "revision_gone" {
-			t.Fatalf("changes after 10 of a stream at 9 = %v, want 410 revision_gone", werr)
+		if werr := replyError(end); werr == nil || werr.Code != 410 || werr.Reason != "revision_gone" || !strings.Contains(werr.Description, "ahead") {
+			t.Fatalf("changes after 10 of a stream at 9 = %v, want 410 revision_gone, ahead", werr)
 		}
 	})
 }
@@ -481,4 +481,34 @@ func TestEncode_DeleteEventAsJSON(t *testing.T) {
 			t.Errorf("appendDeleteEvent(%v, %q) = %s, want %s", c.Ranges, c.Keys, got, want)
 		}
 	}
+}
+
+// FuzzChangesBody checks changes bodies against the protocol's reading:
+// an object of after_revision, max_msgs and max_bytes, each a
+// non-negative integer, all optional; anything else is a 400.
+func FuzzChangesBody(f *testing.F) {
+	addBodies(f)
+	f.Add([]byte(`{"after_revision":7,"max_msgs":2,"max_bytes":100}`))
+	f.Add([]byte(`{"after_revision":18446744073709551615}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var want subjects.ChangesRequest
+		ok := true
+		if !oracleEmpty(body) {
+			var fs map[string]json.RawMessage
+			fs, ok = oracleFields(body, "after_revision", "max_msgs", "max_bytes")
+			for name, r := range fs {
+				var okv bool
+				switch name {
+				case "after_revision":
+					want.AfterRevision, okv = oracleUint(r)
+				case "max_msgs":
+					want.MaxMsgs, okv = oracleUint(r)
+				case "max_bytes":
+					want.MaxBytes, okv = oracleUint(r)
+				}
+				ok = ok && okv
+			}
+		}
+		checkBody(t, subjects.OpChanges, body, want, ok, func(j *job) subjects.ChangesRequest { return j.changes })
+	})
 }

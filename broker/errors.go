@@ -26,6 +26,7 @@ var wireErrors = []struct {
 	{store.ErrRateLimited, subjects.ErrRateLimited, true},
 	{store.ErrLimitReached, subjects.ErrLimitReached, true},
 	{store.ErrTTLDisabled, subjects.ErrTTLDisabled, true},
+	{store.ErrRevisionGone, subjects.ErrRevisionGone, false},
 	{store.ErrInvalid, subjects.ErrBadRequest, true},
 	{store.ErrCorrupt, subjects.ErrDamaged, false},
 	{store.ErrStorageFull, subjects.ErrStorageFull, false},

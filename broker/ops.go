@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go"
 
@@ -398,8 +399,8 @@ func (b *Broker) changes(e *entry, j *job) error {
 		return b.nc.PublishMsg(&msg)
 	})
 	switch {
-	case errors.Is(err, store.ErrRevisionGone):
-		return subjects.ErrRevisionGone
+	case errors.Is(err, store.ErrRevisionGone) && q.AfterRevision > res.Revision:
+		return subjects.ErrRevisionGone.WithDescription(fmt.Sprintf("revision %d is ahead of the stream's %d (a stream of that name was destroyed); re-read the stream with getall", q.AfterRevision, res.Revision))
 	case errors.Is(err, nats.ErrMaxPayload):
 		// A delete that removed very many keyed messages, say: the
 		// client reads the stream again, as after a change dropped.

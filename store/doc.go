@@ -203,7 +203,7 @@
 // row and the expiry deadline (two with max_age); and PRAGMA
 // synchronous. In BenchmarkOpenGet's profile nearly half of it is SQLite
 // opening the connection and reading its schema (the query on
-// sqlite_schema, parsing its seven CREATE statements, opening the -wal),
+// sqlite_schema, parsing its eight CREATE statements, opening the -wal),
 // a fifth the load query (mostly preparing it: its subqueries find the
 // expiry deadline); in BenchmarkOpenCloseCycle's, reading the -wal back
 // is about a tenth. The schema itself is a small part: a file with the

@@ -200,6 +200,15 @@ func (s natsContext) options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// connectFor is connect for a verb on stream, whose name is checked
+// first (a bad name is a usage error, before any connection).
+func (c *cli) connectFor(stream string) (*client.Client, *nats.Conn, error) {
+	if err := checkStream(stream); err != nil {
+		return nil, nil, err
+	}
+	return c.connect()
+}
+
 // connect opens the NATS connection and returns a client on it; close
 // ends the connection.
 func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {

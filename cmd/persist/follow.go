@@ -203,10 +203,7 @@ func (c *cli) declareChanges(app *kingpin.Application) {
 	cmd.Arg("stream", "Stream name.").Required().StringVar(&stream)
 	cmd.Flag("after", "The revision to start after (0: everything still kept).").PlaceHolder("REVISION").Uint64Var(&after)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
-		if err := checkStream(stream); err != nil {
-			return err
-		}
-		cl, nc, err := c.connect()
+		cl, nc, err := c.connectFor(stream)
 		if err != nil {
 			return err
 		}

@@ -56,10 +56,7 @@ func (c *cli) declareInfo(app *kingpin.Application) {
 	cmd := app.Command("info", "Show a stream's counts, seqs, revision and configuration.")
 	cmd.Arg("stream", "Stream name.").Required().StringVar(&stream)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
-		if err := checkStream(stream); err != nil {
-			return err
-		}
-		cl, nc, err := c.connect()
+		cl, nc, err := c.connectFor(stream)
 		if err != nil {
 			return err
 		}
@@ -99,10 +96,7 @@ func (c *cli) declareKeys(app *kingpin.Application) {
 	cmd.Arg("stream", "Stream name.").Required().StringVar(&stream)
 	cmd.Flag("after", "Start after this key.").PlaceHolder("KEY").StringVar(&after)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
-		if err := checkStream(stream); err != nil {
-			return err
-		}
-		cl, nc, err := c.connect()
+		cl, nc, err := c.connectFor(stream)
 		if err != nil {
 			return err
 		}
