@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -118,6 +119,11 @@ type Options struct {
 	// every check off: only for tests that run two brokers on one prefix
 	// on purpose, since two workers on a prefix split its streams.
 	InstanceCheckInterval time.Duration
+
+	// Partitioning turns on partitioned serving: this worker serves some
+	// of the prefix's partitions, others the rest (partition.go). The
+	// zero value is off.
+	Partitioning Partitioning
 }
 
 // streamAPI is what the broker uses of a [store.Stream].
@@ -156,9 +162,13 @@ type hooks struct {
 	summaryTick <-chan time.Time
 
 	// mayServe, when set, is asked before a stream is opened whether
-	// this worker may serve it; an error is answered instead. It is the
-	// place for a later partition-ownership check.
+	// this worker may serve it; an error is answered instead. (The
+	// partition check, mayApply, runs before every batch.)
 	mayServe func(stream string) error
+
+	// claimed, when set, is called when a lease of partition n was
+	// created, before n is served.
+	claimed func(n int)
 }
 
 // Broker serves the Persist protocol on one NATS connection.
@@ -220,6 +230,7 @@ type Broker struct {
 
 	stats counters
 	eps   map[string]*endpoint // by endpoint name: each op, and noStream
+	parts *partitions          // nil: not partitioned
 
 	damaged sync.Map // stream -> struct{}: damaged files already logged
 
@@ -335,6 +346,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if opts.InstanceCheckInterval == 0 {
 		b.opts.InstanceCheckInterval = DefaultInstanceCheckInterval
 	}
+	if b.parts, err = newPartitions(opts.Partitioning, opts.Prefix); err != nil {
+		return nil, err
+	}
 	if err := b.checkAlone(); err != nil {
 		return nil, err
 	}
@@ -353,13 +367,17 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 			prevErr(c, sub, err)
 		}
 	})
+	metadata := b.serviceMetadata(opts.Metadata)
+	if b.parts != nil {
+		maps.Copy(metadata, b.parts.metadata())
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:         opts.Name,
 		Version:      Version,
 		Description:  "Persist: durable message streams",
 		QueueGroup:   opts.QueueGroup,
 		StatsHandler: b.statsData,
-		Metadata:     b.serviceMetadata(opts.Metadata),
+		Metadata:     metadata,
 	})
 	if err != nil {
 		nc.SetErrorHandler(prevErr)
@@ -377,6 +395,9 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	pending := micro.WithEndpointPendingLimits(max(h.queues.all, nats.DefaultSubPendingMsgsLimit),
 		max(h.queues.allBytes, nats.DefaultSubPendingBytesLimit))
 	for _, op := range subjects.Ops {
+		if b.parts != nil {
+			break // the partitions' subscriptions take the requests
+		}
 		subj := b.prefix + ".api." + op + ".>"
 		ep := b.eps[op]
 		handler := func(req micro.Request) {
@@ -393,6 +414,15 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		return fail(noStream, err)
 	}
 	b.svc = svc
+	if b.parts != nil {
+		if err := b.startPartitions(); err != nil {
+			b.stopPartitionSubs()
+			b.releasePartitions()
+			_ = svc.Stop()
+			nc.SetErrorHandler(prevErr)
+			return nil, err
+		}
+	}
 	for range runWorkers {
 		b.pools.Go(b.worker)
 	}
@@ -483,6 +513,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 	if err := b.svc.Stop(); err != nil {
 		errs = append(errs, err)
 	}
+	b.stopPartitionSubs()
 	b.waitDrained(ctx, live)
 	// From here on, a request not yet started when live is done is
 	// answered 503 (a reply that goes nowhere once NATS is gone) and not
@@ -537,6 +568,7 @@ func (b *Broker) shutdown(ctx context.Context) error {
 		})
 	}
 	closing.Wait()
+	b.releasePartitions()
 	b.releaseDir()
 	if live.Err() == nil {
 		fctx := live
@@ -609,9 +641,9 @@ func (b *Broker) handle(req micro.Request) {
 			b.replyError(op, name, reply, subjects.ErrInternal)
 		}
 	}()
-	op, name, err = subjects.ParseAPI(b.prefix, req.Subject())
+	op, name, err = b.parseSubject(req.Subject())
 	if err != nil {
-		b.replyError(op, "", reply, subjects.ErrInvalidStream.WithDescription(err.Error()))
+		b.replyError(op, name, reply, err)
 		return
 	}
 	if h := b.hooks.onRequest; h != nil {

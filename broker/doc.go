@@ -4,8 +4,8 @@
 // <prefix>.ev.<stream>, keeping the streams themselves in package store.
 //
 // [New] registers a nats.go micro service with one endpoint per operation,
-// in a queue group (reserved for partitioned workers: one worker serves a
-// prefix today, see "Start-up checks"). The endpoint
+// in a queue group (one worker serves a prefix, see "Start-up checks";
+// several share it in partitions, see "Partitions"). The endpoint
 // handler only checks the subject and the queue bounds (which count a
 // request's body, headers and reply subject), then appends the raw
 // request to its stream's queue; parsing is the stream's work. A list,
@@ -77,8 +77,9 @@
 // [Options.MaxStreamsPerNamespace] and [Options.MaxStreams] are counted
 // from disk the first time a stream is created under them, so that
 // start-up never scans the data directory. The hooks' mayServe, when set,
-// is asked before a stream is opened whether this worker may serve it: the
-// place for a partition-ownership check.
+// is asked before a stream is opened whether this worker may serve it (a
+// fault-injection point for the tests; the partition check is earlier, see
+// "Partitions").
 //
 // # Locks
 //
@@ -151,8 +152,8 @@
 // does: [ErrPrefixInUse], naming it. The same check runs every
 // [Options.InstanceCheckInterval] and at every reconnect; of two brokers
 // that find each other, the younger (later start in STATS, then greater
-// id) stops its endpoints and sends the error on [Broker.Conflict]; the
-// older keeps serving (single.go).
+// id) stops its endpoints (and partition subscriptions) and sends the
+// error on [Broker.Conflict]; the older keeps serving (single.go).
 //
 // [Broker.Shutdown] stops the service and waits, without polling, until
 // the handlers returned for every request received (a flush, then a
@@ -162,4 +163,49 @@
 // connected, nothing can be answered, so requests not yet started are not
 // applied (answered 503 into nothing), every stream is closed at once, no
 // flush is waited for, and it returns nil.
+//
+// # Partitions
+//
+// With [Options.Partitioning] (partition.go, lease.go) several workers
+// share a prefix: the NATS servers map each request to
+// <prefix>.part.<n>.api.<op>.<stream>, n being [subjects.Partition] of
+// its namespace, and the worker serving n receives it on a plain (not
+// queue) subscription per partition, <prefix>.part.<n>.api.>, instead of
+// the per-operation endpoints; the no_stream endpoint stays in the queue
+// group. Partition n is served while the time is before its deadline
+// (partitions.until): forever for a static set (Partitioning.Static),
+// and for a lease the time its latest write was sent plus the TTL less a
+// quarter. The handler checks the subject (a stream in another partition
+// than the subject's: published past the mapping, or servers with
+// another count) and the deadline; a worker checks the deadline again
+// before it applies a batch, and so before it opens a stream. Either
+// refusal is 503 unavailable, never applied, and counted in [Stats]
+// (not_served). A subscription of a partition given up is drained (what
+// it had is refused) and its idle streams are closed, so that one coming
+// back is opened afresh: store.Open restores a file from the archive
+// whenever the archive's copy has the higher revision, or there is no
+// local file.
+//
+// Leases (no Static) are keys of a JetStream key/value bucket whose TTL
+// is the lease's: "p.<n>" holds the id of partition n's worker, "w.<id>"
+// says worker id is alive. Every third of the TTL a worker rewrites its
+// member key, renews each lease at the revision it last wrote, reads the
+// latest values (a watch may skip revisions: only the latest value and
+// revision-checked writes are relied on), and moves towards its share,
+// ceil(partitions / live workers): it gives up its highest partitions
+// beyond it (stop serving, then delete at the revision) and creates the
+// leases of free ones below it. A renewal refused for its revision stops
+// n at once; one that cannot be sent stops it at the deadline, before the
+// server can expire the key (it stamps the write no earlier than it was
+// sent) and so before another worker can create it. Shutdown drains the
+// partition subscriptions with the endpoints, keeps renewing while it
+// answers and closes the streams (which writes their archive copies), and
+// only then deletes its keys, so the next owners restore what was
+// acknowledged.
+//
+// The one-worker check, in partitioned mode, refuses only a worker that
+// cannot share the prefix: not partitioned, another number of partitions,
+// static beside leasing, or static partitions in common (the service
+// metadata partition_count and partitions, "leases" or the static set,
+// which nats micro info shows; the partitions served now are in the stats).
 package broker

@@ -40,6 +40,7 @@ type instance struct {
 	name, id, version string
 	started           time.Time // zero: unknown
 	subject           string    // one of its endpoint subjects under the prefix
+	clash             string    // why it cannot serve beside this one (partitioned mode)
 }
 
 // String names the instance for an error message; its parts come from
@@ -52,7 +53,11 @@ func (in instance) String() string {
 	if !in.started.IsZero() {
 		s += " started " + in.started.UTC().Format(time.RFC3339Nano)
 	}
-	return s + " (endpoint " + printable(in.subject) + ")"
+	s += " (endpoint " + printable(in.subject) + ")"
+	if in.clash != "" {
+		s += ": " + in.clash
+	}
+	return s
 }
 
 // printable bounds s to 64 bytes and replaces what is not a printable,
@@ -81,7 +86,9 @@ func (in instance) olderThan(startedOther time.Time, idOther string) bool {
 // others asks every micro service on the connection ($SRV.INFO) which
 // serve an endpoint under <prefix>.api., whatever their name, and returns
 // those whose id is not self, with their STATS (version, start time) where
-// they answer. Nothing to ask (not connected) is an error.
+// they answer. A partitioned broker keeps only those that cannot serve
+// beside it (see partitions.clash). Nothing to ask (not connected) is an
+// error.
 func (b *Broker) others(self string) ([]instance, error) {
 	if !b.nc.IsConnected() {
 		return nil, nats.ErrConnectionReconnecting
@@ -101,7 +108,13 @@ func (b *Broker) others(self string) ([]instance, error) {
 		for _, ep := range info.Endpoints {
 			if strings.HasPrefix(ep.Subject, api) {
 				seen[info.ID] = true
-				found = append(found, instance{name: info.Name, id: info.ID, version: info.Version, subject: ep.Subject})
+				in := instance{name: info.Name, id: info.ID, version: info.Version, subject: ep.Subject}
+				if b.parts != nil {
+					if in.clash = b.parts.clash(info.Metadata); in.clash == "" {
+						break
+					}
+				}
+				found = append(found, in)
 				break
 			}
 		}
@@ -174,7 +187,7 @@ func (b *Broker) checkAlone() error {
 		return nil
 	}
 	if len(found) > 0 {
-		return fmt.Errorf("broker: %w %s.api.>: %s; until partitioned workers exist, run one worker per prefix", ErrPrefixInUse, b.prefix, found[0])
+		return fmt.Errorf("broker: %w %s.api.>: %s; run one worker per prefix, or partitioned workers that share the partitions", ErrPrefixInUse, b.prefix, found[0])
 	}
 	return nil
 }
@@ -238,6 +251,7 @@ func (b *Broker) yield() bool {
 		if serr := b.svc.Stop(); serr != nil {
 			b.log.Error("stop service", "err", serr)
 		}
+		b.stopPartitionSubs()
 		select {
 		case b.conflict <- err:
 		default:

@@ -45,11 +45,12 @@ func (b *Broker) statsData(ep *micro.Endpoint) any {
 	if e := b.eps[ep.Name]; e != nil {
 		own.Errors = e.errors.Load()
 	}
-	if ep.Name != WorkerStatsEndpoint {
+	if ep.Name != b.workerStatsEndpoint() {
 		return own
 	}
 	s := b.workerStats()
 	s.Errors = own.Errors
+	b.partitionStats(&s)
 	return s
 }
 
@@ -145,6 +146,7 @@ func (b *Broker) summaryCounts() summaryCounts {
 			c.requests += uint64(ep.NumRequests)
 		}
 	}
+	c.requests += b.partitionRequests()
 	for _, ep := range b.eps {
 		c.errors += ep.errors.Load()
 	}
@@ -215,6 +217,14 @@ type Stats struct {
 	WaitMax           float64 `json:"wait_max_ms"`
 	Goroutines        int     `json:"goroutines"` // of the whole process
 	Errors            uint64  `json:"errors"`     // error replies of this endpoint
+
+	// Partitioned mode only (see Options.Partitioning): the partitions
+	// served now ("0-3,7"), the requests refused for a partition not
+	// served here, and the requests the partitions' subscriptions
+	// received (micro counts only its endpoints').
+	Partitions        string `json:"partitions,omitempty"`
+	NotServed         uint64 `json:"not_served,omitempty"`
+	PartitionRequests uint64 `json:"partition_requests,omitempty"`
 }
 
 // noStream is the endpoint of subjects that name an operation but no

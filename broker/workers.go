@@ -222,6 +222,12 @@ func (b *Broker) apply(e *entry, batch []*job) {
 			}
 		}
 	}()
+	if err := b.mayApply(e.name); err != nil {
+		for _, j := range batch {
+			b.replyError(j.op, e.name, j.reply, err)
+		}
+		return
+	}
 	if h := b.hooks.beforeJob; h != nil {
 		h(batch[0].op, e.name)
 	}

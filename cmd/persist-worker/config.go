@@ -69,6 +69,8 @@ type config struct {
 
 	InstanceCheckInterval time.Duration
 
+	Partitions partitionFlags
+
 	// Filled in by validation.
 	listenHost string
 	listenPort int
@@ -84,7 +86,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server (port 0 picks a free port); ignored with --nats-url")
 	fs.StringVar(&cfg.Prefix, "prefix", subjects.DefaultPrefix, "first `token`(s) of every subject the worker serves and publishes")
 	fs.StringVar(&cfg.Name, "name", "persist", "service `name` shown by 'nats micro ls'")
-	fs.StringVar(&cfg.QueueGroup, "queue-group", "persist", "queue `group` of the request subscriptions. Reserved for partitioned workers to come: one worker serves a prefix today (a second one is refused, see --instance-check-interval), so the group changes nothing yet")
+	fs.StringVar(&cfg.QueueGroup, "queue-group", "persist", "queue `group` of the request subscriptions. One worker serves a prefix (a second one is refused, see --instance-check-interval) unless --partitions is given, and then each partition has a plain subscription of its own: the group matters only to the requests that name no stream")
 	fs.StringVar(&cfg.Creds, "nats-creds", "", "NATS credentials `file` (JWT and nkey seed) for --nats-url")
 	fs.StringVar(&cfg.NKey, "nats-nkey", "", "`file` holding an nkey seed to authenticate with at --nats-url")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM `file` of the CA(s) that sign the server's certificate")
@@ -110,6 +112,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", broker.DefaultSummaryInterval, "log a one-line summary at info (open streams, requests/s, errors, requests shed) every `interval` in which requests arrived; 0: never")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight and for closing the streams")
 	fs.DurationVar(&cfg.InstanceCheckInterval, "instance-check-interval", 10*time.Second, "how often to look for another live worker serving --prefix (also checked at start and at every reconnect); of two, the one started later stops with an error")
+	addPartitionFlags(fs, &cfg.Partitions)
 	return fs
 }
 
@@ -232,6 +235,9 @@ func (c *config) validate() error {
 	}
 	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil || !validLevel(c.LogLevel) {
 		return command.Usagef("invalid --log-level %q: debug, info, warn or error", c.LogLevel)
+	}
+	if err := c.Partitions.validate(); err != nil {
+		return err
 	}
 
 	return c.validateDirs()

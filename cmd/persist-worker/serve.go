@@ -100,6 +100,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		ChangesWindow:          cfg.ChangesWindow,
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
+		Partitioning:           cfg.Partitions.options,
 	})
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
