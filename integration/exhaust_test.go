@@ -451,31 +451,15 @@ func exhaustItems(tag string, n, size int) []byte {
 // for a whole page, false for a 429 overloaded. Anything else fails.
 func exhaustPage(tb testing.TB, nc *nats.Conn, subject string, body []byte) bool {
 	tb.Helper()
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		tb.Fatal(err)
-	}
-	if err := nc.PublishRequest(subject, inbox, body); err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		m, err := sub.NextMsg(5 * time.Minute)
-		if err != nil {
-			tb.Fatalf("getall %s: %v", subject, err)
-		}
-		switch r := exhaustReason(m); {
-		case r == "overloaded":
-			return false
-		case r != "ok":
-			tb.Fatalf("getall %s: %s %s", subject, r, m.Data)
-		case m.Header.Get("Persist-End") != "":
-			return true
-		}
+	_, end := getAllRawWait(tb, nc, subject, body, 5*time.Minute)
+	switch r := exhaustReason(end); r {
+	case "overloaded":
+		return false
+	case "ok":
+		return true
+	default:
+		tb.Fatalf("getall %s: %s %s", subject, r, end.Data)
+		return false
 	}
 }
 

@@ -268,6 +268,13 @@ func dbFiles(tb testing.TB, dir string) []string {
 // page's messages and its terminator (or error reply).
 func getAllRaw(tb testing.TB, nc *nats.Conn, subject string, body []byte) (msgs []*nats.Msg, end *nats.Msg) {
 	tb.Helper()
+	return getAllRawWait(tb, nc, subject, body, 10*time.Second)
+}
+
+// getAllRawWait is getAllRaw waiting at most wait for each message; a
+// no-responders status ends the page too.
+func getAllRawWait(tb testing.TB, nc *nats.Conn, subject string, body []byte, wait time.Duration) (msgs []*nats.Msg, end *nats.Msg) {
+	tb.Helper()
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -281,11 +288,11 @@ func getAllRaw(tb testing.TB, nc *nats.Conn, subject string, body []byte) (msgs 
 		tb.Fatal(err)
 	}
 	for {
-		m, err := sub.NextMsg(10 * time.Second)
+		m, err := sub.NextMsg(wait)
 		if err != nil {
 			tb.Fatalf("getall %s: %v after %d messages", subject, err, len(msgs))
 		}
-		if m.Header.Get("Persist-End") != "" || m.Header.Get("Nats-Service-Error-Code") != "" {
+		if m.Header.Get("Persist-End") != "" || m.Header.Get("Nats-Service-Error-Code") != "" || m.Header.Get("Status") != "" {
 			return msgs, m
 		}
 		msgs = append(msgs, m)
