@@ -20,25 +20,7 @@ import (
 // (or the error reply that ended it).
 func (f *fixture) changesPage(tb testing.TB, stream, body string) (changes []*nats.Msg, end *nats.Msg) {
 	tb.Helper()
-	inbox := nats.NewInbox()
-	sub, err := f.nc.SubscribeSync(inbox)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := f.nc.PublishRequest(subjects.APISubject(subjects.DefaultPrefix, subjects.OpChanges, stream), inbox, []byte(body)); err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		m, err := sub.NextMsg(10 * time.Second)
-		if err != nil {
-			tb.Fatalf("changes %s %s: %v", stream, body, err)
-		}
-		if m.Header.Get(subjects.HeaderEnd) == "true" || replyError(m) != nil {
-			return changes, m
-		}
-		changes = append(changes, m)
-	}
+	return f.pagedReply(tb, subjects.OpChanges, stream, body)
 }
 
 // allChanges reads every page of the changes after revision after, pages

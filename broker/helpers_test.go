@@ -181,19 +181,26 @@ func (f *fixture) set(tb testing.TB, stream, data string, h nats.Header) subject
 // getAll requests one getall page: its messages and the terminator.
 func (f *fixture) getAll(tb testing.TB, stream, body string) (msgs []*nats.Msg, end *nats.Msg) {
 	tb.Helper()
+	return f.pagedReply(tb, subjects.OpGetAll, stream, body)
+}
+
+// pagedReply requests one page of op (getall or changes) on a fresh inbox: its
+// messages and the terminator, or the error reply that ended it.
+func (f *fixture) pagedReply(tb testing.TB, op, stream, body string) (msgs []*nats.Msg, end *nats.Msg) {
+	tb.Helper()
 	inbox := nats.NewInbox()
 	sub, err := f.nc.SubscribeSync(inbox)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	if err := f.nc.PublishRequest(subjects.APISubject(subjects.DefaultPrefix, subjects.OpGetAll, stream), inbox, []byte(body)); err != nil {
+	if err := f.nc.PublishRequest(subjects.APISubject(subjects.DefaultPrefix, op, stream), inbox, []byte(body)); err != nil {
 		tb.Fatal(err)
 	}
 	for {
 		m, err := sub.NextMsg(10 * time.Second)
 		if err != nil {
-			tb.Fatalf("getall %s: %v", stream, err)
+			tb.Fatalf("%s %s %s: %v", op, stream, body, err)
 		}
 		if m.Header.Get(subjects.HeaderEnd) == "true" || replyError(m) != nil {
 			return msgs, m
