@@ -53,14 +53,11 @@ func (c *cli) declareGetAll(app *kingpin.Application) {
 	r.declare(cmd)
 	cmd.Flag("follow", "After the range, print the stream's events until interrupted.").Short('f').BoolVar(&follow)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
-		if err := checkStream(stream); err != nil {
-			return err
-		}
 		q, err := c.query(r)
 		if err != nil {
 			return err
 		}
-		cl, nc, err := c.connect()
+		cl, nc, err := c.connectFor(stream)
 		if err != nil {
 			return err
 		}

@@ -46,14 +46,11 @@ func (c *cli) declareExport(app *kingpin.Application) {
 	r.declare(cmd)
 	prog.declare(cmd)
 	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
-		if err := checkStream(stream); err != nil {
-			return err
-		}
 		q, err := c.query(r)
 		if err != nil {
 			return err
 		}
-		cl, nc, err := c.connect()
+		cl, nc, err := c.connectFor(stream)
 		if err != nil {
 			return err
 		}
