@@ -34,7 +34,15 @@ var benchPayload = func() []byte {
 
 func benchOpen(b *testing.B, cfg *Config) *Stream {
 	b.Helper()
-	s, err := Open(filepath.Join(b.TempDir(), "bench", "s.db"), Options{Create: true, Config: cfg, NoSweep: true, Name: "bench.s"})
+	return benchOpenOpts(b, Options{Config: cfg})
+}
+
+// benchOpenOpts is benchOpen with more options.
+func benchOpenOpts(b *testing.B, opts Options) *Stream {
+	b.Helper()
+	dir := b.TempDir()
+	opts.Create, opts.NoSweep, opts.Name = true, true, "bench.s"
+	s, err := Open(filepath.Join(dir, "bench", "s.db"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +102,20 @@ func cpuTime(b *testing.B) time.Duration {
 func BenchmarkAppendBatch100Sync(b *testing.B) {
 	cfg := subjects.DefaultConfig()
 	cfg.Sync = true
-	s := benchOpen(b, &cfg)
+	benchAppendBatch100(b, benchOpen(b, &cfg))
+}
+
+// BenchmarkAppendBatch100SyncFence is BenchmarkAppendBatch100Sync with a
+// fence: one fence write per 10 or 11 calls.
+func BenchmarkAppendBatch100SyncFence(b *testing.B) {
+	cfg := subjects.DefaultConfig()
+	cfg.Sync = true
+	opts := benchFenceOpts(b)
+	opts.Config = &cfg
+	benchAppendBatch100(b, benchOpenOpts(b, opts))
+}
+
+func benchAppendBatch100(b *testing.B, s *Stream) {
 	ws := make([]Write, 100)
 	for i := range ws {
 		ws[i] = Write{Data: benchPayload}
@@ -112,7 +133,27 @@ func BenchmarkAppendBatch100Sync(b *testing.B) {
 
 // BenchmarkAppendSingle appends one message per call with sync off.
 func BenchmarkAppendSingle(b *testing.B) {
-	s := benchOpen(b, nil)
+	benchAppendSingle(b, benchOpen(b, nil))
+}
+
+// BenchmarkAppendSingleFence is BenchmarkAppendSingle on a stream with a
+// fence (the default Ahead) beside an archive copy on the same disk: one
+// fence write (two fsyncs) per 1025 appends.
+func BenchmarkAppendSingleFence(b *testing.B) {
+	benchAppendSingle(b, benchOpenOpts(b, benchFenceOpts(b)))
+}
+
+// benchFenceOpts are the options of a stream with an archive path that
+// its snapshots never reach in a benchmark, and a fence.
+func benchFenceOpts(b *testing.B) Options {
+	return Options{
+		ArchivePath:     filepath.Join(b.TempDir(), "archive", "s.db"),
+		ArchiveInterval: time.Hour,
+		Fence:           &Fence{Owner: "bench"},
+	}
+}
+
+func benchAppendSingle(b *testing.B, s *Stream) {
 	ws := []Write{{Data: benchPayload}}
 	b.ReportAllocs()
 	cpu := benchCPU(b)
