@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,11 @@ func fenceSnapshot(s *Stream) {
 	s.mu.Unlock()
 	s.timers.Add(1)
 	s.fire()
+	// A stream that had nothing to snapshot left its last snapshot's
+	// time as it was; the next interval starts now either way.
+	s.mu.Lock()
+	s.archive.last = time.Now()
+	s.mu.Unlock()
 }
 
 // fenceWrite appends one message with data and returns its seq.
@@ -415,7 +421,7 @@ func TestFence_Reservation(t *testing.T) {
 			fenceWrite(t, a, "m")
 		}
 		f := c.fence(t)
-		if f.Revision < a.Revision() || f.Seq < a.LastSeq() {
+		if f == nil || f.Revision < a.Revision() || f.Seq < a.LastSeq() {
 			t.Fatalf("after commit %d: fence %+v reserves less than revision %d, seq %d", i, f, a.Revision(), a.LastSeq())
 		}
 		if f.Revision != last {
@@ -645,5 +651,101 @@ func TestFence_ParseRoundTrip(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(path + ".new-*"); len(left) != 0 {
 		t.Fatalf("temporary files left: %q", left)
+	}
+}
+
+// TestFence_Property moves a stream at random between three owners that
+// share its archive, each leaving it cleanly (Close) or not (Abandon: as
+// a killed worker, its file stays as it was), with writes, deletes and
+// archive snapshots in between. No seq is ever given twice with other
+// content; a move after a clean close continues exactly (same messages,
+// same revision); an owner that gets its own file back has all of it; and
+// any other move brings back exactly the last archived state, at a
+// revision past every one acknowledged before.
+func TestFence_Property(t *testing.T) {
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { fenceProperty(t, seed) })
+	}
+}
+
+func fenceProperty(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	c := newFenceCluster(t)
+	c.ahead = uint64(1 + rng.IntN(8))
+	owners := []string{"A", "B", "C"}
+	given := map[uint64]string{} // every seq acknowledged, with its data
+	var maxRev uint64            // the highest revision acknowledged
+	var archived []string        // the archive copy's messages
+	var archivedRev uint64       // and its revision
+	written := 0
+
+	owner := owners[0]
+	s := c.open(t, owner)
+	for step := range 120 {
+		switch op := rng.IntN(10); {
+		case op < 5:
+			ws := make([]Write, 1+rng.IntN(3))
+			for i := range ws {
+				written++
+				ws[i] = Write{Data: fmt.Appendf(nil, "w%d", written)}
+			}
+			res, err := s.Append(ws)
+			if err != nil {
+				t.Fatalf("step %d: %s: Append() = %v", step, owner, err)
+			}
+			for i, r := range res {
+				if old, ok := given[r.Seq]; ok && old != string(ws[i].Data) {
+					t.Fatalf("step %d: %s: seq %d given again: %q, was %q", step, owner, r.Seq, ws[i].Data, old)
+				}
+				given[r.Seq] = string(ws[i].Data)
+			}
+		case op < 6:
+			if last := s.LastSeq(); last > 0 {
+				if _, err := s.DeleteSeqs(1 + uint64(rng.IntN(int(last)))); err != nil {
+					t.Fatalf("step %d: DeleteSeqs() = %v", step, err)
+				}
+			}
+		case op < 7:
+			fenceSnapshot(s)
+			archived, archivedRev = fenceContent(t, s), s.Revision()
+		default:
+			// A move: the owner leaves, cleanly or not, and one of the
+			// three (maybe the same) opens the stream.
+			clean := rng.IntN(2) == 0
+			before, rev := fenceContent(t, s), s.Revision()
+			maxRev = max(maxRev, rev)
+			var err error
+			if clean {
+				err = s.Close()
+				archived, archivedRev = before, rev
+			} else {
+				err = s.Abandon()
+			}
+			if err != nil {
+				t.Fatalf("step %d: %s: close (clean %v) = %v", step, owner, clean, err)
+			}
+			next := owners[rng.IntN(len(owners))]
+			s = c.open(t, next)
+			got := fenceContent(t, s)
+			switch {
+			case clean:
+				if !slices.Equal(got, before) || s.Revision() != rev {
+					t.Fatalf("step %d: %s after %s's clean close: %q at revision %d, want %q at %d", step, next, owner, got, s.Revision(), before, rev)
+				}
+			case next == owner:
+				if !slices.Equal(got, before) || s.Revision() != rev {
+					t.Fatalf("step %d: %s back on its own file: %q at revision %d, want %q at %d", step, next, got, s.Revision(), before, rev)
+				}
+			default:
+				// Past every revision acknowledged, unless nothing was
+				// acknowledged after the archive copy.
+				lost := !slices.Equal(before, archived) || rev != archivedRev
+				if !slices.Equal(got, archived) || s.Revision() < maxRev || lost && s.Revision() == maxRev {
+					t.Fatalf("step %d: %s after %s was lost: %q at revision %d, want the archive's %q past %d", step, next, owner, got, s.Revision(), archived, maxRev)
+				}
+			}
+			owner = next
+		}
+		maxRev = max(maxRev, s.Revision())
 	}
 }
