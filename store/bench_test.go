@@ -299,16 +299,59 @@ func BenchmarkOpenGet(b *testing.B) {
 	})
 }
 
+// BenchmarkOpenGetArchive is BenchmarkOpenGet on streams with an archive
+// copy (on the same disk), which each open reads the revision of.
+func BenchmarkOpenGetArchive(b *testing.B) {
+	benchOpenGetTiered(b, false)
+}
+
+// BenchmarkOpenGetFence is BenchmarkOpenGetArchive with a fence, marked
+// clean: each open reads it, and so does each close, which writes nothing.
+func BenchmarkOpenGetFence(b *testing.B) {
+	benchOpenGetTiered(b, true)
+}
+
+func benchOpenGetTiered(b *testing.B, fence bool) {
+	paths := benchClosedStreams(b, 100, Write{Data: benchPayload})
+	archive := b.TempDir()
+	opts := func(p string) Options {
+		o := Options{NoSweep: true, Name: benchName(p), ArchivePath: filepath.Join(archive, filepath.Base(p)), ArchiveInterval: time.Hour}
+		if fence {
+			o.Fence = &Fence{Owner: "bench"}
+		}
+		return o
+	}
+	for _, p := range paths { // the archive copies and clean fences
+		s, err := Open(p, opts(p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchOpenCyclesOpts(b, paths, "opens/s", opts, func(s *Stream) error {
+		_, err := s.Get(1)
+		return err
+	})
+}
+
 // benchOpenCycles opens each of paths in turn, runs use on it and closes
 // it again, and reports the cycles per second and their CPU time.
 func benchOpenCycles(b *testing.B, paths []string, unit string, use func(*Stream) error) {
+	b.Helper()
+	benchOpenCyclesOpts(b, paths, unit, func(p string) Options { return Options{NoSweep: true, Name: benchName(p)} }, use)
+}
+
+// benchOpenCyclesOpts is benchOpenCycles opening path with opts(path).
+func benchOpenCyclesOpts(b *testing.B, paths []string, unit string, opts func(string) Options, use func(*Stream) error) {
 	b.Helper()
 	b.ReportAllocs()
 	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
 		p := paths[n%len(paths)]
-		s, err := Open(p, Options{NoSweep: true, Name: benchName(p)})
+		s, err := Open(p, opts(p))
 		if err != nil {
 			b.Fatal(err)
 		}

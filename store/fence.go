@@ -197,6 +197,8 @@ type fenceState struct {
 	// then a reservation may replace only the fence it saw.
 	seen *fenceRecord
 	mine bool
+	// read is the fence as archiveFenced last read it (nil: none).
+	read *fenceRecord
 	// warned tells that a snapshot refused for another owner was logged.
 	warned bool
 }
@@ -293,6 +295,7 @@ func (s *Stream) archiveFenced() (bool, error) {
 		return false, nil
 	}
 	cur, err := readFence(f.path)
+	f.read = cur
 	if err != nil {
 		return true, fmt.Errorf("store: archive snapshot of %s not written: %w", s.path, err)
 	}
@@ -307,12 +310,18 @@ func (s *Stream) archiveFenced() (bool, error) {
 }
 
 // markClean writes the fence of a stream closed with its archive copy at
-// its current revision, so that the next owner continues without a jump.
-// A stream that never had a fence nor an event leaves none.
+// its current revision, so that the next owner continues without a jump,
+// unless archiveFenced just read that very fence (a stream opened and
+// closed without a write). A stream that never had a fence nor an event
+// leaves none.
 func (s *Stream) markClean() error {
 	f := s.fence
 	if !f.mine && s.m.revision == 0 {
 		return nil
 	}
-	return writeFence(f.path, fenceRecord{Owner: f.owner, Revision: s.m.revision, Seq: s.m.lastSeq, Clean: true})
+	r := fenceRecord{Owner: f.owner, Revision: s.m.revision, Seq: s.m.lastSeq, Clean: true}
+	if f.read != nil && *f.read == r {
+		return nil
+	}
+	return writeFence(f.path, r)
 }

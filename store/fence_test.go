@@ -166,6 +166,37 @@ func TestFence_CleanMove(t *testing.T) {
 	}
 }
 
+// TestFence_ReopenWritesNothing checks that opening and closing a stream
+// cleanly closed by the same owner, without a write, replaces neither the
+// fence nor the archive copy.
+func TestFence_ReopenWritesNothing(t *testing.T) {
+	c := newFenceCluster(t)
+	a := c.open(t, "A")
+	fenceWriteN(t, a, "a", 1, 3)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stat := func(path string) os.FileInfo {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	fence, archive := stat(fencePath(c.archive)), stat(c.archive)
+	a = c.open(t, "A")
+	if _, err := a.Get(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(fence, stat(fencePath(c.archive))) || !os.SameFile(archive, stat(c.archive)) {
+		t.Fatal("an open and close without a write replaced the fence or the archive copy")
+	}
+}
+
 func TestFence_UncleanMove(t *testing.T) {
 	c := newFenceCluster(t)
 	a := c.open(t, "A")
