@@ -14,8 +14,11 @@ import (
 )
 
 // DefaultFenceAhead is how many revisions one fence write reserves when
-// [Fence.Ahead] is 0.
-const DefaultFenceAhead = 1024
+// [Fence.Ahead] is 0; MaxFenceAhead is the most it may be.
+const (
+	DefaultFenceAhead = 1024
+	MaxFenceAhead     = 1 << 32
+)
 
 // Fence makes a stream safe to move between workers that share its
 // archive copy ([Options.ArchivePath]) and nothing else. Such a move loses
@@ -44,9 +47,10 @@ type Fence struct {
 	// UTF-8.
 	Owner string
 	// Ahead is how many revisions one fence write reserves (0:
-	// DefaultFenceAhead). A busy stream writes its fence once per Ahead
-	// revisions; a move that lost writes makes the next owner's seqs and
-	// revisions jump by up to Ahead more than were lost.
+	// DefaultFenceAhead; at most MaxFenceAhead). A busy stream writes its
+	// fence once per Ahead+1 revisions; a move that lost writes makes the
+	// next owner's seqs and revisions jump by up to Ahead more than were
+	// lost.
 	Ahead uint64
 }
 
@@ -64,6 +68,9 @@ const (
 func validFence(f *Fence, archive string) error {
 	if archive == "" {
 		return fmt.Errorf("%w: a fence needs an archive path", ErrInvalid)
+	}
+	if f.Ahead > MaxFenceAhead {
+		return fmt.Errorf("%w: fence ahead %d is more than %d", ErrInvalid, f.Ahead, MaxFenceAhead)
 	}
 	return validOwner(f.Owner)
 }

@@ -348,6 +348,30 @@ func TestFence_OwnLocalKept(t *testing.T) {
 	}
 }
 
+// TestFence_OwnLocalKilled is TestFence_OwnLocalKept with the file as a
+// killed worker leaves it: copied while the stream is open, with its -wal.
+func TestFence_OwnLocalKilled(t *testing.T) {
+	c := newFenceCluster(t)
+	a := c.open(t, "A")
+	fenceWriteN(t, a, "a", 1, 5)
+	fenceSnapshot(a)
+	fenceWriteN(t, a, "a", 6, 8)
+	want, rev := fenceContent(t, a), a.Revision()
+	killed := filepath.Join(t.TempDir(), "data-A", "acme", "s.db")
+	tierCopy(t, c.local("A"), killed)
+	if err := a.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(killed, c.opts("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := fenceContent(t, s); !slices.Equal(got, want) || s.Revision() != rev {
+		t.Fatalf("A after its kill: %q at revision %d, want %q at %d", got, s.Revision(), want, rev)
+	}
+}
+
 func TestFence_OwnLocalLost(t *testing.T) {
 	c := newFenceCluster(t)
 	a := c.open(t, "A")
@@ -542,6 +566,7 @@ func TestFence_Options(t *testing.T) {
 		{"NoOwner", Options{Create: true, ArchivePath: filepath.Join(dir, "a.db"), Fence: &Fence{}}},
 		{"LongOwner", Options{Create: true, ArchivePath: filepath.Join(dir, "a.db"), Fence: &Fence{Owner: strings.Repeat("x", 129)}}},
 		{"Unprintable", Options{Create: true, ArchivePath: filepath.Join(dir, "a.db"), Fence: &Fence{Owner: "a\nb"}}},
+		{"AheadTooFar", Options{Create: true, ArchivePath: filepath.Join(dir, "a.db"), Fence: &Fence{Owner: "A", Ahead: MaxFenceAhead + 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.name+".db")
