@@ -805,3 +805,45 @@ func fenceProperty(t *testing.T, seed uint64) {
 		maxRev = max(maxRev, s.Revision())
 	}
 }
+
+// TestFence_ForeignDamage checks the damage rules under another owner's
+// fence: a damaged local file is superseded and replaced by the archive
+// copy; a damaged archive copy fails the open even with a sound local
+// file, which is not the truth.
+func TestFence_ForeignDamage(t *testing.T) {
+	setup := func(t *testing.T) (*fenceCluster, []string) {
+		c := newFenceCluster(t)
+		a := c.open(t, "A")
+		fenceWriteN(t, a, "a", 1, 3)
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b := c.open(t, "B")
+		fenceWriteN(t, b, "b", 4, 5)
+		want := fenceContent(t, b)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return c, want
+	}
+	garbage := func(t *testing.T, path string) {
+		if err := os.WriteFile(path, []byte(strings.Repeat("not a stream file ", 100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("Local", func(t *testing.T) {
+		c, want := setup(t)
+		garbage(t, c.local("A"))
+		a := c.open(t, "A")
+		if got := fenceContent(t, a); !slices.Equal(got, want) {
+			t.Fatalf("A: content = %q, want B's %q", got, want)
+		}
+	})
+	t.Run("Archive", func(t *testing.T) {
+		c, _ := setup(t)
+		garbage(t, c.archive)
+		if _, err := Open(c.local("A"), c.opts("A")); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("A: Open() = %v, want ErrCorrupt", err)
+		}
+	})
+}
