@@ -847,3 +847,52 @@ func TestFence_ForeignDamage(t *testing.T) {
 		}
 	})
 }
+
+// TestFence_JumpBlocks checks the counts of a stream that jumped over
+// whole blocks of seqs (blocks of 4 here): a getall page's Num-Pending
+// and the inventory agree with the messages there are.
+func TestFence_JumpBlocks(t *testing.T) {
+	c := newFenceCluster(t)
+	c.ahead = 13
+	open := func(owner string) *Stream {
+		opts := c.opts(owner)
+		opts.blockShift = 2
+		s, err := Open(c.local(owner), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Abandon() })
+		return s
+	}
+	a := open("A")
+	fenceWriteN(t, a, "a", 1, 6)
+	fenceSnapshot(a)
+	fenceWriteN(t, a, "a", 7, 9)
+	if err := a.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	b := open("B")
+	fenceWriteN(t, b, "b", 1, 11)
+	if _, err := b.DeleteSeqs(2, b.LastSeq()-1); err != nil {
+		t.Fatal(err)
+	}
+	all := fenceContent(t, b)
+	inv, err := b.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Count != int64(len(all)) {
+		t.Fatalf("Inventory().Count = %d, want %d", inv.Count, len(all))
+	}
+	var start uint64 = 1
+	for read := 0; start != 0; {
+		res, err := b.Read(ReadQuery{StartSeq: start, MaxMsgs: 2}, func(*Message) error { read++; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.NextSeq != 0 && res.NumPending != int64(len(all)-read) {
+			t.Fatalf("Read(from %d) NumPending = %d, want %d", start, res.NumPending, len(all)-read)
+		}
+		start = res.NextSeq
+	}
+}
