@@ -458,7 +458,11 @@ func (r *runner) clusterRows(ctx context.Context) (err error) {
 	measure := func(rw *row, s *side, label string, do func(nc *nats.Conn, client int, rng *rand.Rand) (int, error)) {
 		before := readCPU(groups())
 		res := loops(label, do)
-		rw.CPU = rw.CPU.add(readCPU(groups()).since(before))
+		use := readCPU(groups()).since(before)
+		if use != nil {
+			use.Items = res.items
+		}
+		rw.CPU = rw.CPU.add(use)
 		s.add(rate(res), res)
 	}
 	for rep := 0; rep < r.cfg.Reps && ctx.Err() == nil; rep++ {
@@ -504,9 +508,12 @@ func (r *runner) clusterNotes() {
 	cores := float64(runtime.NumCPU())
 	for _, name := range clusterRowNames(r.cfg.workers) {
 		if rw := r.rows[name]; rw != nil && rw.CPU != nil {
-			u := rw.CPU
-			r.notes = append(r.notes, fmt.Sprintf("%s: CPU %.2f of %.0f cores busy: nats-servers %.2f, workers %.2f, bench clients %.2f, the rest of the machine %.2f",
-				rw.Title, u.Busy, cores, u.NATS, u.Workers, u.Bench, u.rest()))
+			u, per := rw.CPU, "request"
+			if rw.Unit == "msg/s" {
+				per = "message"
+			}
+			r.notes = append(r.notes, fmt.Sprintf("%s: CPU %.2f of %.0f cores busy: nats-servers %.2f, workers %.2f, bench clients %.2f, the rest of the machine %.2f; CPU time per %s: nats-servers %s, workers %s, bench clients %s",
+				rw.Title, u.Busy, cores, u.NATS, u.Workers, u.Bench, u.rest(), per, fmtLatency(u.perItem(u.NATS)), fmtLatency(u.perItem(u.Workers)), fmtLatency(u.perItem(u.Bench))))
 		}
 	}
 	for _, sc := range []string{scClusterSet, scClusterSetMany} {

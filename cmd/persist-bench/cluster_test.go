@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-persist/persist/cmd/internal/command"
 	"github.com/nats-persist/persist/subjects"
@@ -130,6 +131,10 @@ func TestCPUUse_Add(t *testing.T) {
 	got := a.add(b)
 	if got.Seconds != 4 || got.Busy != 1.25 || got.NATS != 0.4 || got.rest() != 1.25-0.4-0.2-0.1375 {
 		t.Errorf("add() = %+v, want the time-weighted mean", got)
+	}
+	a.Items, b.Items = 1000, 3000
+	if got := a.add(b); got.Items != 4000 || got.perItem(got.Workers) != 200*time.Microsecond {
+		t.Errorf("add() = %+v, per item %v, want 4000 items, 200µs (0.2 cores for 4 s) of the workers' CPU each", got, got.perItem(got.Workers))
 	}
 	if (*cpuUse)(nil).add(b) != b || a.add(nil) != a {
 		t.Errorf("add with nil does not return the other")

@@ -294,9 +294,11 @@ func procTicks(pid int) uint64 {
 }
 
 // cpuUse is where the CPU went during measurements: cores busy on
-// average over Seconds, on the whole machine and per group of processes.
+// average over Seconds, on the whole machine and per group of processes,
+// while Items requests (or messages) were done.
 type cpuUse struct {
 	Seconds float64 `json:"seconds"`
+	Items   uint64  `json:"items"`
 	Busy    float64 `json:"busy_cores"`
 	NATS    float64 `json:"nats_cores"`
 	Workers float64 `json:"workers_cores"`
@@ -331,8 +333,16 @@ func (u *cpuUse) add(o *cpuUse) *cpuUse {
 	}
 	s := u.Seconds + o.Seconds
 	w := func(a, b float64) float64 { return (a*u.Seconds + b*o.Seconds) / max(s, 1e-9) }
-	return &cpuUse{Seconds: s, Busy: w(u.Busy, o.Busy), NATS: w(u.NATS, o.NATS), Workers: w(u.Workers, o.Workers), Bench: w(u.Bench, o.Bench)}
+	return &cpuUse{Seconds: s, Items: u.Items + o.Items, Busy: w(u.Busy, o.Busy), NATS: w(u.NATS, o.NATS), Workers: w(u.Workers, o.Workers), Bench: w(u.Bench, o.Bench)}
 }
 
 // rest is the busy time of neither group: other processes, the kernel.
 func (u *cpuUse) rest() float64 { return max(0, u.Busy-u.NATS-u.Workers-u.Bench) }
+
+// perItem is the CPU time that cores busy over u.Seconds spent per item.
+func (u *cpuUse) perItem(cores float64) time.Duration {
+	if u.Items == 0 {
+		return 0
+	}
+	return time.Duration(cores * u.Seconds / float64(u.Items) * float64(time.Second))
+}
