@@ -217,7 +217,7 @@ func (c *cluster) stopWorker() error {
 }
 
 // scale starts or stops workers until n run, and waits until they serve
-// every partition, each its fair share.
+// every partition, none beyond its share (spreadEvenly).
 func (c *cluster) scale(ctx context.Context, n int) error {
 	for len(c.workers) < n {
 		if err := c.startWorker(); err != nil {
@@ -343,15 +343,18 @@ func parseStats(data []byte) (string, []int, error) {
 }
 
 // spreadEvenly reports whether exactly workers workers serve the
-// partitions, each once, each its fair share: what the leases converge to.
+// partitions, each once, none more than its share ceil(partitions /
+// workers): what the leases converge to. A worker may be left with none
+// when the shares of the others cover every partition (5 workers, 8
+// partitions: 2, 2, 2, 2, 0), which the leases do not change.
 func spreadEvenly(served map[string][]int, workers, partitions int) bool {
 	if len(served) != workers {
 		return false
 	}
 	seen := map[int]bool{}
-	lo, hi := partitions/workers, (partitions+workers-1)/workers
+	share := (partitions + workers - 1) / workers
 	for _, parts := range served {
-		if len(parts) < lo || len(parts) > hi {
+		if len(parts) > share {
 			return false
 		}
 		for _, n := range parts {

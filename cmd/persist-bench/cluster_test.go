@@ -99,6 +99,7 @@ func TestSpreadEvenly(t *testing.T) {
 		{"Missing", map[string][]int{"a": {0, 1, 2, 3}, "b": {4, 5, 6}}, 2, false},
 		{"Twice", map[string][]int{"a": {0, 1, 2, 3}, "b": {3, 4, 5, 6, 7}}, 2, false},
 		{"FewerWorkers", map[string][]int{"a": {0, 1, 2, 3, 4, 5, 6, 7}}, 2, false},
+		{"FiveWorkers", map[string][]int{"a": {0, 1}, "b": {2, 3}, "c": {4, 5}, "d": {6, 7}, "e": nil}, 5, true},
 		{"ExtraWorker", map[string][]int{"a": {0, 1, 2, 3}, "b": {4, 5, 6, 7}, "c": nil}, 2, false},
 	}
 	for _, tt := range tests {

@@ -100,8 +100,8 @@
 // data directory each). Workers are added one at a time up to the largest
 // count, then in the next repetition stopped (SIGTERM) one at a time down
 // to the smallest; after each change the bench waits until the workers'
-// stats ($SRV.STATS.persist) show every partition served, each worker its
-// fair share, and an inventory request for a stream of each partition is
+// stats ($SRV.STATS.persist) show every partition served once, no worker
+// beyond its share ceil(8/n), and an inventory request for a stream of each partition is
 // answered from every node. The clients are spread over the three nodes.
 //
 //   - cluster-set: set on a random one of --cluster-streams streams
