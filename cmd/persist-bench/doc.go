@@ -102,7 +102,9 @@
 // to the smallest; after each change the bench waits until the workers'
 // stats ($SRV.STATS.persist) show every partition served once, no worker
 // beyond its share ceil(8/n), and an inventory request for a stream of each partition is
-// answered from every node. The clients are spread over the three nodes.
+// answered from every node; then one set on every stream creates or opens
+// its file on the worker that now serves it, before the measurement. The
+// clients are spread over the three nodes.
 //
 //   - cluster-set: set on a random one of --cluster-streams streams
 //     c<i>.s, a namespace each, so that they spread over the partitions;
