@@ -561,10 +561,10 @@ func (r *runner) clusterNotes() {
 // fmtCPUTime writes a CPU time per item: as a latency, with a decimal
 // below 10µs, where a setmany's messages are.
 func fmtCPUTime(d time.Duration) string {
-	if d < 10*time.Microsecond {
+	if d < 9950*time.Nanosecond { // what would round to 10.0
 		return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64) + "µs"
 	}
-	return fmtLatency(d)
+	return fmtLatency(d.Round(time.Microsecond))
 }
 
 func plural(n int, word string) string {

@@ -137,7 +137,7 @@ func TestCPUUse_Add(t *testing.T) {
 	if got := a.add(b); got.Items != 4000 || got.perItem(got.Workers) != 200*time.Microsecond {
 		t.Errorf("add() = %+v, per item %v, want 4000 items, 200µs (0.2 cores for 4 s) of the workers' CPU each", got, got.perItem(got.Workers))
 	}
-	for d, want := range map[time.Duration]string{8100 * time.Nanosecond: "8.1µs", 450 * time.Nanosecond: "0.5µs", 56 * time.Microsecond: "56µs"} {
+	for d, want := range map[time.Duration]string{8100 * time.Nanosecond: "8.1µs", 450 * time.Nanosecond: "0.5µs", 56 * time.Microsecond: "56µs", 9960 * time.Nanosecond: "10µs"} {
 		if got := fmtCPUTime(d); got != want {
 			t.Errorf("fmtCPUTime(%v) = %q, want %q", d, got, want)
 		}
