@@ -457,8 +457,9 @@ func (r *runner) clusterRows(ctx context.Context) (err error) {
 		}
 		return rw
 	}
-	echoRow := rowFor(scClusterSet, workers[0])
+	var echoRow *row
 	if sc[scClusterSet] {
+		echoRow = rowFor(scClusterSet, workers[0])
 		echoRow.Peer = &side{Label: "echo, a responder on each node (ceiling)"}
 	}
 	perConn := (r.cfg.Clients + len(c.conns) - 1) / len(c.conns)
@@ -477,17 +478,8 @@ func (r *runner) clusterRows(ctx context.Context) (err error) {
 		}
 		return g
 	}
-	// measure runs one measurement and adds it, and the CPU time it took,
-	// to rw's side s.
 	measure := func(rw *row, s *side, label string, do func(nc *nats.Conn, client int, rng *rand.Rand) (int, error)) {
-		before := readCPU(groups())
-		res := loops(label, do)
-		use := readCPU(groups()).since(before)
-		if use != nil {
-			use.Items = res.items
-		}
-		rw.CPU = rw.CPU.add(use)
-		s.add(rate(res), res)
+		measureRow(rw, s, groups, func() result { return loops(label, do) })
 	}
 	for rep := 0; rep < r.cfg.Reps && ctx.Err() == nil; rep++ {
 		if sc[scClusterSet] {
@@ -526,6 +518,20 @@ func (r *runner) clusterRows(ctx context.Context) (err error) {
 	}
 	r.clusterNotes()
 	return ctx.Err()
+}
+
+// measureRow runs one measurement and adds it to rw's side s and, for
+// the workers' side, the CPU time it took to rw.CPU: a row's CPU is that
+// of its workers' measurements alone, not of the echo beside them.
+// groups names the processes whose CPU time is read.
+func measureRow(rw *row, s *side, groups func() map[string][]int, run func() result) {
+	before := readCPU(groups())
+	res := run()
+	if use := readCPU(groups()).since(before); use != nil && s == rw.Persist {
+		use.Items = res.items
+		rw.CPU = rw.CPU.add(use)
+	}
+	s.add(rate(res), res)
 }
 
 // clusterNotes adds the notes of the cluster rows: where the CPU went at

@@ -157,6 +157,32 @@ func TestCPUUse_Add(t *testing.T) {
 	}
 }
 
+func TestMeasureRow(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	rw := &row{Persist: &side{}, Peer: &side{}}
+	groups := func() map[string][]int { return map[string][]int{"bench": {os.Getpid()}} }
+	// Each measurement runs until the machine's clock has moved, so that
+	// its CPU time can be read.
+	busy := func(items uint64) func() result {
+		return func() result {
+			for start := readCPU(nil).total; readCPU(nil).total-start < 5; {
+			}
+			return result{items: items, ops: items, elapsed: time.Second}
+		}
+	}
+	measureRow(rw, rw.Persist, groups, busy(100))
+	measureRow(rw, rw.Peer, groups, busy(1000))
+	measureRow(rw, rw.Persist, groups, busy(50))
+	if rw.CPU == nil || rw.CPU.Items != 150 {
+		t.Fatalf("CPU = %+v, want the 150 items of the Persist side alone", rw.CPU)
+	}
+	if got := len(rw.Persist.Samples) + len(rw.Peer.Samples); got != 3 || rw.Peer.Samples[0] != 1000 {
+		t.Errorf("samples = %v / %v, want 2 and 1 at the items' rate", rw.Persist.Samples, rw.Peer.Samples)
+	}
+}
+
 // TestSideBySide_Cluster runs the cluster rows end to end: three
 // nats-server children routed with the mappings, one then three workers
 // from the built binary, clients on every node.
