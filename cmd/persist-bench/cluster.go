@@ -559,7 +559,8 @@ func (r *runner) clusterNotes() {
 			r.notes = append(r.notes, fmt.Sprintf("%s: what limits scaling here is the CPU: the %.0f cores were %.0f%% busy, shared by the %d nats-servers, the workers, the clients and the rest of the machine (%.2f cores)",
 				rw.Title, cores, busy, clusterNodes, rw.CPU.rest()))
 		} else {
-			r.notes = append(r.notes, fmt.Sprintf("%s: the %.0f cores were %.0f%% busy: the CPU was not the limit", rw.Title, cores, busy))
+			r.notes = append(r.notes, fmt.Sprintf("%s: the %.0f cores were %.0f%% busy, under the 90%% at which the bench calls them the limit: more --clients may show more",
+				rw.Title, cores, busy))
 		}
 	}
 }
