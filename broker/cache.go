@@ -115,6 +115,12 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 	}
 	if b.opts.ArchiveDir != "" {
 		o.ArchivePath = filepath.Join(b.opts.ArchiveDir, subjects.Path(name))
+		if b.parts != nil {
+			// The archive copy is the truth for a stream another data
+			// directory wrote last (its partition moved here), and
+			// revisions jump past what a lost owner may have handed out.
+			o.Fence = &store.Fence{Owner: b.dataID}
+		}
 	}
 	if b.opts.BackupDir != "" {
 		o.BackupPath = filepath.Join(b.opts.BackupDir, subjects.Path(name))
