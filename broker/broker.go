@@ -153,6 +153,7 @@ type streamAPI interface {
 	Revision() uint64
 	Trim() error
 	Close() error
+	Abandon() error
 	Destroy() error
 }
 

@@ -411,16 +411,20 @@ func TestPartitioned_Leases(t *testing.T) {
 			t.Errorf("partition %d claimed at %v, before the cut-off worker's deadline %v", n, c, last[n])
 		}
 	}
-	// The cut-off worker closed its streams, and so archived them, when
-	// it stopped serving them: the next owners lost nothing (with the
-	// archive interval an hour, only the close archives).
+	// The cut-off worker abandoned its streams when it stopped serving
+	// them: with the archive interval an hour, what it acknowledged
+	// since the streams moved to it is lost, and its seqs are not given
+	// again (the fence makes the next owner jump past them). The other
+	// streams go on.
 	for _, s := range streams {
 		seq, err := retrySet(t, client, s)
 		if err != nil {
 			t.Fatalf("set %s after the cut: %v", s, err)
 		}
-		if seq != 3 {
-			t.Errorf("set %s (partition %d) after the cut: seq %d, want 3", s, subjects.Partition(s, testPartitions), seq)
+		p := subjects.Partition(s, testPartitions)
+		if moved := slices.Contains(held, p); moved && seq <= 2 || !moved && seq != 3 {
+			t.Errorf("set %s (partition %d, on the cut-off worker: %v) after the cut: seq %d, want 3, or more than 2 on the cut-off worker",
+				s, p, moved, seq)
 		}
 	}
 }
