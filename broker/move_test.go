@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nats-persist/persist/store"
 	"github.com/nats-persist/persist/subjects"
 )
 
@@ -482,5 +483,58 @@ func TestPartitioned_MemoryStreamsDoNotMove(t *testing.T) {
 	var inv subjects.Inventory
 	if err := json.Unmarshal(retryOn(t, client, subjects.OpInventory, stream, "").Data, &inv); err != nil || inv.LastSeq != 0 {
 		t.Errorf("inventory of %s after its partition came back: %+v, %v; want no stream (last seq 0)", stream, inv, err)
+	}
+}
+
+// TestPartitioned_ListReadsTheDisk: in leasing mode a page of list sees
+// the stream files other workers made meanwhile (here, in the archive),
+// which the name index, following this worker alone, would miss.
+func TestPartitioned_ListReadsTheDisk(t *testing.T) {
+	s := runServer(t)
+	archive := t.TempDir()
+	b, err := New(connect(t, s), Options{DataDir: t.TempDir(), ArchiveDir: archive, InstanceCheckInterval: -1,
+		Partitioning: Partitioning{Count: testPartitions, LeaseTTL: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Shutdown(context.Background()) })
+	nc := connect(t, s)
+	list := func() []string {
+		inbox := nats.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		b.list(inbox, "acme", nil)
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r subjects.ListReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatalf("list reply %q: %v", m.Data, err)
+		}
+		return r.Streams
+	}
+	var want []string
+	for _, name := range []string{"acme.a", "acme.b"} {
+		st, err := store.Open(filepath.Join(archive, subjects.Path(name)), store.Options{Create: true, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Append([]store.Write{{Data: []byte("x")}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name)
+		if got := list(); !slices.Equal(got, want) {
+			t.Errorf("list acme = %v, want %v", got, want)
+		}
 	}
 }
