@@ -452,6 +452,21 @@ func (b *Broker) countOnce(ns string) error {
 	return nil
 }
 
+// forgetCounts forgets the stream counts of partition n's namespaces,
+// when this worker begins to serve n: other workers created and removed
+// its streams meanwhile, so the next creation under a quota counts them
+// from the disk again (the archive holds them all). The worker-wide count
+// is kept: it is this worker's.
+func (b *Broker) forgetCounts(n int) {
+	b.nsMu.Lock()
+	defer b.nsMu.Unlock()
+	for ns := range b.nsCount {
+		if ns != "" && subjects.Partition(ns, b.parts.count) == n {
+			delete(b.nsCount, ns)
+		}
+	}
+}
+
 // releaseStream counts one stream fewer in namespace ns and in the worker.
 func (b *Broker) releaseStream(ns string) {
 	b.nsMu.Lock()

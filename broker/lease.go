@@ -333,8 +333,9 @@ func (l *leases) claim(b *Broker, n int) {
 // serve extends n's deadline after a write of its lease sent at sent. A
 // partition not served until now has its idle streams closed first, so
 // that each is opened afresh (restored from the archive when the archive
-// copy is newer), begins a new generation, so that a stream still open
-// from an earlier one is never used again (stale), and is subscribed.
+// copy is newer), has the stream counts of its namespaces forgotten,
+// begins a new generation, so that a stream still open from an earlier
+// one is never used again (stale), and is subscribed.
 // While draining, only the deadline moves.
 func (l *leases) serve(b *Broker, n int, sent int64) {
 	if l.draining {
@@ -343,6 +344,7 @@ func (l *leases) serve(b *Broker, n int, sent int64) {
 	}
 	if !l.ps.serves(n) {
 		b.closePartition(n)
+		b.forgetCounts(n)
 		l.ps.gen[n].Add(1)
 	}
 	l.served(n, sent)

@@ -538,3 +538,39 @@ func TestPartitioned_ListReadsTheDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitioned_QuotaCountedAgain: a worker that begins to serve a
+// partition again counts its namespaces' streams from the disk again,
+// since others created some meanwhile (here, one in the archive).
+func TestPartitioned_QuotaCountedAgain(t *testing.T) {
+	nodes := startPartitionCluster(t)
+	archive := t.TempDir()
+	b := startMover(t, nodes[0], Options{ArchiveDir: archive, MaxStreamsPerNamespace: 2}, hooks{})
+	waitFor30(t, "the worker serving every partition", func() bool { return len(b.parts.owned()) == testPartitions })
+	client := connectNode(t, nodes[1])
+	if _, err := retrySet(t, client, "quota.a"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(archive, subjects.Path("quota.b")), store.Options{Create: true, Name: "quota.b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append([]store.Write{{Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The partition leaves (as if its lease were lost) and comes back.
+	p := subjects.Partition("quota.a", testPartitions)
+	l := b.parts.lease
+	l.mu.Lock()
+	l.lose(b, p)
+	l.mu.Unlock()
+	waitFor30(t, "the partition served again", func() bool { return b.parts.serves(p) })
+	_, err = retrySet(t, client, "quota.c")
+	var we *subjects.Error
+	if !errors.As(err, &we) || we.Reason != subjects.ErrTooManyStreams.Reason {
+		t.Errorf("set quota.c, a third stream of a namespace of two: %v, want too_many_streams", err)
+	}
+}
