@@ -226,7 +226,7 @@ func (l *leases) lose(b *Broker, n int) {
 	delete(l.held, n)
 	b.unsubscribePartition(n)
 	if !l.draining { // Shutdown closes every stream itself
-		b.closePartition(n)
+		b.closePartition(n, true)
 	}
 }
 
@@ -270,19 +270,22 @@ func (l *leases) balance(b *Broker) {
 // giveUp gives up the partitions parts, held: nothing new is served on
 // them, their streams are closed with their archive snapshots (the leases
 // are still this worker's), and then their leases are deleted, so that
-// the next owner restores what was written here, all of it. Streams busy
-// at the time are waited for, a quarter of the TTL at most from the
-// renewal that began this round (the leases still have half the TTL then,
-// and the others are renewed in time: see nextRound); a partition whose
-// streams are not all closed by then is dropped instead, its remaining
-// streams abandoned, and its lease left to expire.
+// the next owner restores what was written here, all of it. The closes,
+// and the streams busy at the time, are waited for, a quarter of the TTL
+// at most from the renewal that began this round (the leases still have
+// half the TTL then, and the others are renewed in time: see nextRound);
+// a partition whose streams are not all closed by then is dropped
+// instead, its remaining streams abandoned, and its lease left to
+// expire.
 func (l *leases) giveUp(b *Broker, parts []int, share, workers int) {
 	for _, n := range parts {
 		l.ps.leaving[n].Store(true)
 		b.unsubscribePartition(n)
 	}
+	// The closes (snapshots) run in the closer pool, all partitions at
+	// once, within the same bound as the busy streams.
 	for _, n := range parts {
-		b.closePartition(n)
+		b.closePartition(n, false)
 	}
 	bound := l.renewed + int64(l.ttl/4)
 	for _, n := range parts {
@@ -343,7 +346,7 @@ func (l *leases) serve(b *Broker, n int, sent int64) {
 		return
 	}
 	if !l.ps.serves(n) {
-		b.closePartition(n)
+		b.closePartition(n, true)
 		b.forgetCounts(n)
 		l.ps.gen[n].Add(1)
 	}

@@ -414,14 +414,15 @@ func (b *Broker) mayApply(stream string) error {
 }
 
 // closePartition closes the open streams of partition n that nobody
-// uses, and waits for that: a partition that leaves must not keep a copy
-// open that would be served stale if it came back. A file stream is
-// closed with its archive snapshot while the partition is still held (a
-// partition given up), abandoned otherwise (its lease ran out or was
-// taken); a memory stream is destroyed, with its destroy event: memory
-// streams do not move. A stream in use is closed by its owner when it
-// lets it go (release: it is stale now). It returns the number of those.
-func (b *Broker) closePartition(n int) (busy int) {
+// uses, and with wait waits for that: a partition that leaves must not
+// keep a copy open that would be served stale if it came back. A file
+// stream is closed with its archive snapshot while the partition is
+// still held (a partition given up), abandoned otherwise (its lease ran
+// out or was taken); a memory stream is destroyed, with its destroy
+// event: memory streams do not move. A stream in use is closed by its
+// owner when it lets it go (release: it is stale now). It returns the
+// number of those.
+func (b *Broker) closePartition(n int, wait bool) (busy int) {
 	var wg sync.WaitGroup
 	for i := range b.reg.shards {
 		sh := &b.reg.shards[i]
@@ -464,7 +465,9 @@ func (b *Broker) closePartition(n int) (busy int) {
 			b.closeq.push(closeTask{e: t, frees: true, done: &wg})
 		}
 	}
-	wg.Wait()
+	if wait {
+		wg.Wait()
+	}
 	return busy
 }
 
