@@ -72,3 +72,35 @@ func TestNew_SharedDataDir(t *testing.T) {
 		t.Cleanup(func() { b.Shutdown(context.Background()) })
 	}
 }
+
+// TestNew_LeasesWithoutArchiveWarn: a leasing worker whose streams cannot
+// move (no archive, no shared data directory) says so at start.
+func TestNew_LeasesWithoutArchiveWarn(t *testing.T) {
+	s := runServer(t)
+	const warning = "streams do not move with their partitions"
+	for _, tc := range []struct {
+		name string
+		opts Options
+		warn bool
+	}{
+		{"alone", Options{}, true},
+		{"archive", Options{ArchiveDir: t.TempDir()}, false},
+		{"shared", Options{SharedDataDir: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuffer
+			tc.opts.DataDir = t.TempDir()
+			tc.opts.Logger = logs.logger()
+			tc.opts.Partitioning = Partitioning{Count: testPartitions, LeaseTTL: time.Second}
+			tc.opts.InstanceCheckInterval = -1
+			b, err := New(connect(t, s), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Shutdown(context.Background()) })
+			if got := len(logs.lines(t, warning)) > 0; got != tc.warn {
+				t.Errorf("warning %q logged: %v, want %v", warning, got, tc.warn)
+			}
+		})
+	}
+}
