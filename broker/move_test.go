@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -572,5 +573,73 @@ func TestPartitioned_QuotaCountedAgain(t *testing.T) {
 	var we *subjects.Error
 	if !errors.As(err, &we) || we.Reason != subjects.ErrTooManyStreams.Reason {
 		t.Errorf("set quota.c, a third stream of a namespace of two: %v, want too_many_streams", err)
+	}
+}
+
+// TestPartitioned_SharedDataDir: two leasing workers on one data
+// directory; one is cut off with a batch of a stream in progress, so
+// that it still holds the stream's file when the other takes the
+// partition: the new owner answers 503 until the file is free, then
+// opens the very file the old one wrote and goes on, nothing lost.
+func TestPartitioned_SharedDataDir(t *testing.T) {
+	nodes := startPartitionCluster(t)
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var hold chan struct{}
+	entered := make(chan struct{}, 1)
+	h := hooks{beforeJob: func(op, stream string) {
+		mu.Lock()
+		ch := hold
+		hold = nil
+		mu.Unlock()
+		if ch != nil {
+			entered <- struct{}{}
+			<-ch
+		}
+	}}
+	old := startMover(t, nodes[2], Options{DataDir: dir, SharedDataDir: true}, h)
+	next := startMover(t, nodes[0], Options{DataDir: dir, SharedDataDir: true}, hooks{})
+	waitFor30(t, "the partitions spread over two workers", func() bool { return evenlyServed(old, next) })
+	streams := testStreams(t)
+	s := streams[slices.IndexFunc(streams, func(s string) bool {
+		return slices.Contains(old.parts.owned(), subjects.Partition(s, testPartitions))
+	})]
+	client := connectNode(t, nodes[0])
+	for want := uint64(1); want <= 2; want++ {
+		if seq, err := retrySet(t, client, s); err != nil || seq != want {
+			t.Fatalf("set %s: seq %d, %v; want %d", s, seq, err, want)
+		}
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the brokers' cleanups, which wait for the batch
+	mu.Lock()
+	hold = release
+	mu.Unlock()
+	if err := client.PublishRequest(subjects.DefaultPrefix+".api.set."+s, nats.NewInbox(), []byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+
+	nodes[2].srv.Shutdown()
+	waitFor30(t, "the new owner serving everything", func() bool { return len(next.parts.owned()) == testPartitions })
+	if !streamOpen(old, s) {
+		t.Fatal("the stream held in progress was closed")
+	}
+	_, err := setOn(t, client, s, "v")
+	var we *subjects.Error
+	if !errors.As(err, &we) || we.Reason != subjects.ErrUnavailable.Reason || !strings.Contains(we.Description, "in use by another process") {
+		t.Fatalf("set %s while the old owner holds its file: %v, want 503 unavailable, the file in use", s, err)
+	}
+	free()
+	waitFor(t, "the old owner to close the stream", func() bool { return !streamOpen(old, s) })
+	if seq, err := retrySet(t, client, s); err != nil || seq != 3 {
+		t.Errorf("set %s on the new owner: seq %d, %v; want 3", s, seq, err)
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		if data, err := getOn(t, client, s, seq); err != nil || data != "v" {
+			t.Errorf("get %s seq %d: %q, %v; want the old owner's write", s, seq, data, err)
+		}
 	}
 }
