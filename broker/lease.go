@@ -338,8 +338,8 @@ func (l *leases) claim(b *Broker, n int) {
 // that each is opened afresh (restored from the archive when the archive
 // copy is newer), has the stream counts of its namespaces forgotten,
 // begins a new generation, so that a stream still open from an earlier
-// one is never used again (stale), and is subscribed.
-// While draining, only the deadline moves.
+// one is never used again (stale), and is subscribed. While draining,
+// only the deadline moves.
 func (l *leases) serve(b *Broker, n int, sent int64) {
 	if l.draining {
 		l.served(n, sent)
