@@ -340,8 +340,9 @@ func TestPartitioned_GiveUpUnderLoad(t *testing.T) {
 	nodes := startPartitionCluster(t)
 	archive := t.TempDir()
 	// A longer TTL than the other tests': the give-up waits for a busy
-	// stream a quarter of it at most.
-	opts := Options{ArchiveDir: archive, Partitioning: Partitioning{LeaseTTL: 4 * time.Second}}
+	// stream a quarter of it at most (1.5 s), from the renewal that began
+	// its round; the batch below is held 0.7 s from the give-up's start.
+	opts := Options{ArchiveDir: archive, Partitioning: Partitioning{LeaseTTL: 6 * time.Second}}
 	var mu sync.Mutex
 	var all [4]*Broker
 	targets := make([]string, 3)
