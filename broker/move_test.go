@@ -169,7 +169,11 @@ func TestPartitioned_AbandonOnTimeout(t *testing.T) {
 		if err := client.PublishRequest(subjects.DefaultPrefix+".api.set."+s, nats.NewInbox(), []byte("held")); err != nil {
 			t.Fatal(err)
 		}
-		<-entered
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the third set of %s was not held", s)
+		}
 	}
 
 	nodes[2].srv.Shutdown()
@@ -621,7 +625,11 @@ func TestPartitioned_SharedDataDir(t *testing.T) {
 	if err := client.PublishRequest(subjects.DefaultPrefix+".api.set."+s, nats.NewInbox(), []byte("held")); err != nil {
 		t.Fatal(err)
 	}
-	<-entered
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the set was not held")
+	}
 
 	nodes[2].srv.Shutdown()
 	waitFor30(t, "the new owner serving everything", func() bool { return len(next.parts.owned()) == testPartitions })
