@@ -27,9 +27,10 @@ const (
 // writes to a JetStream key/value bucket (replicated by JetStream's own
 // Raft). Every round (a third of the TTL) the worker renews what it holds,
 // reads the bucket's latest values (never relying on having seen every
-// change: a watch may skip revisions) and moves towards its share,
-// ceil(partitions / live workers): it gives up partitions beyond it and
-// creates the leases of free ones below it.
+// change: a watch may skip revisions) and moves towards an even spread,
+// partitions / live workers or one more each ([fairShare]): it gives up
+// partitions beyond its share and creates the leases of free ones below
+// it.
 //
 // Fencing: a renewal or a claim sent at time t makes the partition served
 // until t + TTL - TTL/4 (partitions.until). The server stamps the write no
@@ -246,11 +247,27 @@ func (l *leases) balance(b *Broker) {
 			l.held[n] = e.Revision()
 		}
 	}
-	share := (l.ps.count + len(members) - 1) / len(members)
-	if len(l.held) > share {
+	counts := map[string]int{}
+	for id := range members {
+		counts[id] = 0
+	}
+	for _, e := range holders {
+		if id := string(e.Value()); id != l.id && members[id] {
+			counts[id]++
+		}
+	}
+	counts[l.id] = len(l.held)
+	taken := len(l.held)
+	for n := range holders {
+		if _, ok := l.held[n]; !ok {
+			taken++
+		}
+	}
+	keep, upTo := fairShare(l.ps.count, l.ps.count-taken, l.id, counts)
+	if len(l.held) > keep {
 		// Give up the highest: the others claim them in their next round.
 		mine := slices.Sorted(maps.Keys(l.held))
-		l.giveUp(b, mine[share:], share, len(members))
+		l.giveUp(b, mine[keep:], keep, len(members))
 		return
 	}
 	// Start at a point of this worker's own, so that workers claiming at
@@ -258,12 +275,49 @@ func (l *leases) balance(b *Broker) {
 	h := fnv.New32a()
 	h.Write([]byte(l.id))
 	first := int(h.Sum32() % uint32(l.ps.count))
-	for i := 0; i < l.ps.count && len(l.held) < share; i++ {
+	for i := 0; i < l.ps.count && len(l.held) < upTo; i++ {
 		n := (first + i) % l.ps.count
 		if _, taken := holders[n]; taken {
 			continue
 		}
 		l.claim(b, n)
+	}
+}
+
+// fairShare says how many of count partitions the worker self should
+// keep and how many it may hold by claiming free ones, given counts, the
+// number of leases each live worker holds (self's included), and free,
+// the partitions nobody holds. The partitions spread evenly: every worker
+// ends with count/N or one more (N live workers). A worker above one more
+// gives up the rest at once. Workers short of count/N take the free
+// partitions first; for what these do not cover, the others give one
+// each, those with the most first (ties: the lower id). While one is
+// short the others claim only up to count/N, so that the partitions freed
+// go to it and only those move.
+func fairShare(count, free int, self string, counts map[string]int) (keep, upTo int) {
+	n := max(len(counts), 1)
+	lo, hi := count/n, (count+n-1)/n
+	mine := counts[self]
+	if mine > hi {
+		return hi, hi
+	}
+	short, ahead := 0, 0
+	for id, c := range counts {
+		if id == self {
+			continue
+		}
+		short += max(lo-c, 0)
+		if c > counts[self] || c == mine && id < self {
+			ahead++ // ranked before self among the givers
+		}
+	}
+	switch {
+	case short == 0:
+		return mine, hi
+	case mine > lo && ahead < short-free:
+		return mine - 1, mine - 1
+	default:
+		return mine, max(lo, mine)
 	}
 }
 
