@@ -371,13 +371,13 @@ func TestCluster_Failover(t *testing.T) {
 	eventuallyFor(t, 60*time.Second, "the other worker serving every partition", func() bool {
 		return spreadEvenly(servedPartitions(t, monitor), 1)
 	})
-	taken := c.firstAck(isolated, held, func(w string) bool { return w != cut.id })
+	var taken map[int]time.Time
 	eventuallyFor(t, 60*time.Second, "writes on every partition the cut off worker held", func() bool {
 		taken = c.firstAck(isolated, held, func(w string) bool { return w != cut.id })
 		return len(taken) == len(held)
 	})
 	nodes[2].start(t)
-	own = spread(2)
+	spread(2)
 	more("writes after the node is back")
 	end()
 	stops := logTimes(t, cut.stderr.String(), "lease not renewed in time")
