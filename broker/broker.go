@@ -124,6 +124,15 @@ type Options struct {
 	// of the prefix's partitions, others the rest (partition.go). The
 	// zero value is off.
 	Partitioning Partitioning
+
+	// SharedDataDir lets several workers claiming partitions through
+	// leases use one data directory on shared storage: the directory is
+	// not locked (each stream file is, by the worker that has it open),
+	// and a partition's new owner opens the very files the old one wrote,
+	// so that a worker that dies loses no acknowledged write. It needs
+	// Partitioning with leases (New fails otherwise) and storage whose
+	// POSIX locks work across machines (NFSv4, CephFS).
+	SharedDataDir bool
 }
 
 // streamAPI is what the broker uses of a [store.Stream].
@@ -144,6 +153,7 @@ type streamAPI interface {
 	Revision() uint64
 	Trim() error
 	Close() error
+	Abandon() error
 	Destroy() error
 }
 
@@ -220,7 +230,8 @@ type Broker struct {
 	janitorDone chan struct{}
 	summaryDone chan struct{}
 
-	dirLock  *os.File    // the data directory's lock (dirlock.go)
+	dirLock  *os.File    // the data directory's lock (dirlock.go); nil: shared
+	dataID   string      // the data directory's id, for the fence (partitioned, with an archive)
 	single   singleCheck // the periodic check for another worker (single.go)
 	conflict chan error  // see Conflict
 
@@ -313,7 +324,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dirLock, err := prepareDirs(opts)
+	dirLock, dataID, err := prepareDirs(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -341,6 +352,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		summaryDone:  make(chan struct{}),
 		shutdownDone: make(chan struct{}),
 		dirLock:      dirLock,
+		dataID:       dataID,
 		conflict:     make(chan error, 1),
 		eps:          make(map[string]*endpoint, len(subjects.Ops)+1),
 	}

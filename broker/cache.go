@@ -21,6 +21,12 @@ import (
 // file stream takes an open slot first (see acquireSlot).
 func (b *Broker) open(e *entry, create bool, cfg *store.Config) (created bool, err error) {
 	if e.st != nil {
+		if b.stale(e) {
+			// Opened before its partition left (and perhaps came back):
+			// another worker may have written the stream since. Closed
+			// when its owner lets it go.
+			return false, errNotServed
+		}
 		b.stats.cacheHits.Add(1)
 		return false, nil
 	}
@@ -115,6 +121,12 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 	}
 	if b.opts.ArchiveDir != "" {
 		o.ArchivePath = filepath.Join(b.opts.ArchiveDir, subjects.Path(name))
+		if b.parts != nil {
+			// The archive copy is the truth for a stream another data
+			// directory wrote last (its partition moved here), and
+			// revisions jump past what a lost owner may have handed out.
+			o.Fence = &store.Fence{Owner: b.dataID}
+		}
 	}
 	if b.opts.BackupDir != "" {
 		o.BackupPath = filepath.Join(b.opts.BackupDir, subjects.Path(name))
@@ -126,6 +138,9 @@ func (b *Broker) storeOptions(e *entry, create bool) store.Options {
 // stream joins the index that list reads.
 func (b *Broker) opened(e *entry, st *store.Stream, memory bool) {
 	e.st = st
+	if p := b.parts; p != nil {
+		e.gen = p.gen[subjects.Partition(e.name, p.count)].Load()
+	}
 	b.damaged.Delete(e.name) // repaired: log it again if it is damaged again
 	e.sh.mu.Lock()
 	e.memory, e.state = memory, stateOpen
@@ -155,7 +170,10 @@ func (b *Broker) streamGone(e *entry) {
 
 // closeStream closes e's stream; the caller owns e. A memory stream that
 // is closed is gone: it is destroyed, with its destroy event, so that
-// mirrors learn of it. No lock is held while a file closes.
+// mirrors learn of it. A file stream of a partition no longer held (or
+// opened before it was lost) is abandoned: closed without an archive
+// snapshot, which another worker's copy may have replaced (see
+// partitions). No lock is held while a file closes.
 func (b *Broker) closeStream(e *entry) (err error) {
 	if b.log.Enabled(context.Background(), slog.LevelDebug) {
 		reason, idle := b.closeReason(e)
@@ -165,7 +183,11 @@ func (b *Broker) closeStream(e *entry) (err error) {
 		// Its destroy removes no file: dirMu is not needed for it.
 		return b.retire(e, e.st.Destroy, nil)
 	}
-	err = e.st.Close()
+	if b.mayArchive(e) {
+		err = e.st.Close()
+	} else {
+		err = e.st.Abandon()
+	}
 	b.forget(e)
 	return err
 }
@@ -428,6 +450,21 @@ func (b *Broker) countOnce(ns string) error {
 	}
 	b.nsMu.Unlock()
 	return nil
+}
+
+// forgetCounts forgets the stream counts of partition n's namespaces,
+// when this worker begins to serve n: other workers created and removed
+// its streams meanwhile, so the next creation under a quota counts them
+// from the disk again (the archive holds them all). The worker-wide count
+// is kept: it is this worker's.
+func (b *Broker) forgetCounts(n int) {
+	b.nsMu.Lock()
+	defer b.nsMu.Unlock()
+	for ns := range b.nsCount {
+		if ns != "" && subjects.Partition(ns, b.parts.count) == n {
+			delete(b.nsCount, ns)
+		}
+	}
 }
 
 // releaseStream counts one stream fewer in namespace ns and in the worker.

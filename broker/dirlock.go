@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -99,9 +104,16 @@ func checkWritable(what, dir string) error {
 }
 
 // prepareDirs creates the data, archive and backup directories when
-// missing, checks that each is writable, and locks the data directory. It
-// returns the lock file, held until [Broker.Shutdown].
-func prepareDirs(opts Options) (*os.File, error) {
+// missing, checks that each is writable, and locks the data directory
+// unless it is shared (Options.SharedDataDir: several workers use it, each
+// stream file locked by the one that has it open). It returns the lock
+// file (nil when shared), held until [Broker.Shutdown], and in partitioned
+// mode with an archive the data directory's id (see dataDirID).
+func prepareDirs(opts Options) (lock *os.File, id string, err error) {
+	if opts.SharedDataDir && (opts.Partitioning.Count == 0 || opts.Partitioning.Static != nil) {
+		return nil, "", errors.New("broker: a shared data directory needs partitions claimed through leases: " +
+			"workers without leases on one directory would serve the same streams")
+	}
 	for _, d := range []struct{ what, dir string }{
 		{"data", opts.DataDir}, {"archive", opts.ArchiveDir}, {"backup", opts.BackupDir},
 	} {
@@ -109,13 +121,96 @@ func prepareDirs(opts Options) (*os.File, error) {
 			continue
 		}
 		if err := os.MkdirAll(d.dir, 0o750); err != nil {
-			return nil, fmt.Errorf("broker: %s directory: %w", d.what, err)
+			return nil, "", fmt.Errorf("broker: %s directory: %w", d.what, err)
 		}
 		if err := checkWritable(d.what, d.dir); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return lockDataDir(opts.DataDir)
+	if !opts.SharedDataDir {
+		if lock, err = lockDataDir(opts.DataDir); err != nil {
+			return nil, "", err
+		}
+	}
+	if opts.Partitioning.Count > 0 && opts.ArchiveDir != "" {
+		if id, err = dataDirID(opts.DataDir); err != nil {
+			if lock != nil {
+				lock.Close()
+			}
+			return nil, "", err
+		}
+	}
+	return lock, id, nil
+}
+
+// idFile names the file of the data directory's id. A stream's file name
+// never starts with '.', so neither list nor a stream open ever takes it
+// for one.
+const idFile = ".persist-id"
+
+// maxIDLen bounds the id read from a data directory, which may be on
+// storage other workers write.
+const maxIDLen = 64
+
+// dataDirID returns the id of the data directory dir, creating it on
+// first use: 16 random bytes in hex, written to a temporary file and
+// linked into place, so that of workers creating it at once (a shared
+// directory) one wins and every one reads a complete id. It names this
+// data directory in the archive's fence files (store.Fence): a stream
+// last written from another directory is taken from the archive.
+func dataDirID(dir string) (string, error) {
+	path := filepath.Join(dir, idFile)
+	if id, err := readID(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return id, err
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("broker: data directory id: %w", err)
+	}
+	f, err := os.CreateTemp(dir, idFile+"-*")
+	if err != nil {
+		return "", fmt.Errorf("broker: data directory id: %w", err)
+	}
+	_, err = f.WriteString(hex.EncodeToString(raw[:]) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// Link, unlike rename, fails when the id exists: then another
+		// worker's is the one.
+		if err = os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+			err = nil
+		}
+	}
+	os.Remove(f.Name())
+	if err != nil {
+		return "", fmt.Errorf("broker: data directory id: %w", err)
+	}
+	return readID(path)
+}
+
+// readID reads and checks an id file: 1 to maxIDLen letters, digits, '-'
+// or '_' and a newline.
+func readID(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxIDLen+2))
+	if err != nil {
+		return "", fmt.Errorf("broker: data directory id: %w", err)
+	}
+	id, ok := strings.CutSuffix(string(data), "\n")
+	if !ok || id == "" || len(id) > maxIDLen || strings.ContainsFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) {
+		return "", fmt.Errorf("broker: data directory id %s: not an id (remove it to make a new one)", path)
+	}
+	return id, nil
 }
 
 // releaseDir gives the data directory's lock back.

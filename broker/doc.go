@@ -143,9 +143,10 @@
 // Before it subscribes anything, [New] creates the data, archive and
 // backup directories when missing and writes, syncs and removes a probe
 // file in each (an unwritable directory fails the start, not the first
-// write), then takes an exclusive flock on the data directory itself, held
-// until Shutdown or the process's end: a second broker on the directory
-// fails with [ErrDataDirLocked] (dirlock.go). It then asks the micro
+// write), then takes an exclusive flock on the data directory itself
+// (unless it is shared, see "Partitions"), held until Shutdown or the
+// process's end: a second broker on the directory fails with
+// [ErrDataDirLocked] (dirlock.go). It then asks the micro
 // services on the connection ($SRV.INFO, and $SRV.STATS of each match,
 // with replies under $SRV._persist_reply., which the worker's user may
 // subscribe to) whether one serves an endpoint under <prefix>.api.; one
@@ -180,11 +181,24 @@
 // another count) and the deadline; a worker checks the deadline again
 // before it applies a batch, and so before it opens a stream. Either
 // refusal is 503 unavailable, never applied, and counted in [Stats]
-// (not_served). A subscription of a partition given up is drained (what
-// it had is refused) and its idle streams are closed, so that one coming
-// back is opened afresh: store.Open restores a file from the archive
-// whenever the archive's copy has the higher revision, or there is no
-// local file.
+// (not_served). A subscription of a partition that leaves is drained
+// (what it had is refused) and its streams are closed, the idle ones at
+// once and the busy ones when their owner lets them go (release: the
+// entry is stale), so that one coming back is opened afresh. A stream
+// opened in an earlier generation of its partition (partitions.gen: the
+// times this worker began to serve it) is never used again. A file
+// stream is closed with its archive snapshot only while its partition is
+// held and it is of the current generation; otherwise it is abandoned
+// (store.Stream.Abandon): after its lease ran out or was taken, another
+// worker may own the archive copy. A memory stream is destroyed, with
+// its destroy event: memory streams do not move. With an archive, every
+// stream has a fence (store.Fence) naming the data directory's id
+// (.persist-id, dirlock.go): the archive copy is the truth for a stream
+// another directory wrote last, and its revisions jump past what a lost
+// owner may have handed out. With [Options.SharedDataDir] the data
+// directory is not locked: each stream file is, by the one worker that
+// has it open, and a partition's new owner opens the file the old one
+// wrote.
 //
 // Leases (no Static) are keys of a JetStream key/value bucket whose TTL
 // is the lease's: "p.<n>" holds the id of partition n's worker, "w.<id>"
@@ -193,15 +207,18 @@
 // latest values (a watch may skip revisions: only the latest value and
 // revision-checked writes are relied on), and moves towards its share,
 // ceil(partitions / live workers): it gives up its highest partitions
-// beyond it (stop serving, then delete at the revision) and creates the
-// leases of free ones below it. A renewal refused for its revision stops
+// beyond it (stop serving them, close their streams with their archive
+// snapshots, waiting a quarter of the TTL at most for the busy ones, then
+// delete at the revision; a partition not closed by then is abandoned and
+// its lease left to expire) and creates the leases of free ones below
+// it. A renewal refused for its revision stops
 // n at once; one that cannot be sent stops it at the deadline, before the
 // server can expire the key (it stamps the write no earlier than it was
 // sent) and so before another worker can create it. Shutdown drains the
 // partition subscriptions with the endpoints, keeps renewing while it
-// answers and closes the streams (which writes their archive copies), and
-// only then deletes its keys, so the next owners restore what was
-// acknowledged.
+// answers and closes the streams (which writes their archive copies, or
+// abandons those of a partition lost meanwhile), and only then deletes
+// its keys, so the next owners restore what was acknowledged.
 //
 // The one-worker check, in partitioned mode, refuses only a worker that
 // cannot share the prefix: not partitioned, another number of partitions,

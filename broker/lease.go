@@ -50,6 +50,7 @@ type leases struct {
 	draining bool           // Shutdown: renew only, claim and give up nothing
 	held     map[int]uint64 // partition -> revision of its lease
 	member   uint64         // revision of w.<id>; 0: not written
+	renewed  int64          // when the last renewal began (partitions.now)
 
 	quit     chan struct{}
 	stopOnce sync.Once
@@ -140,15 +141,19 @@ func (l *leases) round(b *Broker) {
 	l.balance(b)
 }
 
-// nextRound is the time until the next round: an interval, or sooner
-// when a deadline comes first, so that a partition whose lease could not
-// be renewed is given up (its streams closed, and so archived) as soon as
-// it is no longer served, before the lease can expire elsewhere.
+// nextRound is the time until the next round: an interval after the last
+// renewal began (a round that waited for a partition given up took some
+// of it), or sooner when a deadline comes first, so that a partition
+// whose lease could not be renewed is given up (its streams abandoned) as
+// soon as it is no longer held.
 func (l *leases) nextRound() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	wait := l.interval()
 	now := l.ps.now()
+	wait := max(time.Duration(l.renewed+int64(l.interval())-now), 0)
+	if l.renewed == 0 {
+		wait = l.interval()
+	}
 	for n := range l.held {
 		if u := l.ps.until[n].Load(); u > 0 {
 			wait = min(wait, max(time.Duration(u-now), 0))
@@ -161,7 +166,7 @@ func (l *leases) nextRound() time.Duration {
 // could not be renewed in time.
 func (l *leases) expire(b *Broker) {
 	for n := range l.held {
-		if l.ps.until[n].Load() > 0 && !l.ps.serves(n) {
+		if l.ps.until[n].Load() > 0 && !l.ps.holds(n) {
 			b.log.Error("lease not renewed in time: stopped serving it", "partition", n)
 			l.lose(b, n)
 		}
@@ -178,6 +183,7 @@ func (l *leases) served(n int, sent int64) {
 // that could not be written (a timeout) is kept until its deadline runs
 // out, and lost then.
 func (l *leases) renew(b *Broker) {
+	l.renewed = l.ps.now()
 	ctx, cancel := l.opCtx()
 	defer cancel()
 	if rev, err := l.kv.Put(ctx, memberKeyPrefix+l.id, []byte(l.id)); err == nil {
@@ -195,7 +201,7 @@ func (l *leases) renew(b *Broker) {
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound):
 			b.log.Error("lease lost: another worker holds it", "partition", n, "err", err)
 			l.lose(b, n)
-		case !l.ps.serves(n):
+		case !l.ps.holds(n):
 			b.log.Error("lease not renewed in time: stopped serving it", "partition", n, "err", err)
 			l.lose(b, n)
 		default:
@@ -211,14 +217,16 @@ func (l *leases) renew(b *Broker) {
 	}
 }
 
-// lose stops serving n: refused from now on, unsubscribed, its idle
-// streams closed.
+// lose stops serving n, whose lease ran out or was taken: refused from
+// now on, unsubscribed, its idle streams abandoned at once and the busy
+// ones when their owners let them go (closeStream: n is not held).
 func (l *leases) lose(b *Broker, n int) {
 	l.ps.until[n].Store(0)
+	l.ps.leaving[n].Store(false)
 	delete(l.held, n)
 	b.unsubscribePartition(n)
 	if !l.draining { // Shutdown closes every stream itself
-		b.closePartition(n)
+		b.closePartition(n, true)
 	}
 }
 
@@ -242,18 +250,7 @@ func (l *leases) balance(b *Broker) {
 	if len(l.held) > share {
 		// Give up the highest: the others claim them in their next round.
 		mine := slices.Sorted(maps.Keys(l.held))
-		for _, n := range mine[share:] {
-			rev := l.held[n]
-			l.lose(b, n)
-			ctx, cancel := l.opCtx()
-			err := l.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(rev))
-			cancel()
-			if err != nil {
-				b.log.Warn("give up lease", "partition", n, "err", err)
-			} else {
-				b.log.Info("gave up partition", "partition", n, "share", share, "workers", len(members))
-			}
-		}
+		l.giveUp(b, mine[share:], share, len(members))
 		return
 	}
 	// Start at a point of this worker's own, so that workers claiming at
@@ -267,6 +264,52 @@ func (l *leases) balance(b *Broker) {
 			continue
 		}
 		l.claim(b, n)
+	}
+}
+
+// giveUp gives up the partitions parts, held: nothing new is served on
+// them, their streams are closed with their archive snapshots (the leases
+// are still this worker's), and then their leases are deleted, so that
+// the next owner restores what was written here, all of it. The closes,
+// and the streams busy at the time, are waited for, a quarter of the TTL
+// at most from the renewal that began this round (the leases still have
+// half the TTL then, and the others are renewed in time: see nextRound);
+// a partition whose streams are not all closed by then is dropped
+// instead, its remaining streams abandoned, and its lease left to
+// expire.
+func (l *leases) giveUp(b *Broker, parts []int, share, workers int) {
+	for _, n := range parts {
+		l.ps.leaving[n].Store(true)
+		b.unsubscribePartition(n)
+	}
+	// The closes (snapshots) run in the closer pool, all partitions at
+	// once, within the same bound as the busy streams.
+	for _, n := range parts {
+		b.closePartition(n, false)
+	}
+	bound := l.renewed + int64(l.ttl/4)
+	for _, n := range parts {
+		for b.openIn(n) > 0 && l.ps.now() < bound && l.ps.holds(n) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		rev := l.held[n]
+		done := b.openIn(n) == 0 && l.ps.holds(n)
+		l.ps.until[n].Store(0)
+		l.ps.leaving[n].Store(false)
+		delete(l.held, n)
+		if !done {
+			b.log.Warn("gave up partition with streams still busy: they are abandoned and the lease left to expire",
+				"partition", n, "share", share, "workers", workers)
+			continue
+		}
+		ctx, cancel := l.opCtx()
+		err := l.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(rev))
+		cancel()
+		if err != nil {
+			b.log.Warn("give up lease", "partition", n, "err", err)
+		} else {
+			b.log.Info("gave up partition", "partition", n, "share", share, "workers", workers)
+		}
 	}
 }
 
@@ -293,15 +336,19 @@ func (l *leases) claim(b *Broker, n int) {
 // serve extends n's deadline after a write of its lease sent at sent. A
 // partition not served until now has its idle streams closed first, so
 // that each is opened afresh (restored from the archive when the archive
-// copy is newer), and is subscribed. While draining, only the deadline
-// moves.
+// copy is newer), has the stream counts of its namespaces forgotten,
+// begins a new generation, so that a stream still open from an earlier
+// one is never used again (stale), and is subscribed. While draining,
+// only the deadline moves.
 func (l *leases) serve(b *Broker, n int, sent int64) {
 	if l.draining {
 		l.served(n, sent)
 		return
 	}
 	if !l.ps.serves(n) {
-		b.closePartition(n)
+		b.closePartition(n, true)
+		b.forgetCounts(n)
+		l.ps.gen[n].Add(1)
 	}
 	l.served(n, sent)
 	if err := b.subscribePartition(n); err != nil {

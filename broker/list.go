@@ -21,7 +21,19 @@ func (b *Broker) list(reply, prefix string, body []byte) {
 		return
 	}
 	limit := req.PageLimit()
-	files, err := b.names.page(prefix, req.After, limit+1, func() ([]string, error) { return b.diskStreamNames(prefix) })
+	var files []string
+	var err error
+	if b.parts != nil && b.parts.lease != nil {
+		// Partitions move between workers, which create and remove files
+		// in the archive (or a shared data directory) that this worker's
+		// index never hears of: read the disk every time.
+		if files, err = b.diskStreamNames(prefix); err == nil {
+			slices.Sort(files)
+			files = pageOf(slices.Compact(files), req.After, limit+1)
+		}
+	} else {
+		files, err = b.names.page(prefix, req.After, limit+1, func() ([]string, error) { return b.diskStreamNames(prefix) })
+	}
 	if err != nil {
 		b.replyError(subjects.OpList, prefix, reply, err)
 		return

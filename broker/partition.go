@@ -69,16 +69,26 @@ var errNotServed = subjects.ErrUnavailable.WithDescription("the stream's partiti
 const forever = math.MaxInt64
 
 // partitions is what a partitioned broker knows of its partitions: which
-// it serves until when, and their subscriptions. A partition n is served
+// it serves until when, and their subscriptions. A partition n is held
 // while the time since base is below until[n]; a lease sets that deadline
 // short of the lease's expiry, so that a worker that cannot renew stops
-// on its own, whatever its goroutines are doing.
+// on its own, whatever its goroutines are doing. A partition held is
+// served unless it is leaving: given up, its streams being closed before
+// its lease is deleted.
+//
+// A stream of partition n is written to its archive copy (closed with
+// Close, which snapshots it) only while n is held and the stream was
+// opened in the partition's current generation gen[n], which counts the
+// times this worker began to serve n; otherwise it is abandoned
+// (store.Stream.Abandon): another worker may own the archive copy by now.
 type partitions struct {
-	count  int
-	static []int
-	base   time.Time // monotonic origin of until
-	until  []atomic.Int64
-	lease  *leases // nil: static
+	count   int
+	static  []int
+	base    time.Time // monotonic origin of until
+	until   []atomic.Int64
+	leaving []atomic.Bool
+	gen     []atomic.Uint64
+	lease   *leases // nil: static
 
 	refused  atomic.Uint64 // requests refused: partition not served here
 	requests atomic.Uint64 // requests received on the partition subscriptions
@@ -101,7 +111,8 @@ func newPartitions(p Partitioning, prefix string) (*partitions, error) {
 	if err := subjects.ValidatePartitions(p.Count); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	ps := &partitions{count: p.Count, base: time.Now(), until: make([]atomic.Int64, p.Count), subs: map[int]*nats.Subscription{}}
+	ps := &partitions{count: p.Count, base: time.Now(), until: make([]atomic.Int64, p.Count),
+		leaving: make([]atomic.Bool, p.Count), gen: make([]atomic.Uint64, p.Count), subs: map[int]*nats.Subscription{}}
 	if p.Static != nil {
 		// Through the parser, so that a set that does not read back the
 		// same (out of range, repeated) is refused.
@@ -129,7 +140,36 @@ func newPartitions(p Partitioning, prefix string) (*partitions, error) {
 func (p *partitions) now() int64 { return int64(time.Since(p.base)) }
 
 // serves reports whether partition n is served now.
-func (p *partitions) serves(n int) bool { return p.now() < p.until[n].Load() }
+func (p *partitions) serves(n int) bool { return p.holds(n) && !p.leaving[n].Load() }
+
+// holds reports whether partition n's lease (or static set) is this
+// worker's now: its streams may still be closed with an archive snapshot.
+func (p *partitions) holds(n int) bool { return p.now() < p.until[n].Load() }
+
+// stale reports whether e's stream, open, must not be used any more: its
+// partition is not served now, or it was opened before the partition's
+// current generation. Its owner closes it (see release). The caller owns
+// e.
+func (b *Broker) stale(e *entry) bool {
+	p := b.parts
+	if p == nil {
+		return false
+	}
+	n := subjects.Partition(e.name, p.count)
+	return e.gen != p.gen[n].Load() || !p.serves(n)
+}
+
+// mayArchive reports whether e's file stream may be closed with its
+// archive snapshot: not partitioned, or its partition held and e opened in
+// its current generation. The caller owns e.
+func (b *Broker) mayArchive(e *entry) bool {
+	p := b.parts
+	if p == nil {
+		return true
+	}
+	n := subjects.Partition(e.name, p.count)
+	return e.gen == p.gen[n].Load() && p.holds(n)
+}
 
 // owned returns the partitions served now.
 func (p *partitions) owned() []int {
@@ -256,6 +296,11 @@ func (b *Broker) startPartitions() error {
 		b.log.Info("serving partitions", "partitions", subjects.FormatPartitions(p.static), "of", p.count)
 		return nil
 	}
+	if b.opts.ArchiveDir == "" && !b.opts.SharedDataDir {
+		b.log.Warn("partitions claimed through leases without an archive or a shared data directory: " +
+			"streams do not move with their partitions (a partition's new owner starts them empty); " +
+			"give every worker the same --archive, or --shared-data-dir")
+	}
 	return p.lease.start(b)
 }
 
@@ -368,28 +413,42 @@ func (b *Broker) mayApply(stream string) error {
 	return nil
 }
 
-// closePartition closes the open file streams of partition n that nobody
-// uses, and waits for that: a partition given up must not keep a copy
-// open that would be served stale if it came back, nor snapshot it into
-// the archive later. A stream in use is skipped; it reports whether none
-// was.
-func (b *Broker) closePartition(n int) bool {
+// closePartition closes the open streams of partition n that nobody
+// uses, and with wait waits for that: a partition that leaves must not
+// keep a copy open that would be served stale if it came back. A file
+// stream is closed with its archive snapshot while the partition is
+// still held (a partition given up), abandoned otherwise (its lease ran
+// out or was taken); a memory stream is destroyed, with its destroy
+// event: memory streams do not move. A stream in use is closed by its
+// owner when it lets it go (release: it is stale now). It returns the
+// number of those.
+func (b *Broker) closePartition(n int, wait bool) (busy int) {
 	var wg sync.WaitGroup
-	all := true
 	for i := range b.reg.shards {
 		sh := &b.reg.shards[i]
-		var idle []*entry
+		var idle, mem []*entry
 		sh.mu.Lock()
 		for name, e := range sh.streams {
-			if e.state == stateOpen && !e.memory && subjects.Partition(name, b.parts.count) == n {
-				if e.busy {
-					all = false
-					continue
-				}
+			if e.state != stateOpen || subjects.Partition(name, b.parts.count) != n {
+				continue
+			}
+			switch {
+			case e.busy:
+				busy++
+			case e.memory:
+				// Not on an idle list: taken here, as closeIdle does.
+				e.busy, e.state = true, stateClosing
+				b.held.Add(1)
+				mem = append(mem, e)
+			default:
 				idle = append(idle, e)
 			}
 		}
 		sh.mu.Unlock()
+		for _, e := range mem {
+			wg.Add(1)
+			b.closeq.push(closeTask{e: e, done: &wg})
+		}
 		for _, e := range idle {
 			t := b.takeIdle(func() *entry {
 				if e.list != nil {
@@ -398,7 +457,7 @@ func (b *Broker) closePartition(n int) bool {
 				return nil
 			}, stateClosing)
 			if t == nil {
-				all = false
+				busy++ // taken by someone else meanwhile
 				continue
 			}
 			wg.Add(1)
@@ -406,8 +465,26 @@ func (b *Broker) closePartition(n int) bool {
 			b.closeq.push(closeTask{e: t, frees: true, done: &wg})
 		}
 	}
-	wg.Wait()
-	return all
+	if wait {
+		wg.Wait()
+	}
+	return busy
+}
+
+// openIn counts partition n's streams that are open or being closed.
+func (b *Broker) openIn(n int) int {
+	count := 0
+	for i := range b.reg.shards {
+		sh := &b.reg.shards[i]
+		sh.mu.Lock()
+		for name, e := range sh.streams {
+			if e.state != stateClosed && subjects.Partition(name, b.parts.count) == n {
+				count++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return count
 }
 
 // msgRequest is a message of a partition subscription as the micro

@@ -46,12 +46,38 @@ func startPartitionCluster(tb testing.TB) []*clusterNode {
 		fmt.Fprintf(&block, "  %q: %q\n", src, mappings[src])
 	}
 	block.WriteString("}\n")
+	// The route ports are free when picked, not always still when the
+	// servers listen (other tests run beside): a cluster that does not
+	// start is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		nodes, err := tryPartitionCluster(tb, block.String())
+		if err == nil {
+			waitFor(tb, "the routes between the three servers", func() bool {
+				for _, n := range nodes {
+					if n.srv.NumRemotes() != 2 {
+						return false
+					}
+				}
+				return true
+			})
+			return nodes
+		}
+		if attempt == 3 {
+			tb.Fatal(err)
+		}
+		tb.Logf("cluster not started (%v): again on other ports", err)
+	}
+}
+
+// tryPartitionCluster starts three routed servers with JetStream and the
+// mappings block on free ports; on an error none is left running.
+func tryPartitionCluster(tb testing.TB, block string) ([]*clusterNode, error) {
 	var ports []int
 	var routes []string
 	for range 3 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			tb.Fatal(err)
+			return nil, err
 		}
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 		l.Close()
@@ -60,7 +86,7 @@ func startPartitionCluster(tb testing.TB) []*clusterNode {
 	var nodes []*clusterNode
 	for i := range 3 {
 		dir := tb.TempDir()
-		text := fmt.Sprintf("server_name: n%d\njetstream { store_dir: %q }\ncluster { name: persist }\n%s", i, filepath.Join(dir, "js"), block.String())
+		text := fmt.Sprintf("server_name: n%d\njetstream { store_dir: %q }\ncluster { name: persist }\n%s", i, filepath.Join(dir, "js"), block)
 		path := filepath.Join(dir, "server.conf")
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 			tb.Fatal(err)
@@ -74,32 +100,39 @@ func startPartitionCluster(tb testing.TB) []*clusterNode {
 		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[i]
 		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 		n := &clusterNode{opts: opts}
-		n.start(tb)
+		if err := n.tryStart(); err != nil {
+			for _, n := range nodes {
+				n.srv.Shutdown()
+			}
+			return nil, err
+		}
+		tb.Cleanup(n.srv.Shutdown)
 		nodes = append(nodes, n)
 	}
-	waitFor(tb, "the routes between the three servers", func() bool {
-		for _, n := range nodes {
-			if n.srv.NumRemotes() != 2 {
-				return false
-			}
-		}
-		return true
-	})
-	return nodes
+	return nodes, nil
 }
 
 func (n *clusterNode) start(tb testing.TB) {
 	tb.Helper()
+	if err := n.tryStart(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(n.srv.Shutdown)
+}
+
+// tryStart starts n's server and waits until it accepts clients.
+func (n *clusterNode) tryStart() error {
 	s, err := server.NewServer(n.opts)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("nats server did not start")
+		s.Shutdown()
+		return errors.New("nats server did not start")
 	}
-	tb.Cleanup(s.Shutdown)
 	n.srv = s
+	return nil
 }
 
 // connectNode connects to n only: discovered servers are ignored, so a
@@ -411,16 +444,20 @@ func TestPartitioned_Leases(t *testing.T) {
 			t.Errorf("partition %d claimed at %v, before the cut-off worker's deadline %v", n, c, last[n])
 		}
 	}
-	// The cut-off worker closed its streams, and so archived them, when
-	// it stopped serving them: the next owners lost nothing (with the
-	// archive interval an hour, only the close archives).
+	// The cut-off worker abandoned its streams when it stopped serving
+	// them: with the archive interval an hour, what it acknowledged
+	// since the streams moved to it is lost, and its seqs are not given
+	// again (the fence makes the next owner jump past them). The other
+	// streams go on.
 	for _, s := range streams {
 		seq, err := retrySet(t, client, s)
 		if err != nil {
 			t.Fatalf("set %s after the cut: %v", s, err)
 		}
-		if seq != 3 {
-			t.Errorf("set %s (partition %d) after the cut: seq %d, want 3", s, subjects.Partition(s, testPartitions), seq)
+		p := subjects.Partition(s, testPartitions)
+		if moved := slices.Contains(held, p); moved && seq <= 2 || !moved && seq != 3 {
+			t.Errorf("set %s (partition %d, on the cut-off worker: %v) after the cut: seq %d, want 3, or more than 2 on the cut-off worker",
+				s, p, moved, seq)
 		}
 	}
 }

@@ -61,8 +61,10 @@ type entry struct {
 	prev, next *entry
 
 	// Owned: only the goroutine that holds e (busy, or taken off an idle
-	// list) uses it.
-	st streamAPI
+	// list) uses them. gen is the generation of st's partition when st
+	// was opened (partitioned mode; see partitions).
+	st  streamAPI
+	gen uint64
 }
 
 // shard is one part of the registry's map.
@@ -211,13 +213,16 @@ func (b *Broker) own(e *entry) bool {
 // release gives up the ownership of e: an open file stream goes to the
 // front of the fresh idle list (trimmed: of the trimmed one), or to the
 // closer pool when more opens wait for a slot than closes are under way,
-// and an entry without a stream is forgotten. e.sh.mu is held and e's
-// queue is empty.
+// and an entry without a stream is forgotten. An open stream of a
+// partition that left (stale) goes to the closer pool too, memory stream
+// or not. e.sh.mu is held and e's queue is empty.
 func (b *Broker) release(e *entry, trimmed bool) {
-	if e.state == stateOpen && !e.memory && b.closing.Load() < b.slotWaiters.Load() {
+	if e.state == stateOpen && (!e.memory && b.closing.Load() < b.slotWaiters.Load() || b.stale(e)) {
 		e.state = stateClosing
-		b.closing.Add(1)
-		b.closeq.push(closeTask{e: e, frees: true})
+		if !e.memory {
+			b.closing.Add(1)
+		}
+		b.closeq.push(closeTask{e: e, frees: !e.memory})
 		return
 	}
 	e.busy = false

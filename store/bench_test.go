@@ -34,7 +34,15 @@ var benchPayload = func() []byte {
 
 func benchOpen(b *testing.B, cfg *Config) *Stream {
 	b.Helper()
-	s, err := Open(filepath.Join(b.TempDir(), "bench", "s.db"), Options{Create: true, Config: cfg, NoSweep: true, Name: "bench.s"})
+	return benchOpenOpts(b, Options{Config: cfg})
+}
+
+// benchOpenOpts is benchOpen with more options.
+func benchOpenOpts(b *testing.B, opts Options) *Stream {
+	b.Helper()
+	dir := b.TempDir()
+	opts.Create, opts.NoSweep, opts.Name = true, true, "bench.s"
+	s, err := Open(filepath.Join(dir, "bench", "s.db"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +102,20 @@ func cpuTime(b *testing.B) time.Duration {
 func BenchmarkAppendBatch100Sync(b *testing.B) {
 	cfg := subjects.DefaultConfig()
 	cfg.Sync = true
-	s := benchOpen(b, &cfg)
+	benchAppendBatch100(b, benchOpen(b, &cfg))
+}
+
+// BenchmarkAppendBatch100SyncFence is BenchmarkAppendBatch100Sync with a
+// fence: one fence write per 10 or 11 calls.
+func BenchmarkAppendBatch100SyncFence(b *testing.B) {
+	cfg := subjects.DefaultConfig()
+	cfg.Sync = true
+	opts := benchFenceOpts(b)
+	opts.Config = &cfg
+	benchAppendBatch100(b, benchOpenOpts(b, opts))
+}
+
+func benchAppendBatch100(b *testing.B, s *Stream) {
 	ws := make([]Write, 100)
 	for i := range ws {
 		ws[i] = Write{Data: benchPayload}
@@ -112,7 +133,27 @@ func BenchmarkAppendBatch100Sync(b *testing.B) {
 
 // BenchmarkAppendSingle appends one message per call with sync off.
 func BenchmarkAppendSingle(b *testing.B) {
-	s := benchOpen(b, nil)
+	benchAppendSingle(b, benchOpen(b, nil))
+}
+
+// BenchmarkAppendSingleFence is BenchmarkAppendSingle on a stream with a
+// fence (the default Ahead) beside an archive copy on the same disk: one
+// fence write (two fsyncs) per 1025 appends.
+func BenchmarkAppendSingleFence(b *testing.B) {
+	benchAppendSingle(b, benchOpenOpts(b, benchFenceOpts(b)))
+}
+
+// benchFenceOpts are the options of a stream with an archive path that
+// its snapshots never reach in a benchmark, and a fence.
+func benchFenceOpts(b *testing.B) Options {
+	return Options{
+		ArchivePath:     filepath.Join(b.TempDir(), "archive", "s.db"),
+		ArchiveInterval: time.Hour,
+		Fence:           &Fence{Owner: "bench"},
+	}
+}
+
+func benchAppendSingle(b *testing.B, s *Stream) {
 	ws := []Write{{Data: benchPayload}}
 	b.ReportAllocs()
 	cpu := benchCPU(b)
@@ -258,16 +299,59 @@ func BenchmarkOpenGet(b *testing.B) {
 	})
 }
 
+// BenchmarkOpenGetArchive is BenchmarkOpenGet on streams with an archive
+// copy (on the same disk), which each open reads the revision of.
+func BenchmarkOpenGetArchive(b *testing.B) {
+	benchOpenGetTiered(b, false)
+}
+
+// BenchmarkOpenGetFence is BenchmarkOpenGetArchive with a fence, marked
+// clean: each open reads it, and so does each close, which writes nothing.
+func BenchmarkOpenGetFence(b *testing.B) {
+	benchOpenGetTiered(b, true)
+}
+
+func benchOpenGetTiered(b *testing.B, fence bool) {
+	paths := benchClosedStreams(b, 100, Write{Data: benchPayload})
+	archive := b.TempDir()
+	opts := func(p string) Options {
+		o := Options{NoSweep: true, Name: benchName(p), ArchivePath: filepath.Join(archive, filepath.Base(p)), ArchiveInterval: time.Hour}
+		if fence {
+			o.Fence = &Fence{Owner: "bench"}
+		}
+		return o
+	}
+	for _, p := range paths { // the archive copies and clean fences
+		s, err := Open(p, opts(p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchOpenCyclesOpts(b, paths, "opens/s", opts, func(s *Stream) error {
+		_, err := s.Get(1)
+		return err
+	})
+}
+
 // benchOpenCycles opens each of paths in turn, runs use on it and closes
 // it again, and reports the cycles per second and their CPU time.
 func benchOpenCycles(b *testing.B, paths []string, unit string, use func(*Stream) error) {
+	b.Helper()
+	benchOpenCyclesOpts(b, paths, unit, func(p string) Options { return Options{NoSweep: true, Name: benchName(p)} }, use)
+}
+
+// benchOpenCyclesOpts is benchOpenCycles opening path with opts(path).
+func benchOpenCyclesOpts(b *testing.B, paths []string, unit string, opts func(string) Options, use func(*Stream) error) {
 	b.Helper()
 	b.ReportAllocs()
 	cpu := benchCPU(b)
 	n := 0
 	for b.Loop() {
 		p := paths[n%len(paths)]
-		s, err := Open(p, Options{NoSweep: true, Name: benchName(p)})
+		s, err := Open(p, opts(p))
 		if err != nil {
 			b.Fatal(err)
 		}

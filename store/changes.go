@@ -31,7 +31,9 @@ import (
 // the meta row remembers the revision and last seq of the newest one
 // dropped (gone_rev, gone_seq). The changes after a revision below
 // gone_rev are no longer all known ([ErrRevisionGone]); from gone_rev on,
-// the row (gone_rev, gone_seq) stands for the dropped ones.
+// the row (gone_rev, gone_seq) stands for the dropped ones. A stream that
+// jumps past a fence (see fence.go) drops every row the same way, with
+// the revision and last seq it jumped to.
 
 // ChangesQuery selects a page of changes for [Stream.Changes].
 type ChangesQuery struct {

@@ -164,6 +164,83 @@
 // checkpointed. With sync on, synchronous=FULL: it also survives losing
 // power.
 //
+// # Moving streams
+//
+// With [Options.Fence] a stream can move between workers that share only
+// its archive copy (each with a data directory of its own). The fence is
+// a JSON file beside the archive copy, ArchivePath + ".fence", written
+// atomically and durably (a temporary file, fsync, rename, directory
+// fsync) and read with a size bound: {"owner", "revision", "seq",
+// "clean"}. It names the owner that writes the stream and the revision
+// and seq up to which that owner may commit.
+//
+// A commit that would take the revision past the reservation first
+// writes the next one, [Fence.Ahead] revisions past the commit's (its
+// seq likewise: a set adds one to both, anything else only to the
+// revision), inside the transaction and before its COMMIT; if that
+// fails, the transaction is rolled back. The commit path costs one
+// comparison with a fence or without; a busy stream writes its fence
+// once per Ahead+1 revisions. Such a write first reads the fence: one
+// that another owner has taken over since fails the write with
+// [ErrFenced] (an [ErrLocked]), so a worker that lost the stream stops at
+// the end of its reservation at the latest. (Reading and replacing the
+// file is not atomic across machines: the fence narrows the window, the
+// broker's leases exclude the overlap.)
+//
+// Open reads the fence before it looks at the files. Missing, or naming
+// this owner: the local file is restored as without a fence (the archive
+// copy replaces it only when it is missing or older). Naming another
+// owner: the archive copy is the truth, so a local file at another
+// revision, higher or lower, or a damaged one, is replaced by it, and
+// without an archive copy the local file is removed (its history was
+// superseded) and the stream is missing (ErrNotFound without Create); a
+// damaged archive copy is then an error even with a local file. A local
+// file at the archive's revision is kept: an owner commits only within
+// its reservation and the next owner jumps past it, so two owners'
+// copies never share a revision unless one is a copy of the other. Then,
+// unless this owner's own file was kept, a fence that reserves more than
+// the opened stream holds (a higher revision or seq) means that
+// acknowledged writes may be lost, this owner's own included when its
+// file was lost or older than the archive copy: the stream jumps, in one
+// transaction before anything else commits, to the reserved seq and one
+// past the reserved revision, and its changes before that revision are
+// gone, as if dropped from the changes table (the meta row's gone_rev and
+// gone_seq, see Changes), so [Stream.Changes] after an earlier revision
+// is ErrRevisionGone and a mirror reads the stream again. A jump
+// publishes no event: the next event's revision tells watchers they
+// missed some. A stream created afresh starts past a fence left behind
+// too. A fence that names another owner, or none on a stream with
+// events, is taken over at once with this owner's reservation, so the old
+// owner's late snapshots are refused; this owner's own fence is renewed
+// by the first write past it.
+//
+// The archive snapshots, the timer's and Close's, read the fence first
+// and are not written while it names another owner (logged at Warn once
+// per stream, with both owners). [Stream.Close] marks the fence clean
+// once the archive copy is at the stream's revision (its snapshot
+// succeeded, or there was nothing new): revision and seq then are the
+// archive's, and the next owner continues without a jump. A snapshot
+// that fails leaves no clean mark, and Close returns its error.
+// [Stream.Abandon] closes without snapshot, backup or clean mark, for a
+// worker whose right to the archive has run out. [Stream.Destroy] removes
+// the fence after the archive copy, so the stream starts at seq 1 again.
+// Trim and checkpoints write no snapshot and never look at the fence.
+//
+// A fence file that cannot be read as one (not JSON, longer than 4 KiB,
+// an owner that is not 1 to 128 bytes of printable UTF-8, a revision or
+// seq of 2^61 or more, a directory in its place) is damage: Open fails with
+// ErrCorrupt and leaves it as it is, so does a commit that needs a
+// reservation, Close returns it without writing the snapshot, and the
+// timer logs it and writes none. An operator repairs it: removing the
+// file makes the next open trust the files as without a fence; writing
+// the archive's revision and seq with clean true makes it continue
+// without a jump. Fields it does not know are ignored.
+//
+// Every open with an archive path (fenced or not) reads the archive
+// copy's revision; a stream whose archive copy is not at its revision
+// (the local file is newer, after a crash) gets a snapshot at Close even
+// if nothing changed since the open.
+//
 // # Time
 //
 // Message times are assigned from [Options.Now] and never decrease within a

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -125,5 +126,36 @@ func FuzzOpen(f *testing.F) {
 		check("Keys()", err)
 		_, err = s.Inventory()
 		check("Inventory()", err)
+	})
+}
+
+// FuzzParseFence checks that a fence file, which another machine wrote,
+// never panics the reader, and that what it accepts is a fence it would
+// write and read back the same.
+func FuzzParseFence(f *testing.F) {
+	f.Add([]byte(`{"owner":"A","revision":1034,"seq":1030,"clean":false}`))
+	f.Add([]byte(`{"owner":"worker-2","revision":7,"seq":7,"clean":true,"epoch":1}`))
+	f.Add([]byte(`{"owner":"","revision":-1}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"owner":"A","revision":1e30}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseFence("s.db.fence", b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("parseFence(%q) = %v, want ErrCorrupt", b, err)
+			}
+			return
+		}
+		if err := validOwner(r.Owner); err != nil || r.Revision > maxFenceValue || r.Seq > maxFenceValue {
+			t.Fatalf("parseFence(%q) accepted %+v", b, r)
+		}
+		out, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := parseFence("s.db.fence", out)
+		if err != nil || *again != *r {
+			t.Fatalf("parseFence(%s) = %+v, %v; want %+v", out, again, err, r)
+		}
 	})
 }

@@ -77,6 +77,11 @@ func (s *Stream) update(fn func(tx *txn) error) (err error) {
 			err = execOnce(s.conn, "UPDATE meta SET config = ? WHERE id = 1", nil, string(b))
 		}
 	}
+	// Nothing is acknowledged beyond what the fence reserves (see
+	// Fence): past it, the next reservation is written first.
+	if err == nil && tx.m.revision > s.fenceRev {
+		err = s.reserve(tx.m)
+	}
 	if err == nil {
 		err = s.exec("COMMIT", nil)
 	}
@@ -164,8 +169,13 @@ func (tx *txn) countBlock(seq uint64, d int64) {
 func (tx *txn) flushBlocks() error {
 	shift := tx.s.blockShift
 	was, now := int64(tx.s.m.lastSeq>>shift), int64(tx.m.lastSeq>>shift)
-	for b := was; b < now; b++ {
-		if err := tx.s.exec("INSERT OR REPLACE INTO blocks (block, n) VALUES (?, (SELECT count(*) FROM msgs WHERE seq >= ? AND seq < ?))", nil, b, b<<shift, (b+1)<<shift); err != nil {
+	if was < now {
+		// A block without rows has no row, which counts as 0: a stream
+		// that jumped past a fence moved past blocks it never wrote.
+		if err := tx.s.exec("DELETE FROM blocks WHERE block >= ? AND block < ?", nil, was, now); err != nil {
+			return err
+		}
+		if err := tx.s.exec("INSERT INTO blocks (block, n) SELECT seq >> ?, count(*) FROM msgs WHERE seq >= ? AND seq < ? GROUP BY seq >> ?", nil, int64(shift), was<<shift, now<<shift, int64(shift)); err != nil {
 			return err
 		}
 	}

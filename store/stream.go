@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,11 @@ type Options struct {
 	// ArchiveInterval is the least time between two archive snapshots
 	// while the stream changes (0: 30s).
 	ArchiveInterval time.Duration
+	// Fence (nil: none) keeps a fence file beside the archive copy
+	// (ArchivePath + ".fence"), so that the stream can move between
+	// workers that share only the archive: see [Fence]. Requires
+	// ArchivePath; ignored for memory streams.
+	Fence *Fence
 	// BackupPath is where a backup copy is written on Close ("" for none).
 	BackupPath string
 	// Now is the clock (nil: time.Now).
@@ -99,6 +105,10 @@ type Stream struct {
 	held    int64 // bytes reserved from opts.Quota
 	archive archiveState
 	chg     changeLog // see changes.go
+	// fence is the stream's fence (nil: none); a commit past fenceRev
+	// writes a new reservation first (math.MaxUint64 without a fence).
+	fence    *fenceState
+	fenceRev uint64
 
 	// deadline is the Unix ms at which the next expiry is due (0: none). It
 	// may be early, never late: writes only lower it, sweeps recompute it.
@@ -148,7 +158,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		cfg = *opts.Config
 		cfg.Desc = subjects.CompactJSON(cfg.Desc)
 	}
-	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == subjects.StorageMemory, blockShift: blockShift}
+	s := &Stream{path: path, opts: opts, memory: opts.Memory || cfg.Storage == subjects.StorageMemory, blockShift: blockShift, fenceRev: math.MaxUint64}
 	if opts.blockShift != 0 {
 		s.blockShift = opts.blockShift
 	}
@@ -156,9 +166,17 @@ func Open(path string, opts Options) (*Stream, error) {
 	s.archive.last = time.Now()
 	if s.memory {
 		cfg.Storage = subjects.StorageMemory
-		s.opts.ArchivePath, s.opts.BackupPath = "", ""
+		s.opts.ArchivePath, s.opts.BackupPath, s.opts.Fence = "", "", nil
+	}
+	if f := s.opts.Fence; f != nil {
+		if err := validFence(f, s.opts.ArchivePath); err != nil {
+			return nil, err
+		}
+		s.fence = &fenceState{path: fencePath(s.opts.ArchivePath), owner: f.Owner, ahead: cmp.Or(f.Ahead, DefaultFenceAhead)}
+		s.fenceRev = 0
 	}
 	var created bool
+	var tier restored
 	var err error
 	if s.memory {
 		if !opts.Create {
@@ -170,7 +188,7 @@ func Open(path string, opts Options) (*Stream, error) {
 		s.conn, err = openMemory()
 		created = true
 	} else {
-		s.conn, s.lockf, s.newWAL, created, err = openFile(path, &cfg, opts)
+		s.conn, s.lockf, s.newWAL, created, err = openFile(path, &cfg, opts, s.fence, &tier)
 	}
 	if err != nil {
 		return nil, err
@@ -206,12 +224,18 @@ func Open(path string, opts Options) (*Stream, error) {
 		return fail(err)
 	}
 	if s.opts.ArchivePath != "" {
-		// A stream that has no archive copy yet gets one on close at the
+		// A stream whose archive copy is not at its revision (there is
+		// none, or the local file is newer) gets one on close at the
 		// latest; unless it never had an event: then it holds nothing and
 		// was created by a request that wrote nothing, which removes it
 		// again, and a copy would bring it back from the archive.
-		_, err := os.Stat(s.opts.ArchivePath)
-		s.archive.dirty = err != nil && s.m.revision > 0
+		s.archive.dirty = s.m.revision > 0 && !(tier.haveArch && tier.archRev == s.m.revision)
+	}
+	if s.fence != nil {
+		// Before anything else commits: a jump comes first.
+		if err := s.openFence(tier.kept && !created); err != nil {
+			return fail(err)
+		}
 	}
 	if created && !cfg.Equal(subjects.DefaultConfig()) {
 		if err := s.update(func(tx *txn) error { return tx.setConfig(cfg) }); err != nil {
@@ -251,9 +275,20 @@ func openMemory() (*sqlite.Conn, error) {
 // openFile opens (and with opts.Create, creates) a stream file. Every check
 // that can be made without SQLite is made before SQLite opens the file
 // read-write, and the stream's lock is taken before it does.
-func openFile(path string, cfg *Config, opts Options) (_ *sqlite.Conn, _ *os.File, newWAL, created bool, err error) {
+//
+// With an archive path, the local file is first brought in line with the
+// archive copy (see restore), as fence (nil: none) decides; what was found
+// and done is left in tier, and the fence found in fence.seen.
+func openFile(path string, cfg *Config, opts Options, fence *fenceState, tier *restored) (_ *sqlite.Conn, _ *os.File, newWAL, created bool, err error) {
 	if opts.ArchivePath != "" {
-		if err := restoreIfNewer(path, opts.ArchivePath); err != nil {
+		foreign := false
+		if fence != nil {
+			if fence.seen, err = readFence(fence.path); err != nil {
+				return nil, nil, false, false, fmt.Errorf("store: open %s: %w", path, err)
+			}
+			foreign = fence.seen != nil && fence.seen.Owner != fence.owner
+		}
+		if *tier, err = restore(path, opts.ArchivePath, foreign); err != nil {
 			return nil, nil, false, false, err
 		}
 	}
@@ -931,19 +966,35 @@ func (s *Stream) remove(fn func(*txn, *rangeSet) error) (int64, error) {
 
 // Close closes the stream: it stops the timer and waits for it, writes the
 // archive snapshot (if the stream changed since the last one) and the
-// backup copy, and releases the memory quota. It is idempotent and always
-// finishes its cleanup, returning the first error.
+// backup copy, and releases the memory quota. With a fence, the snapshot
+// is written only while the fence does not name another owner, and once
+// the archive copy is at the stream's revision the fence is marked clean
+// (see [Fence]). It is idempotent and always finishes its cleanup,
+// returning the first error.
 func (s *Stream) Close() error {
 	s.mu.Lock()
-	err := s.closeLocked(true)
+	err := s.closeLocked(true, true)
+	s.mu.Unlock()
+	s.timers.Wait()
+	return err
+}
+
+// Abandon closes the stream without the archive snapshot, the backup copy
+// or the fence's clean mark: for a worker that lost the right to write the
+// archive (its partition's lease ran out). The local file stays. It is
+// otherwise Close.
+func (s *Stream) Abandon() error {
+	s.mu.Lock()
+	err := s.closeLocked(false, false)
 	s.mu.Unlock()
 	s.timers.Wait()
 	return err
 }
 
 // Destroy removes the stream: it closes it (writing the backup copy, if
-// any), removes its file and its archive copy, and publishes an subjects.OpDestroy
-// event.
+// any), removes its file, its archive copy and then its fence (so that a
+// stream of that name starts again at seq 1), and publishes an
+// subjects.OpDestroy event.
 func (s *Stream) Destroy() error {
 	if err := s.lock(); err != nil {
 		return err
@@ -952,7 +1003,7 @@ func (s *Stream) Destroy() error {
 	defer s.mu.Unlock()
 	// The stream goes away whatever happens to its backup copy; a failed
 	// backup is the operator's to notice in the log.
-	if err := s.closeLocked(false); err != nil {
+	if err := s.closeLocked(false, true); err != nil {
 		s.opts.Logger.Error("store: destroy: close", "stream", s.path, "err", err)
 	}
 	if !s.memory {
@@ -964,6 +1015,11 @@ func (s *Stream) Destroy() error {
 				return fmt.Errorf("store: destroy %s: %w", s.path, err)
 			}
 		}
+		if s.fence != nil {
+			if err := os.Remove(s.fence.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("store: destroy %s: %w", s.path, err)
+			}
+		}
 	}
 	if s.opts.Notify != nil {
 		s.opts.Notify([]Event{{Op: subjects.OpDestroy, Revision: s.m.revision + 1}})
@@ -971,7 +1027,9 @@ func (s *Stream) Destroy() error {
 	return nil
 }
 
-func (s *Stream) closeLocked(archive bool) error {
+// closeLocked closes the stream, with archive writing the archive
+// snapshot (and the fence's clean mark) and with backup the backup copy.
+func (s *Stream) closeLocked(archive, backup bool) error {
 	if s.closed {
 		return nil
 	}
@@ -985,12 +1043,26 @@ func (s *Stream) closeLocked(archive bool) error {
 			first = err
 		}
 	}
-	if archive && s.opts.ArchivePath != "" && s.archive.dirty {
-		keep(snapshot(s.conn, s.opts.ArchivePath))
+	if archive && s.opts.ArchivePath != "" {
+		fenced, err := s.archiveFenced()
+		keep(err)
+		archive = !fenced
+	}
+	if archive && s.opts.ArchivePath != "" {
+		if s.archive.dirty {
+			err := snapshot(s.conn, s.opts.ArchivePath)
+			keep(err)
+			s.archive.dirty = err != nil
+		}
+		// Only once the archive copy is at the stream's revision: a
+		// clean mark tells the next owner that nothing was lost.
+		if s.fence != nil && !s.archive.dirty {
+			keep(s.markClean())
+		}
 	}
 	// A stream without a single event holds nothing (see Open); a copy
 	// would overwrite the backup kept of a destroyed stream of that name.
-	if s.opts.BackupPath != "" && s.m.revision > 0 {
+	if backup && s.opts.BackupPath != "" && s.m.revision > 0 {
 		keep(snapshot(s.conn, s.opts.BackupPath))
 	}
 	if s.walFrames >= closeCheckpointFrames {

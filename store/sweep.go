@@ -181,10 +181,16 @@ func (s *Stream) fire() {
 		}
 	}
 	if s.opts.ArchivePath != "" && s.archive.dirty && time.Since(s.archive.last) >= s.archive.interval {
-		if err := snapshot(s.conn, s.opts.ArchivePath); err != nil {
+		// A fence that names another owner refuses the snapshot; it is
+		// looked at again an interval later.
+		if fenced, err := s.archiveFenced(); err != nil {
 			s.opts.Logger.Error("store: archive snapshot", "stream", s.path, "err", err)
-		} else {
-			s.archive.dirty = false
+		} else if !fenced {
+			if err := snapshot(s.conn, s.opts.ArchivePath); err != nil {
+				s.opts.Logger.Error("store: archive snapshot", "stream", s.path, "err", err)
+			} else {
+				s.archive.dirty = false
+			}
 		}
 		s.archive.last = time.Now()
 	}

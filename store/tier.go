@@ -24,35 +24,68 @@ import (
 // left as it is, so that opening it reports the damage to an operator rather
 // than silently rolling the stream back.
 func restoreIfNewer(local, archive string) error {
+	_, err := restore(local, archive, false)
+	return err
+}
+
+// restored is what restore found and did.
+type restored struct {
+	archRev  uint64 // the archive's revision, when haveArch
+	haveArch bool   // a sound archive copy was found
+	kept     bool   // a local file was there and is kept as it was
+}
+
+// restore is restoreIfNewer, or with foreign (the stream's fence names
+// another owner: the archive is the truth) it replaces a local file whose
+// revision is not the archive's, higher or lower, and a damaged one, and
+// removes the local file when there is no archive copy: its history was
+// superseded. A damaged archive is then an error even with a local file.
+func restore(local, archive string, foreign bool) (restored, error) {
+	var res restored
 	if _, err := os.Stat(archive); errors.Is(err, fs.ErrNotExist) {
-		return nil
+		if foreign {
+			if err := Remove(local); err != nil {
+				return res, fmt.Errorf("store: restore %s: remove superseded copy: %w", local, err)
+			}
+			return res, nil
+		}
+		_, err := os.Lstat(local)
+		res.kept = err == nil
+		return res, nil
 	} else if err != nil {
-		return fmt.Errorf("store: restore %s: %w", local, err)
+		return res, fmt.Errorf("store: restore %s: %w", local, err)
 	}
 	localRev, err := fileRevision(local, false)
 	haveLocal := err == nil
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case errors.Is(err, ErrCorrupt):
-		return nil // a damaged local file is the operator's to repair
+		if !foreign {
+			res.kept = true
+			return res, nil // a damaged local file is the operator's to repair
+		}
 	case err != nil:
-		return fmt.Errorf("store: restore %s: %w", local, err)
+		return res, fmt.Errorf("store: restore %s: %w", local, err)
 	}
 	archRev, err := fileRevision(archive, false)
 	if err != nil {
-		if haveLocal {
-			return nil
+		if haveLocal && !foreign {
+			res.kept = true
+			return res, nil
 		}
-		return fmt.Errorf("store: restore %s from archive: %w", local, err)
+		return res, fmt.Errorf("store: restore %s from archive: %w", local, err)
 	}
-	if haveLocal && archRev <= localRev {
-		return nil
+	res.archRev, res.haveArch = archRev, true
+	if haveLocal && (archRev == localRev || archRev < localRev && !foreign) {
+		res.kept = true
+		return res, nil
 	}
 	err = installCopy(archive, local, archRev)
-	if haveLocal && errors.Is(err, ErrCorrupt) {
-		return nil // damage found only by the full check of the copy
+	if haveLocal && !foreign && errors.Is(err, ErrCorrupt) {
+		res.kept, res.haveArch = true, false
+		return res, nil // damage found only by the full check of the copy
 	}
-	return err
+	return res, err
 }
 
 // fileRevision reads the revision stored in the stream file at path through

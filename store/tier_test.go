@@ -630,3 +630,42 @@ func TestStream_TieredStorage(t *testing.T) {
 		tierIntegrity(t, opts.ArchivePath)
 	})
 }
+
+// TestStream_ArchiveBehind checks that a stream whose archive copy is
+// behind its file (its last writes were not archived before a crash) gets
+// a snapshot at Close even when nothing changed since the open.
+func TestStream_ArchiveBehind(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Create: true, NoSweep: true, ArchivePath: filepath.Join(dir, "archive", "s.db"), ArchiveInterval: time.Hour}
+	path := filepath.Join(dir, "data", "s.db")
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fenceWriteN(t, s, "m", 1, 3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fenceWriteN(t, s, "m", 4, 5)
+	rev := s.Revision()
+	if err := s.Abandon(); err != nil { // as a crash: no snapshot
+		t.Fatal(err)
+	}
+	if got := tierRevision(t, opts.ArchivePath); got >= rev {
+		t.Fatalf("archive revision = %d after Abandon, want below %d", got, rev)
+	}
+	s, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tierRevision(t, opts.ArchivePath); got != rev {
+		t.Fatalf("archive revision = %d after an open and Close, want %d", got, rev)
+	}
+}

@@ -25,6 +25,10 @@ var (
 	ErrTooManyOpen       = errors.New("store: too many open files")               // the process is out of file descriptors
 	ErrStorageFull       = errors.New("store: storage full")                      // the disk is full; nothing was written
 	ErrRevisionGone      = errors.New("store: revision gone")                     // Changes: a change after it is no longer kept, or it is ahead
+	// ErrFenced: the stream's fence names another owner, which writes it
+	// now; nothing was written. It is an ErrLocked, as a file another
+	// program holds is.
+	ErrFenced = fmt.Errorf("%w: the stream's fence names another owner", ErrLocked)
 )
 
 // What one open file stream costs the process, for budgets that bound how

@@ -320,7 +320,8 @@ var errLoopDone = errors.New("loop done")
 // loopSpec is one measurement of concurrent request loops.
 type loopSpec struct {
 	op       string
-	conns    []*nats.Conn // loop c uses conns[c/clientsPerConn]
+	conns    []*nats.Conn // loop c uses conns[c/perConn]
+	perConn  int          // loops per connection; 0 is clientsPerConn
 	clients  int
 	duration time.Duration
 	progress io.Writer // a terminal for the progress line, or nil
@@ -351,9 +352,13 @@ func runLoops(ctx context.Context, spec loopSpec) result {
 			showProgress(spec.progress, spec.op, start, &done, stopped)
 		}()
 	}
+	perConn := spec.perConn
+	if perConn <= 0 {
+		perConn = clientsPerConn
+	}
 	for c := range spec.clients {
 		wg.Go(func() {
-			nc := spec.conns[(c/clientsPerConn)%len(spec.conns)]
+			nc := spec.conns[(c/perConn)%len(spec.conns)]
 			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(c)))
 			var r result
 			for ctx.Err() == nil && time.Now().Before(stopAt) {

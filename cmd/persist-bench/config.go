@@ -17,18 +17,19 @@ import (
 // Bounds of the flags, so that a typo cannot start a day-long run or
 // thousands of connections.
 const (
-	maxDuration    = 10 * time.Minute
-	maxClients     = 4096
-	maxStreams     = 1024
-	maxPayload     = 4096 // a setmany of 100 such messages stays far below NATS's 1 MiB
-	maxTimeout     = time.Minute
-	maxReps        = 100
-	maxManyReps    = 10
-	maxManyStreams = 1_000_000
-	maxHugeStreams = 1_000_000
-	maxMsgs        = 10_000_000
-	maxIdle        = 10 * time.Minute
-	maxWorkerArgs  = 64
+	maxDuration       = 10 * time.Minute
+	maxClients        = 4096
+	maxStreams        = 1024
+	maxPayload        = 4096 // a setmany of 100 such messages stays far below NATS's 1 MiB
+	maxTimeout        = time.Minute
+	maxReps           = 100
+	maxManyReps       = 10
+	maxManyStreams    = 1_000_000
+	maxHugeStreams    = 1_000_000
+	maxMsgs           = 10_000_000
+	maxIdle           = 10 * time.Minute
+	maxWorkerArgs     = 64
+	maxClusterStreams = 100_000
 )
 
 // envPrefix starts the environment variable of every flag.
@@ -40,20 +41,22 @@ var knownOps = []string{"echo", "set", "get"}
 
 // Scenario names, the rows of the side-by-side table in the order they run.
 const (
-	scEcho      = "echo"
-	scSet       = "set"
-	scSetSync   = "set-sync"
-	scSetMany   = "setmany"
-	scGet       = "get"
-	scGetAll    = "getall"
-	scCreate    = "create"
-	scRSS       = "rss"
-	scRestart   = "restart"
-	scSetRandom = "set-random"
-	scHuge      = "huge"
+	scEcho           = "echo"
+	scSet            = "set"
+	scSetSync        = "set-sync"
+	scSetMany        = "setmany"
+	scGet            = "get"
+	scGetAll         = "getall"
+	scCreate         = "create"
+	scRSS            = "rss"
+	scRestart        = "restart"
+	scSetRandom      = "set-random"
+	scHuge           = "huge"
+	scClusterSet     = "cluster-set"
+	scClusterSetMany = "cluster-setmany"
 )
 
-var knownScenarios = []string{scEcho, scSet, scSetSync, scSetMany, scGet, scGetAll, scCreate, scRSS, scRestart, scSetRandom, scHuge}
+var knownScenarios = []string{scEcho, scSet, scSetSync, scSetMany, scGet, scGetAll, scCreate, scRSS, scRestart, scSetRandom, scHuge, scClusterSet, scClusterSetMany}
 
 // stringList is a flag that may be given several times.
 type stringList []string
@@ -92,6 +95,10 @@ type config struct {
 	WorkerArgs  stringList
 	JSON        bool
 
+	// The cluster rows.
+	ClusterWorkers string
+	ClusterStreams int
+
 	// The external mode: --nats-url names a running worker's server.
 	NATSURL      string
 	Streams      int
@@ -101,6 +108,7 @@ type config struct {
 
 	ops       []string        // OpsList split and checked
 	scenarios map[string]bool // Scenarios split and checked
+	workers   []int           // ClusterWorkers split, checked and sorted
 	args      []string        // the command line, for the report
 }
 
@@ -126,6 +134,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.Worker, "worker", "", "persist-worker `binary` to measure; empty: go build the one of this checkout into --data")
 	fs.Var(&cfg.WorkerArgs, "worker-arg", "extra `flag` for the worker, repeatable (--worker-arg=--max-open=5000); the environment variable gives one")
 	fs.BoolVar(&cfg.JSON, "json", false, "print JSON instead of the markdown table")
+	fs.StringVar(&cfg.ClusterWorkers, "cluster-workers", "1,2,3", fmt.Sprintf("comma-separated `counts` of workers that the cluster rows measure, each 1-%d (the partitions)", clusterPartitions))
+	fs.IntVar(&cfg.ClusterStreams, "cluster-streams", 256, fmt.Sprintf("streams of the cluster rows, one namespace each, 1-%d", maxClusterStreams))
 
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "measure an already running worker at this NATS server `url` instead (echo, set, get only; --ops, --streams, --sync, --stream-prefix)")
 	fs.IntVar(&cfg.Streams, "streams", 8, fmt.Sprintf("with --nats-url: streams written and read, 1-%d; client i uses stream i mod streams", maxStreams))
@@ -172,6 +182,7 @@ func (c *config) validate() error {
 		{"--get-msgs", c.GetMsgs, 1, maxMsgs},
 		{"--getall-msgs", c.GetAllMsgs, 1, maxMsgs},
 		{"--streams", c.Streams, 1, maxStreams},
+		{"--cluster-streams", c.ClusterStreams, 1, maxClusterStreams},
 	} {
 		if b.v < b.min || b.v > b.max {
 			return command.Usagef("invalid %s %d: must be %d-%d", b.name, b.v, b.min, b.max)
@@ -209,7 +220,26 @@ func (c *config) validate() error {
 	for _, n := range names {
 		c.scenarios[n] = true
 	}
-	return nil
+	c.workers, err = parseWorkerCounts(c.ClusterWorkers)
+	return err
+}
+
+// parseWorkerCounts splits --cluster-workers: distinct counts of 1 to
+// clusterPartitions (a worker beyond would serve nothing), ascending.
+func parseWorkerCounts(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > clusterPartitions {
+			return nil, command.Usagef("invalid --cluster-workers %q: %q is not a count of 1-%d", list, strings.TrimSpace(f), clusterPartitions)
+		}
+		if slices.Contains(out, n) {
+			return nil, command.Usagef("invalid --cluster-workers %q: %d given twice", list, n)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // validateExternal checks the flags of the external mode.
@@ -255,7 +285,9 @@ func printUsage(w io.Writer) {
 Runs a nats-server with JetStream, a persist worker and JetStream peers as
 child processes and measures Persist and JetStream side by side, Persist
 and JetStream alternating, then prints a markdown table (or --json) of
-medians, min-max and ratios, with the machine it ran on.
+medians, min-max and ratios, with the machine it ran on. The cluster rows
+start three nats-servers routed as a cluster and 1, 2 and 3 workers that
+share its partitions.
 
 With --nats-url it measures an already running worker instead: echo, set
 and get against that server.

@@ -10,6 +10,7 @@
 //	persist-bench [--reps 2] [--many-reps 1] [--duration 5s] [--clients 64]
 //	    [--payload 100] [--many-streams 10000] [--huge-streams 100000]
 //	    [--scenarios echo,set,...] [--data ./persist-bench-data]
+//	    [--cluster-workers 1,2,3] [--cluster-streams 256]
 //	    [--worker PATH] [--worker-arg FLAG]... [--json] [--keep]
 //
 // Run it from a checkout of the module: without --worker it builds
@@ -24,7 +25,11 @@
 // nats-server with JetStream, its store under --data, and prints
 // "ready <url>" once it accepts clients. So its memory (VmRSS of
 // /proc/<pid>/status) and its restart time are those of a process of its
-// own, as the worker's are. The worker runs as `persist-worker --nats-url
+// own, as the worker's are. For the cluster rows the same mode also takes
+// --name, --cluster-port, --routes and --partition-count: a node of a
+// cluster with routes to the others (it says ready once they are up) and
+// the mappings of subjects.PartitionMappings in the global account. The
+// worker runs as `persist-worker --nats-url
 // <that server> --data <dir> --prefix <prefix> --log-format json` plus
 // every --worker-arg, so it starts no server of its own. The clients, the
 // echo responder and the JetStream publishers and consumers run in the
@@ -38,7 +43,8 @@
 // The data directory (default ./persist-bench-data; put it on the disk you
 // mean to measure, not a tmpfs) holds main/ (the server and worker of the
 // throughput rows), sync/ (the second server, sync always), many-<rep>/
-// and huge/ (fresh processes for those rows), logs/ and the built worker.
+// and huge/ (fresh processes for those rows), cluster/ (the nodes' stores
+// and the workers' data), logs/ and the built worker.
 // Unless --keep, what a run wrote is removed at its end.
 //
 // # Scenarios
@@ -86,6 +92,32 @@
 // time until a get answers, RSS after --idle, random set and random get
 // over all of them with the largest RSS sampled meanwhile, and the time of
 // a list page of 1000 names (the first page and one from the middle).
+//
+// The cluster rows run on three nats-server nodes (free route and client
+// ports, JetStream for the lease bucket, the mappings of 8 partitions),
+// with each count of --cluster-workers workers (`--partitions auto
+// --partition-count 8 --lease-replicas 3`, worker k on node k mod 3, a
+// data directory each). Workers are added one at a time up to the largest
+// count, then in the next repetition stopped (SIGTERM) one at a time down
+// to the smallest; after each change the bench waits until the workers'
+// stats ($SRV.STATS.persist) show every partition served once, no worker
+// beyond its share ceil(8/n), and an inventory request for a stream of each partition is
+// answered from every node; then one set on every stream creates or opens
+// its file on the worker that now serves it, before the measurement. The
+// clients are spread over the three nodes.
+//
+//   - cluster-set: set on a random one of --cluster-streams streams
+//     c<i>.s, a namespace each, so that they spread over the partitions;
+//     with the fewest workers against a bare echo through the cluster
+//     (a responder on each node, so an echo never crosses a route: a
+//     ceiling), and each larger count divided by the fewest.
+//   - cluster-setmany: setmany of 100 messages per request to a random
+//     one of those streams (msgs/s), and the same ratios.
+//
+// For each of their rows the notes give where the CPU went (cores busy
+// on the machine, by the nats-servers, the workers, the bench and the
+// rest, from /proc) and whether the cores were the limit at the largest
+// count.
 //
 // --scenarios picks rows by the names above. A row that needs another's
 // setup runs it (restart and set-random need create; set measures echo

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,4 +236,113 @@ func (s *rssSampler) stop() (maxRSS, last int64) {
 	close(s.stopc)
 	<-s.done
 	return s.max, s.last
+}
+
+// cpuTicks is CPU time in clock ticks at one moment: the machine's, busy
+// and in all (every CPU), and that of each group of processes.
+type cpuTicks struct {
+	at          time.Time
+	busy, total uint64
+	groups      map[string]uint64
+}
+
+// readCPU reads /proc/stat and /proc/<pid>/stat of every process of each
+// group; what cannot be read counts 0 (other systems).
+func readCPU(groups map[string][]int) cpuTicks {
+	t := cpuTicks{at: time.Now(), groups: map[string]uint64{}}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		// cpu user nice system idle iowait irq softirq steal (guest
+		// time is already in user and nice).
+		if f := strings.Fields(line); len(f) >= 9 && f[0] == "cpu" {
+			for i, v := range f[1:9] {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				t.total += n
+				if i != 3 && i != 4 {
+					t.busy += n
+				}
+			}
+		}
+	}
+	for g, pids := range groups {
+		for _, pid := range pids {
+			t.groups[g] += procTicks(pid)
+		}
+	}
+	return t
+}
+
+// procTicks is the user and system time of process pid, all its threads.
+func procTicks(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid … utime stime: fields 14 and 15, the comm
+	// may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	s, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + s
+}
+
+// cpuUse is where the CPU went during measurements: cores busy on
+// average over Seconds, on the whole machine and per group of processes,
+// while Items requests (or messages) were done.
+type cpuUse struct {
+	Seconds float64 `json:"seconds"`
+	Items   uint64  `json:"items"`
+	Busy    float64 `json:"busy_cores"`
+	NATS    float64 `json:"nats_cores"`
+	Workers float64 `json:"workers_cores"`
+	Bench   float64 `json:"bench_cores"`
+}
+
+// since is the use between b and t, nil when the machine's time could not
+// be read.
+func (t cpuTicks) since(b cpuTicks) *cpuUse {
+	total := float64(t.total - b.total)
+	if t.total <= b.total {
+		return nil
+	}
+	cores := float64(runtime.NumCPU())
+	share := func(g string) float64 { return float64(t.groups[g]-min(b.groups[g], t.groups[g])) / total * cores }
+	return &cpuUse{
+		Seconds: t.at.Sub(b.at).Seconds(),
+		Busy:    float64(t.busy-b.busy) / total * cores,
+		NATS:    share("nats"),
+		Workers: share("workers"),
+		Bench:   share("bench"),
+	}
+}
+
+// add is u and o together, each weighted by its time; either may be nil.
+func (u *cpuUse) add(o *cpuUse) *cpuUse {
+	switch {
+	case u == nil:
+		return o
+	case o == nil:
+		return u
+	}
+	s := u.Seconds + o.Seconds
+	w := func(a, b float64) float64 { return (a*u.Seconds + b*o.Seconds) / max(s, 1e-9) }
+	return &cpuUse{Seconds: s, Items: u.Items + o.Items, Busy: w(u.Busy, o.Busy), NATS: w(u.NATS, o.NATS), Workers: w(u.Workers, o.Workers), Bench: w(u.Bench, o.Bench)}
+}
+
+// rest is the busy time of neither group: other processes, the kernel.
+func (u *cpuUse) rest() float64 { return max(0, u.Busy-u.NATS-u.Workers-u.Bench) }
+
+// perItem is the CPU time that cores busy over u.Seconds spent per item.
+func (u *cpuUse) perItem(cores float64) time.Duration {
+	if u.Items == 0 {
+		return 0
+	}
+	return time.Duration(cores * u.Seconds / float64(u.Items) * float64(time.Second))
 }

@@ -71,6 +71,7 @@ type row struct {
 	Ratio         *float64 `json:"ratio,omitempty"` // Persist's median over the peer's
 	Target        string   `json:"target,omitempty"`
 	Met           string   `json:"met,omitempty"`
+	CPU           *cpuUse  `json:"cpu,omitempty"` // the cluster rows: where the CPU went
 }
 
 // addRow returns the row called name, made on first use.
@@ -210,6 +211,15 @@ func (r *runner) finishRows() []*row {
 	}
 	derive("set/echo", "`set`, one stream ÷ echo ceiling", "req/s", pick(scSet, true), pick(scEcho, false))
 	derive("set-sync/set", "`set`, `sync:true` ÷ JetStream default sync publish", "req/s", pick(scSetSync, true), pick(scSet, false))
+	for _, sc := range []string{scClusterSet, scClusterSetMany} {
+		ws := r.cfg.workers
+		for _, n := range ws[min(1, len(ws)):] {
+			name := clusterRow(sc, n)
+			if rw := r.rows[name]; rw != nil {
+				derive(name+"/"+strconv.Itoa(ws[0]), fmt.Sprintf("%s ÷ %d %s", rw.Title, ws[0], plural(ws[0], "worker")), rw.Unit, rw.Persist, pick(clusterRow(sc, ws[0]), true))
+			}
+		}
+	}
 	derive("set-random/set", "random-stream `set` after restart ÷ one-stream `set`", "req/s", pick(scSetRandom, true), pick(scSet, true))
 	if a, b := pick(scSetRandom, true), pick(scSetRandom, false); a != nil && b != nil && a.hist.n > 0 && b.hist.n > 0 {
 		p := func(s *side) *side {
@@ -220,7 +230,7 @@ func (r *runner) finishRows() []*row {
 		r.rows["set-random-p99"] = &row{Name: "set-random-p99", Title: "`set` on a random stream after a restart, p99", Unit: "ms", LowerIsBetter: true, Persist: p(a), Peer: p(b)}
 	}
 	var out []*row
-	for _, name := range rowOrder {
+	for _, name := range append(slices.Clone(rowOrder), clusterRowNames(r.cfg.workers)...) {
 		rw, ok := r.rows[name]
 		if !ok || !r.selected(name) {
 			continue
@@ -248,6 +258,10 @@ func (r *runner) finishRows() []*row {
 func (r *runner) selected(name string) bool {
 	base, _, _ := strings.Cut(name, "/")
 	switch {
+	case strings.HasPrefix(name, scClusterSetMany+"-"):
+		base = scClusterSetMany
+	case strings.HasPrefix(name, scClusterSet+"-"):
+		base = scClusterSet
 	case strings.HasPrefix(name, "huge"):
 		base = scHuge
 	case name == "set-random-p99":
@@ -279,6 +293,9 @@ type settings struct {
 	IdleS       float64  `json:"idle_s"`
 	Scenarios   []string `json:"scenarios"`
 	WorkerArgs  []string `json:"worker_args"`
+
+	ClusterWorkers []int `json:"cluster_workers,omitempty"`
+	ClusterStreams int   `json:"cluster_streams,omitempty"`
 }
 
 func (r *runner) settings() settings {
@@ -288,12 +305,16 @@ func (r *runner) settings() settings {
 			sc = append(sc, s)
 		}
 	}
-	return settings{
+	s := settings{
 		Clients: r.cfg.Clients, Connections: (r.cfg.Clients + clientsPerConn - 1) / clientsPerConn,
 		Payload: r.cfg.Payload, DurationS: r.cfg.Duration.Seconds(), Reps: r.cfg.Reps, ManyReps: r.cfg.ManyReps,
 		ManyStreams: r.cfg.ManyStreams, HugeStreams: r.cfg.HugeStreams, GetMsgs: r.cfg.GetMsgs, GetAllMsgs: r.cfg.GetAllMsgs,
 		IdleS: r.cfg.Idle.Seconds(), Scenarios: sc, WorkerArgs: append([]string{}, r.cfg.WorkerArgs...),
 	}
+	if r.cfg.scenarios[scClusterSet] || r.cfg.scenarios[scClusterSetMany] {
+		s.ClusterWorkers, s.ClusterStreams = r.cfg.workers, r.cfg.ClusterStreams
+	}
+	return s
 }
 
 // print writes the JSON or the markdown table on stdout.
@@ -315,8 +336,17 @@ func printMarkdown(w io.Writer, m machine, s settings, rows []*row, notes []stri
 	fmt.Fprintf(w, "- bench: %s; worker: %s (%s)\n", m.GoVersion, m.WorkerInfo, m.Worker)
 	fmt.Fprintf(w, "- data: %s, %s\n", m.DataDir, m.DataFS)
 	fmt.Fprintf(w, "- load average (1, 5, 15 min): %s at the start, %s at the end\n", m.LoadStart, m.LoadEnd)
-	fmt.Fprintf(w, "- %d clients on %d connections, %d-byte payloads, %v per measurement, %d repetitions (Persist and its peer alternating), many-streams rows %d × %s streams, huge row %s streams; worker flags: %s\n\n",
+	fmt.Fprintf(w, "- %d clients on %d connections, %d-byte payloads, %v per measurement, %d repetitions (Persist and its peer alternating), many-streams rows %d × %s streams, huge row %s streams; worker flags: %s\n",
 		s.Clients, s.Connections, s.Payload, time.Duration(s.DurationS*float64(time.Second)), s.Reps, s.ManyReps, count(s.ManyStreams), count(s.HugeStreams), orNone(strings.Join(s.WorkerArgs, " ")))
+	if len(s.ClusterWorkers) > 0 {
+		var ws []string
+		for _, n := range s.ClusterWorkers {
+			ws = append(ws, strconv.Itoa(n))
+		}
+		fmt.Fprintf(w, "- cluster rows: %d nats-server nodes (routes, JetStream, the mappings of %d partitions), %s workers (`--partitions auto`, each on the next node, its own data directory), clients on every node, %s streams of a namespace each\n",
+			clusterNodes, clusterPartitions, strings.Join(ws, ", "), count(s.ClusterStreams))
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "| scenario | Persist | JetStream / ceiling | ratio | target | met | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")

@@ -132,7 +132,12 @@ func (r *runner) runAll(ctx context.Context) error {
 		}
 	}
 	if sc[scHuge] && r.cfg.HugeStreams > 0 {
-		return r.huge(ctx)
+		if err := r.huge(ctx); err != nil {
+			return err
+		}
+	}
+	if sc[scClusterSet] || sc[scClusterSetMany] {
+		return r.clusterRows(ctx)
 	}
 	return nil
 }
@@ -161,6 +166,7 @@ func (r *runner) cleanData() error {
 // isOurs tells the entries of --data that a run creates.
 func isOurs(name string) bool {
 	return name == "logs" || name == "main" || name == "sync" || name == "huge" ||
+		name == "cluster" ||
 		name == "persist-worker" || strings.HasPrefix(name, "many-")
 }
 

@@ -60,12 +60,12 @@ func workerBinary(tb testing.TB) string {
 }
 
 // tinyArgs is a side-by-side run small enough for CI: a few hundred
-// streams, 150 ms per measurement.
+// streams, 150 ms per measurement, the cluster with one and two workers.
 func tinyArgs(tb testing.TB, data string, extra ...string) []string {
 	return append([]string{
 		"--worker", workerBinary(tb), "--data", data, "--duration", "150ms", "--clients", "4",
 		"--many-streams", "150", "--huge-streams", "1200", "--get-msgs", "500", "--getall-msgs", "2000",
-		"--idle", "100ms",
+		"--idle", "100ms", "--cluster-workers", "1,2", "--cluster-streams", "40",
 	}, extra...)
 }
 
@@ -157,6 +157,11 @@ func TestSideBySide_AllRows(t *testing.T) {
 			if s != nil && s.Errors > 0 {
 				t.Logf("%s %s: %d errors, the first: %s", name, s.Label, s.Errors, s.FirstError)
 			}
+		}
+	}
+	for _, name := range clusterRowNames([]int{1, 2}) {
+		if rw, ok := rows[name]; !ok || rw.Persist == nil || rw.Persist.Median <= 0 {
+			t.Errorf("%s row = %+v, want a Persist median > 0", name, rw)
 		}
 	}
 	if got, want := len(rows[scSet].Persist.Samples), 2; got != want {

@@ -308,7 +308,8 @@ keep it on a trusted address); with --nats-url it joins that deployment.
 
 At start it checks, before serving anything, that --data, --archive and
 --backup are writable, takes an exclusive lock on --data (a second worker
-on the same directory fails at once, naming the holder's pid), and asks
+on the same directory fails at once, naming the holder's pid; not with
+--shared-data-dir, where each stream file is locked instead), and asks
 the NATS services ($SRV.INFO) whether another live worker already serves
 --prefix: if one does, it refuses to start, naming it. Two workers on one
 prefix would split every stream's requests; the check is repeated every

@@ -128,6 +128,8 @@ func TestParseConfig_EnvAndFlags(t *testing.T) {
 					v = "7s"
 				case string:
 					v = "x7"
+				case bool:
+					v = "true"
 				}
 			}
 			e[command.EnvName(envPrefix, f.Name)] = v

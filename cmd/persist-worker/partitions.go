@@ -17,6 +17,7 @@ type partitionFlags struct {
 	LeaseBucket   string
 	LeaseTTL      time.Duration
 	LeaseReplicas int
+	SharedDataDir bool
 
 	options broker.Partitioning // filled in by validate
 }
@@ -29,10 +30,14 @@ func addPartitionFlags(fs *flag.FlagSet, p *partitionFlags) {
 	fs.StringVar(&p.LeaseBucket, "lease-bucket", "", "JetStream key/value `bucket` of the leases of --partitions auto, created if missing; empty: <prefix>-leases with dots as underscores")
 	fs.DurationVar(&p.LeaseTTL, "lease-ttl", broker.DefaultLeaseTTL, "lifetime of an unrenewed lease (--partitions auto), renewed every third of it: a worker that dies leaves its partitions after at most about this")
 	fs.IntVar(&p.LeaseReplicas, "lease-replicas", 1, "replicas of the lease bucket when it is created; 3 on a cluster of three or more")
+	fs.BoolVar(&p.SharedDataDir, "shared-data-dir", false, "with --partitions auto: --data is on storage every worker shares, with working POSIX locks (NFSv4, CephFS; not NFSv3 without lockd); it is not locked, and a partition's new owner opens the files the old one wrote, so a worker that dies loses no acknowledged write")
 }
 
 // validate checks the partition flags and fills in options.
 func (p *partitionFlags) validate() error {
+	if p.SharedDataDir && p.Partitions != "auto" {
+		return command.Usagef("--shared-data-dir needs --partitions auto: workers that do not claim their partitions through leases would serve the same streams")
+	}
 	if p.Partitions == "" {
 		return nil
 	}

@@ -37,6 +37,17 @@ func TestParseConfig_Partitions(t *testing.T) {
 		t.Errorf("PERSIST_PARTITIONS=auto … = %+v, want %+v", got, want)
 	}
 
+	cfg, err = parseConfig(nil, env{"PERSIST_PARTITIONS": "auto", "PERSIST_SHARED_DATA_DIR": "true"}.lookup)
+	if err != nil || !cfg.Partitions.SharedDataDir {
+		t.Errorf("PERSIST_SHARED_DATA_DIR=true: shared %v, %v; want true", cfg.Partitions.SharedDataDir, err)
+	}
+	for _, bad := range [][]string{{"--shared-data-dir"}, {"--shared-data-dir", "--partitions", "0-3"}} {
+		_, err := parseConfig(bad, env{}.lookup)
+		if err == nil || !strings.Contains(err.Error(), "--shared-data-dir needs --partitions auto") {
+			t.Errorf("%v: error %v, want the usage error of --shared-data-dir", bad, err)
+		}
+	}
+
 	for _, bad := range [][]string{
 		{"--partitions", "0-8"},
 		{"--partitions", "3,3"},

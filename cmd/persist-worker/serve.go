@@ -101,6 +101,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		Logger:                 logger,
 		InstanceCheckInterval:  cfg.InstanceCheckInterval,
 		Partitioning:           cfg.Partitions.options,
+		SharedDataDir:          cfg.Partitions.SharedDataDir,
 	})
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
