@@ -240,6 +240,7 @@ type Broker struct {
 	shutdownErr  error
 
 	stats counters
+	self  self                 // the worker's id and its reply header (reply.go)
 	eps   map[string]*endpoint // by endpoint name: each op, and noStream
 	parts *partitions          // nil: not partitioned
 
@@ -395,6 +396,7 @@ func newBroker(nc *nats.Conn, opts Options, h hooks) (*Broker, error) {
 		nc.SetErrorHandler(prevErr)
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	b.setSelf(svc.Info().ID)
 	fail := func(name string, err error) (*Broker, error) {
 		_ = svc.Stop()
 		nc.SetErrorHandler(prevErr)
@@ -663,6 +665,10 @@ func (b *Broker) handle(req micro.Request) {
 	}
 	if op == subjects.OpList {
 		b.list(reply, name, req.Data())
+		return
+	}
+	if op == subjects.OpLocate {
+		b.locate(reply, name)
 		return
 	}
 	hdr := nats.Header(req.Headers())

@@ -198,6 +198,20 @@ func (b *Broker) applyOne(e *entry, j *job) {
 	j.answered = true
 }
 
+// locate answers which worker serves stream: this one, which received
+// the request (in partitioned mode on the subject of the stream's
+// partition, which parseSubject checked is served here now). It runs on
+// the handler's goroutine and touches no stream, so it answers for a
+// stream that does not exist where it would live.
+func (b *Broker) locate(reply, stream string) {
+	loc := subjects.Location{Stream: stream, Worker: b.self.id, Name: b.opts.Name}
+	if p := b.parts; p != nil {
+		n := subjects.Partition(stream, p.count)
+		loc.Partition, loc.PartitionCount = &n, p.count
+	}
+	b.replyJSON(reply, loc)
+}
+
 // answerMissing answers a job on a stream that does not exist, creating
 // nothing (PROTOCOL.md section 1, "Creation").
 func (b *Broker) answerMissing(stream string, j *job) {

@@ -56,9 +56,39 @@ func (b *Broker) respond(reply string, h nats.Header, data []byte) {
 	b.publish(&nats.Msg{Subject: reply, Header: h, Data: data})
 }
 
+// publish sends a reply; in partitioned mode it names the worker
+// (subjects.HeaderWorker). The messages of a stream (get, the pages of
+// getall and changes) do not come this way and do not carry it: a client
+// may write such a message into another stream as it is, and a write with
+// a Persist- header the protocol does not define is a 400.
 func (b *Broker) publish(m *nats.Msg) {
+	if b.self.header != nil {
+		if m.Header == nil {
+			m.Header = b.self.header
+		} else {
+			m.Header[subjects.HeaderWorker] = b.self.value
+		}
+	}
 	if err := b.nc.PublishMsg(m); err != nil {
 		b.log.Warn("send reply", "subject", m.Subject, "err", err)
+	}
+}
+
+// self is what the worker says of itself: its micro instance id, for
+// locate, and in partitioned mode the Persist-Worker header of its
+// replies. It is set once, before any endpoint or partition is
+// subscribed, and only read afterwards.
+type self struct {
+	id     string
+	value  []string    // {id}
+	header nats.Header // {Persist-Worker: {id}}, shared read-only by replies with no other header; nil: unpartitioned
+}
+
+// setSelf records the micro instance id of the worker, id.
+func (b *Broker) setSelf(id string) {
+	b.self = self{id: id, value: []string{id}}
+	if b.parts != nil {
+		b.self.header = nats.Header{subjects.HeaderWorker: b.self.value}
 	}
 }
 

@@ -15,7 +15,8 @@
 //     [Stream.DeleteKey] and [Stream.DeleteAll] remove messages;
 //   - [Stream.Config], [Stream.UpdateConfig], [Stream.Inventory],
 //     [Stream.Keys] and [Stream.Destroy] manage the stream, [Client.List]
-//     iterates over stream names;
+//     iterates over stream names, [Client.Locate] tells which worker
+//     serves a stream (an extension of the protocol);
 //   - [Stream.Changes] reads what changed after a revision.
 //
 // Events: [Client.Watch] follows the events of one stream or of a

@@ -361,6 +361,28 @@ func (s *Stream) Inventory(ctx context.Context) (Inventory, error) {
 	return inv, err
 }
 
+// Locate asks which worker serves stream, or would serve it: it neither
+// opens nor creates the stream. With partitioned workers the owner of the
+// stream's partition answers, with the partition; a partition on the move
+// answers 503 unavailable, which is retried.
+func (c *Client) Locate(ctx context.Context, stream string) (Location, error) {
+	var loc Location
+	err := c.retrying(ctx, true, func() error {
+		loc = Location{}
+		if err := c.call(ctx, subjects.OpLocate, stream, nil, nil, &loc); err != nil {
+			return err
+		}
+		if loc.Stream != stream || loc.Worker == "" {
+			return fmt.Errorf("%w: locate %s: the reply names stream %q, worker %q", ErrBadReply, stream, loc.Stream, loc.Worker)
+		}
+		if p := loc.Partition; (p == nil) != (loc.PartitionCount == 0) || p != nil && (*p < 0 || *p >= loc.PartitionCount) {
+			return fmt.Errorf("%w: locate %s: a partition without a count, or out of range", ErrBadReply, stream)
+		}
+		return nil
+	})
+	return loc, err
+}
+
 // KeysPage returns one page of the stream's keys in byte order, starting
 // after after, at most limit of them (0: the worker's default of 1000).
 // more reports that there are further keys.

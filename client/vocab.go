@@ -17,6 +17,10 @@ type (
 	// Ack is the worker's answer to a committed write; Duplicate says an
 	// earlier write had the same msg id and nothing was written.
 	Ack = subjects.SetReply
+	// Location says which worker serves a stream (its micro instance id
+	// and service name) and, from a partitioned worker, the stream's
+	// partition and the number of partitions.
+	Location = subjects.Location
 )
 
 // Bounds of the protocol the client checks before sending.

@@ -160,6 +160,20 @@ type KeysReply struct {
 	More bool     `json:"more"`
 }
 
+// Location is the reply to locate: the worker that serves Stream, or
+// would serve it (locate neither opens nor creates a stream). Worker is
+// its micro instance id and Name its service name, as in nats micro info
+// <name> <worker>. Partition and PartitionCount are set by a partitioned
+// worker only: the stream's partition ([Partition]) and the number of
+// partitions.
+type Location struct {
+	Stream         string `json:"stream"`
+	Worker         string `json:"worker"`
+	Name           string `json:"name"`
+	Partition      *int   `json:"partition,omitempty"`
+	PartitionCount int    `json:"partition_count,omitempty"`
+}
+
 // ListReply is the reply to list.
 type ListReply struct {
 	Streams []string `json:"streams"`

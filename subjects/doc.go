@@ -31,7 +31,8 @@
 // # Subjects
 //
 // Requests go to <prefix>.api.<op>.<stream> ([APISubject], [ParseAPI]) where
-// op is one of [Ops]; events go to <prefix>.ev.<stream> ([EventSubject],
+// op is one of [Ops] ([OpLocate], which says which worker serves a
+// stream, is an extension of the protocol); events go to <prefix>.ev.<stream> ([EventSubject],
 // [ParseEvent]). The prefix defaults to [DefaultPrefix] and is checked by
 // [ValidatePrefix].
 //
@@ -53,7 +54,9 @@
 //
 // # Headers
 //
-// The Header* constants spell every header the protocol defines.
+// The Header* constants spell every header the protocol defines, and
+// [HeaderWorker], the extension that names the worker on a partitioned
+// worker's replies.
 // [ClassifyHeader] decides whether a header on a write is stored, is a
 // request header, is silently dropped, or makes the request a 400.
 // [ParseTTL] and [ValidateKey] check the values of Persist-TTL and
@@ -73,7 +76,7 @@
 // ([GetRequest], [GetAllRequest], [DeleteRequest], [PageRequest],
 // [ChangesRequest], [SetManyItem]), the replies ([SetReply],
 // [SetManyEntry], [CountReply], [OKReply], [Inventory], [KeysReply],
-// [ListReply], [ErrorReply]) and the delete event ([DeleteEvent]). The
+// [ListReply], [Location], [ErrorReply]) and the delete event ([DeleteEvent]). The
 // requests' bounds are constants ([MaxSetMany], [MaxPageMsgs], …);
 // [PageBounds] and [PageRequest.PageLimit] apply a request's page size
 // with its default and cap. Event operations are the Op constants of the

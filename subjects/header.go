@@ -41,6 +41,12 @@ const (
 	HeaderNumPending = "Persist-Num-Pending"
 	// HeaderNextSeq is where the next getall page of a range starts.
 	HeaderNextSeq = "Persist-Next-Seq"
+	// HeaderWorker names the worker (its micro instance id) on every reply
+	// of a partitioned worker but the messages of a stream (get, and the
+	// pages of getall and changes). Not in PROTOCOL.md: an extension, which
+	// a write may not carry (any other Persist- name is a 400), so it is
+	// kept off the messages a client may copy into another stream.
+	HeaderWorker = "Persist-Worker"
 )
 
 // requestHeaders are the headers a write may carry, in their one spelling.

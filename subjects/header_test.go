@@ -43,6 +43,8 @@ func TestClassifyHeader(t *testing.T) {
 		{"Persist-Msg-ID", HeaderBad},
 		{"Persist-Previous-seq", HeaderBad},
 		{"Persist-Foo", HeaderBad},
+		// An extension outside PROTOCOL.md: the rule for any other name.
+		{HeaderWorker, HeaderBad},
 		{"persist-", HeaderBad},
 		{"Persist-Seqs", HeaderBad},
 		{"Persist-Seq ", HeaderBad},

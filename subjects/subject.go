@@ -15,7 +15,8 @@ const DefaultPrefix = "persist"
 // inside what NATS servers accept.
 const MaxPrefixLen = 64
 
-// Operations, the <op> token of a request subject (PROTOCOL.md section 4).
+// Operations, the <op> token of a request subject (PROTOCOL.md section 4,
+// and [OpLocate], an extension the README documents).
 const (
 	OpSet       = "set"
 	OpSetMany   = "setmany"
@@ -28,10 +29,13 @@ const (
 	OpList      = "list"
 	OpDestroy   = "destroy"
 	OpChanges   = "changes"
+	// OpLocate answers which worker serves a stream ([Location]), without
+	// opening or creating it: not in PROTOCOL.md, an extension.
+	OpLocate = "locate"
 )
 
 // Ops lists every operation, one service endpoint each.
-var Ops = []string{OpSet, OpSetMany, OpGet, OpGetAll, OpDelete, OpConfig, OpInventory, OpKeys, OpList, OpDestroy, OpChanges}
+var Ops = []string{OpSet, OpSetMany, OpGet, OpGetAll, OpDelete, OpConfig, OpInventory, OpKeys, OpList, OpDestroy, OpChanges, OpLocate}
 
 // ErrUnknownSubject is returned by [ParseAPI] and [ParseEvent] for a subject
 // that is not a request or event subject of the given prefix at all, as

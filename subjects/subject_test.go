@@ -7,7 +7,7 @@ import (
 )
 
 func TestValidOp(t *testing.T) {
-	if got, want := len(Ops), 11; got != want {
+	if got, want := len(Ops), 12; got != want {
 		t.Fatalf("len(Ops) = %d, want %d", got, want)
 	}
 	for _, op := range Ops {

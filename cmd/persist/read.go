@@ -90,6 +90,33 @@ func (c *cli) declareInfo(app *kingpin.Application) {
 	}
 }
 
+func (c *cli) declareLocate(app *kingpin.Application) {
+	var stream string
+	cmd := app.Command("locate", "Show which worker serves a stream (or would: the stream need not exist, and is not created) and, with partitioned workers, its partition.")
+	cmd.Arg("stream", "Stream name.").Required().StringVar(&stream)
+	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
+		cl, nc, err := c.connectFor(stream)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		loc, err := cl.Locate(ctx, stream)
+		if err != nil {
+			return c.fail("locate "+stream, err)
+		}
+		if c.json {
+			return c.printer().value(loc)
+		}
+		part := "none (one worker serves every stream)"
+		if loc.Partition != nil {
+			part = fmt.Sprintf("%d of %d", *loc.Partition, loc.PartitionCount)
+		}
+		_, err = fmt.Fprintf(c.stdout, "Stream %s\n\n  %-11s %s\n  %-11s %s\n  %-11s %s\n\nnats micro info %s %s\n",
+			stream, "worker:", loc.Worker, "service:", loc.Name, "partition:", part, loc.Name, loc.Worker)
+		return err
+	}
+}
+
 func (c *cli) declareKeys(app *kingpin.Application) {
 	var stream, after string
 	cmd := app.Command("keys", "Print a stream's keys in byte order, one a line.")
