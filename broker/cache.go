@@ -183,13 +183,18 @@ func (b *Broker) closeStream(e *entry) (err error) {
 		// Its destroy removes no file: dirMu is not needed for it.
 		return b.retire(e, e.st.Destroy, nil)
 	}
-	if b.mayArchive(e) {
-		err = e.st.Close()
-	} else {
-		err = e.st.Abandon()
-	}
+	err = b.closeFile(e)
 	b.forget(e)
 	return err
+}
+
+// closeFile closes e's file stream: with its archive snapshot while its
+// partition is this worker's (always, unpartitioned), abandoned otherwise.
+func (b *Broker) closeFile(e *entry) error {
+	if b.mayArchive(e) {
+		return e.st.Close()
+	}
+	return e.st.Abandon()
 }
 
 // logOpen writes the debug line of a stream open opened, once it is

@@ -205,9 +205,11 @@
 // says worker id is alive. Every third of the TTL a worker rewrites its
 // member key, renews each lease at the revision it last wrote, reads the
 // latest values (a watch may skip revisions: only the latest value and
-// revision-checked writes are relied on), and moves towards its share,
-// ceil(partitions / live workers): it gives up its highest partitions
-// beyond it (stop serving them, close their streams with their archive
+// revision-checked writes are relied on), and moves towards an even
+// spread, partitions / live workers or one more each (fairShare: a worker
+// short of the lower share makes those with the most give one each, and
+// takes it): it gives up its highest partitions beyond its share (stop
+// serving them, close their streams with their archive
 // snapshots, waiting a quarter of the TTL at most for the busy ones, then
 // delete at the revision; a partition not closed by then is abandoned and
 // its lease left to expire) and creates the leases of free ones below
@@ -219,6 +221,11 @@
 // answers and closes the streams (which writes their archive copies, or
 // abandons those of a partition lost meanwhile), and only then deletes
 // its keys, so the next owners restore what was acknowledged.
+//
+// In partitioned mode every reply but the messages of a stream carries
+// Persist-Worker, the micro instance id (reply.go); locate answers on
+// the handler's goroutine which worker serves a stream, opening none
+// (ops.go).
 //
 // The one-worker check, in partitioned mode, refuses only a worker that
 // cannot share the prefix: not partitioned, another number of partitions,

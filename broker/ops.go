@@ -121,7 +121,7 @@ func (b *Broker) failAll(e *entry, batch []*job, err error) {
 		j.answered = true
 	}
 	if e.st != nil && (errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrClosed)) {
-		_ = e.st.Close()
+		_ = b.closeFile(e)
 		b.forget(e)
 	}
 }
