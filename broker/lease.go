@@ -374,7 +374,7 @@ func (l *leases) claim(b *Broker, n int) {
 	sent := l.ps.now()
 	rev, err := l.kv.Create(ctx, leaseKey(n), []byte(l.id))
 	if err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !taken(err) {
 			b.log.Warn("claim lease", "partition", n, "err", err)
 		}
 		return
@@ -482,6 +482,18 @@ func (l *leases) stop(b *Broker) {
 		_ = l.kv.Delete(ctx, memberKeyPrefix+l.id, jetstream.LastRevision(l.member))
 		cancel()
 	}
+}
+
+// taken reports whether a claim failed because another worker created
+// the lease first. Create reports it as ErrKeyExists, but for a key
+// deleted before (a lease given up) it retries at the delete's revision,
+// and a replicated bucket answers that retry's conflict with a bare
+// "wrong last sequence" (JetStream error 10164).
+func taken(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // leaseKey is partition n's key.

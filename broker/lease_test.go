@@ -1,10 +1,14 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestFairShare runs rounds of fairShare for workers that hold, give up
@@ -114,4 +118,24 @@ func owner(start []int, p int) int {
 		p -= k
 	}
 	return -1
+}
+
+// TestTaken checks which claim errors mean that another worker holds the
+// lease: they are not logged as failures.
+func TestTaken(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{jetstream.ErrKeyExists, true},
+		{fmt.Errorf("claim: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}), true},
+		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: jetstream.JSErrCodeJetStreamNotEnabled}, false},
+		{context.DeadlineExceeded, false},
+		{nats.ErrNoResponders, false},
+	} {
+		if got := taken(tc.err); got != tc.want {
+			t.Errorf("taken(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
 }

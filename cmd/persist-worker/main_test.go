@@ -368,6 +368,9 @@ func TestRun_Embedded(t *testing.T) {
 	if rec["data"] != data || rec["prefix"] != "persist" || rec["version"] == nil {
 		t.Errorf("started line = %v, want data %q, prefix persist and a version", rec, data)
 	}
+	if id, _ := rec["instance"].(string); id == "" {
+		t.Errorf("started line = %v, want the micro instance id that locate and Persist-Worker name", rec)
+	}
 	if n, _ := rec["max_open"].(float64); n < 1 || rec["max_open_bound_by"] == "" {
 		t.Errorf("started line = %v, want the open-stream cap and what bounds it", rec)
 	}

@@ -113,6 +113,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) error {
 		"data", cfg.Data,
 		"prefix", cfg.Prefix,
 		"service", cfg.Name,
+		"instance", b.Service().Info().ID,
 		"nats_url", redactURL(natsURL),
 		"embedded_server", srv != nil,
 		"max_open", b.Budget().MaxOpen,
