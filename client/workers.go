@@ -100,7 +100,8 @@ func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
 	if err := c.nc.FlushWithContext(wctx); err != nil {
 		return nil, workersEnd(ctx, fmt.Errorf("client: workers: %w", err))
 	}
-	if err := c.nc.LastError(); err != before && errors.Is(err, nats.ErrPermissionViolation) &&
+	// (errors.Is first: a violation is a comparable *fmt.wrapError.)
+	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && err != before &&
 		(strings.Contains(err.Error(), `"`+subj+`"`) || strings.Contains(err.Error(), `"`+inbox+`"`)) {
 		return nil, fmt.Errorf("client: workers: %w", err)
 	}
