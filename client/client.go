@@ -48,6 +48,7 @@ type Client struct {
 	timeout time.Duration
 	retry   Retry
 	noIDs   bool
+	service string
 }
 
 // Option configures a [Client].
@@ -72,7 +73,7 @@ func WithoutMsgIDs() Option { return func(c *Client) { c.noIDs = true } }
 
 // New returns a client on nc.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	c := &Client{nc: nc, prefix: subjects.DefaultPrefix, timeout: DefaultTimeout, retry: DefaultRetry}
+	c := &Client{nc: nc, prefix: subjects.DefaultPrefix, timeout: DefaultTimeout, retry: DefaultRetry, service: DefaultServiceName}
 	for _, o := range opts {
 		o(c)
 	}

@@ -16,7 +16,10 @@
 //   - [Stream.Config], [Stream.UpdateConfig], [Stream.Inventory],
 //     [Stream.Keys] and [Stream.Destroy] manage the stream, [Client.List]
 //     iterates over stream names, [Client.Locate] tells which worker
-//     serves a stream (an extension of the protocol);
+//     serves a stream (an extension of the protocol), and
+//     [Client.Workers] lists the running workers and the partitions each
+//     serves now, from their micro stats (a permission a client's user
+//     may not have);
 //   - [Stream.Changes] reads what changed after a revision.
 //
 // Events: [Client.Watch] follows the events of one stream or of a

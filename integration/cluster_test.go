@@ -1,7 +1,7 @@
 package integration
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,8 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-
-	"github.com/nats-persist/persist/subjects"
+	"github.com/nats-persist/persist/client"
 )
 
 // clusterPartitions is the number of partitions of testdata/cluster.
@@ -99,49 +98,36 @@ func eventuallyFor(tb testing.TB, d time.Duration, what string, cond func() bool
 	}
 }
 
-// servedPartitions asks every worker ($SRV.STATS.persist, on a worker's
-// connection: a client may not) which partitions it serves now, by
-// service id.
-func servedPartitions(tb testing.TB, nc *nats.Conn) map[string][]int {
+// monitorConn connects to url, which names a worker's user, for
+// servedPartitions: its inbox is under $SRV._persist_reply., where a
+// worker's user may receive whatever else it may not.
+func monitorConn(tb testing.TB, url string) *nats.Conn {
 	tb.Helper()
-	inbox := "$SRV._persist_reply." + nats.NewInbox()[len("_INBOX."):]
-	sub, err := nc.SubscribeSync(inbox)
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.CustomInboxPrefix("$SRV._persist_reply"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.STATS.persist", inbox, nil); err != nil {
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// servedPartitions asks every worker (client.Workers, on a monitorConn:
+// a client's user may not) which partitions it serves now, by service id.
+func servedPartitions(tb testing.TB, nc *nats.Conn) map[string][]int {
+	tb.Helper()
+	ws, err := client.New(nc).Workers(context.Background())
+	if err != nil {
 		tb.Fatal(err)
 	}
 	got := map[string][]int{}
-	for {
-		m, err := sub.NextMsg(300 * time.Millisecond)
-		if err != nil {
-			return got
+	for _, w := range ws {
+		if w.PartitionCount != clusterPartitions {
+			tb.Fatalf("worker %s serves %d partitions, want %d", w.ID, w.PartitionCount, clusterPartitions)
 		}
-		var st struct {
-			ID        string `json:"id"`
-			Endpoints []struct {
-				Name string `json:"name"`
-				Data struct {
-					Partitions string `json:"partitions"`
-				} `json:"data"`
-			} `json:"endpoints"`
-		}
-		if err := json.Unmarshal(m.Data, &st); err != nil {
-			tb.Fatalf("stats reply %q: %v", m.Data, err)
-		}
-		got[st.ID] = nil
-		for _, ep := range st.Endpoints {
-			if ep.Data.Partitions != "" {
-				parts, err := subjects.ParsePartitions(ep.Data.Partitions, clusterPartitions)
-				if err != nil {
-					tb.Fatalf("stats partitions %q: %v", ep.Data.Partitions, err)
-				}
-				got[st.ID] = parts
-			}
-		}
+		got[w.ID] = w.Partitions
 	}
+	return got
 }
 
 // spreadEvenly reports whether workers workers serve every partition, each

@@ -168,7 +168,7 @@ func TestCluster_Failover(t *testing.T) {
 	// The long run measures the default TTL's takeover.
 	ttl := pick(3*time.Second, broker.DefaultLeaseTTL)
 	load := pick(300, 5000) // acknowledged writes after each step
-	monitor := connect(t, withUser(nodes[1].url, "worker", "worker-secret"))
+	monitor := monitorConn(t, withUser(nodes[1].url, "worker", "worker-secret"))
 	var workers []*clusterWorker
 	start := func(node int) *clusterWorker {
 		t.Helper()

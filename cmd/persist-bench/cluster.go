@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nats-persist/persist/client"
 	"github.com/nats-persist/persist/subjects"
 )
 
@@ -31,11 +31,6 @@ const (
 	clusterPartitions = 8
 	// leaseReplicas of the workers' lease bucket, one per node.
 	leaseReplicas = clusterNodes
-	// statsWait is how long an ask for the workers' stats reads replies.
-	statsWait = 300 * time.Millisecond
-	// serviceName is the workers' micro service, whose stats say which
-	// partitions each serves.
-	serviceName = "persist"
 )
 
 // cluster is the three nats-server nodes of the cluster rows, routed to
@@ -237,7 +232,7 @@ func (c *cluster) scale(ctx context.Context, n int) error {
 			}
 		}
 		var err error
-		if served, err = servedPartitions(c.conns[0]); err != nil {
+		if served, err = c.servedPartitions(ctx); err != nil {
 			return err
 		}
 		if !spreadEvenly(served, n, clusterPartitions) {
@@ -305,62 +300,21 @@ func (c *cluster) warm(ctx context.Context, subjs []string) error {
 	return errors.Join(append(errs, ctx.Err())...)
 }
 
-// servedPartitions asks every worker ($SRV.STATS of the service) which
-// partitions it serves now, by service id, and reads the replies for
-// statsWait.
-func servedPartitions(nc *nats.Conn) (map[string][]int, error) {
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
+// servedPartitions asks every worker (client.Workers) which partitions
+// it serves now, by worker id.
+func (c *cluster) servedPartitions(ctx context.Context) (map[string][]int, error) {
+	ws, err := client.New(c.conns[0], client.WithPrefix(c.r.cfg.Prefix), client.WithTimeout(c.r.cfg.Timeout)).Workers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.STATS."+serviceName, inbox, nil); err != nil {
-		return nil, err
-	}
 	got := map[string][]int{}
-	for deadline := time.Now().Add(statsWait); ; {
-		m, err := sub.NextMsg(max(time.Until(deadline), time.Millisecond))
-		if errors.Is(err, nats.ErrTimeout) {
-			return got, nil
+	for _, w := range ws {
+		if w.PartitionCount != clusterPartitions {
+			return nil, fmt.Errorf("worker %s serves %d partitions, want %d", w.ID, w.PartitionCount, clusterPartitions)
 		}
-		if err != nil {
-			return nil, err
-		}
-		id, parts, err := parseStats(m.Data)
-		if err != nil {
-			return nil, err
-		}
-		got[id] = parts
+		got[w.ID] = w.Partitions
 	}
-}
-
-// parseStats reads a worker's id and the partitions it serves from its
-// stats reply (untrusted: anything on $SRV may answer).
-func parseStats(data []byte) (string, []int, error) {
-	var st struct {
-		ID        string `json:"id"`
-		Endpoints []struct {
-			Data struct {
-				Partitions string `json:"partitions"`
-			} `json:"data"`
-		} `json:"endpoints"`
-	}
-	if err := json.Unmarshal(data, &st); err != nil || st.ID == "" {
-		return "", nil, fmt.Errorf("stats reply %.200q: not a service's stats", data)
-	}
-	var parts []int
-	for _, ep := range st.Endpoints {
-		if ep.Data.Partitions == "" {
-			continue
-		}
-		p, err := subjects.ParsePartitions(ep.Data.Partitions, clusterPartitions)
-		if err != nil {
-			return "", nil, fmt.Errorf("stats of %s: partitions %q: %v", st.ID, ep.Data.Partitions, err)
-		}
-		parts = append(parts, p...)
-	}
-	return st.ID, parts, nil
+	return got, nil
 }
 
 // spreadEvenly reports whether exactly workers workers serve the

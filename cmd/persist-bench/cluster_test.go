@@ -71,21 +71,6 @@ func TestParseConfig_Cluster(t *testing.T) {
 	}
 }
 
-func TestParseStats(t *testing.T) {
-	id, parts, err := parseStats([]byte(`{"id":"w1","endpoints":[{"name":"no_stream","data":{"partitions":"0-2,5"}},{"name":"x","data":null}]}`))
-	if err != nil || id != "w1" || !slices.Equal(parts, []int{0, 1, 2, 5}) {
-		t.Errorf("parseStats() = %q, %v, %v, want w1 [0 1 2 5]", id, parts, err)
-	}
-	if id, parts, err := parseStats([]byte(`{"id":"w2","endpoints":[]}`)); err != nil || id != "w2" || len(parts) != 0 {
-		t.Errorf("parseStats(no partitions) = %q, %v, %v", id, parts, err)
-	}
-	for _, bad := range []string{`nope`, `{}`, `{"id":"w","endpoints":[{"data":{"partitions":"0-9"}}]}`, `{"id":"w","endpoints":[{"data":{"partitions":"x"}}]}`} {
-		if _, _, err := parseStats([]byte(bad)); err == nil {
-			t.Errorf("parseStats(%s) = nil, want an error", bad)
-		}
-	}
-}
-
 func TestSpreadEvenly(t *testing.T) {
 	tests := []struct {
 		name    string

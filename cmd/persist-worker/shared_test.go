@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/nats-persist/persist/client"
 	"github.com/nats-persist/persist/store"
 	"github.com/nats-persist/persist/subjects"
 )
@@ -54,39 +56,15 @@ func runLeaseServer(tb testing.TB) *server.Server {
 // served asks every worker which partitions it serves now, by service id.
 func served(tb testing.TB, nc *nats.Conn) map[string][]int {
 	tb.Helper()
-	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	ws, err := client.New(nc).Workers(context.Background())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.STATS.persist", inbox, nil); err != nil {
-		tb.Fatal(err)
-	}
 	got := map[string][]int{}
-	for {
-		m, err := sub.NextMsg(300 * time.Millisecond)
-		if err != nil {
-			return got
-		}
-		var st struct {
-			ID        string `json:"id"`
-			Endpoints []struct {
-				Data struct {
-					Partitions string `json:"partitions"`
-				} `json:"data"`
-			} `json:"endpoints"`
-		}
-		if err := json.Unmarshal(m.Data, &st); err != nil {
-			tb.Fatalf("stats reply %q: %v", m.Data, err)
-		}
-		got[st.ID] = nil
-		for _, ep := range st.Endpoints {
-			if ep.Data.Partitions != "" {
-				got[st.ID], _ = subjects.ParsePartitions(ep.Data.Partitions, movePartitions)
-			}
-		}
+	for _, w := range ws {
+		got[w.ID] = w.Partitions
 	}
+	return got
 }
 
 // spread reports whether n workers serve every partition once each, and

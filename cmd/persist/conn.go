@@ -209,9 +209,9 @@ func (c *cli) connectFor(stream string) (*client.Client, *nats.Conn, error) {
 	return c.connect()
 }
 
-// connect opens the NATS connection and returns a client on it; close
-// ends the connection.
-func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {
+// connect opens the NATS connection and returns a client on it, with
+// opts after the global flags'; close ends the connection.
+func (c *cli) connect(opts ...client.Option) (cl *client.Client, nc *nats.Conn, err error) {
 	if err := subjects.ValidatePrefix(c.conn.prefix); err != nil {
 		return nil, nil, command.Usagef("--prefix %q: %v", c.conn.prefix, err)
 	}
@@ -225,12 +225,12 @@ func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	opts, err := s.options()
+	nopts, err := s.options()
 	if err != nil {
 		return nil, nil, err
 	}
-	opts = append(opts, nats.Name("persist"), nats.Timeout(c.conn.timeout))
-	nc, err = nats.Connect(s.URL, opts...)
+	nopts = append(nopts, nats.Name("persist"), nats.Timeout(c.conn.timeout))
+	nc, err = nats.Connect(s.URL, nopts...)
 	if err != nil {
 		where := redactURL(s.URL)
 		if name != "" {
@@ -240,7 +240,8 @@ func (c *cli) connect() (cl *client.Client, nc *nats.Conn, err error) {
 	}
 	retry := client.DefaultRetry
 	retry.Attempts = c.conn.retries + 1
-	return client.New(nc, client.WithPrefix(c.conn.prefix), client.WithTimeout(c.conn.timeout), client.WithRetry(retry)), nc, nil
+	opts = append([]client.Option{client.WithPrefix(c.conn.prefix), client.WithTimeout(c.conn.timeout), client.WithRetry(retry)}, opts...)
+	return client.New(nc, opts...), nc, nil
 }
 
 // redactURL hides the user information of server URLs (user:password@

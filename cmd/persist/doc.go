@@ -1,7 +1,8 @@
 // Command persist reads and writes persist streams from the shell: one
 // verb per operation of the protocol (set, get, getall, delete, keys,
 // ls, info, config, destroy, changes, and locate, which says which worker
-// serves a stream), watch for events, and export and
+// serves a stream), workers, which lists the running workers and the
+// partitions each serves, watch for events, and export and
 // import for moving a stream's messages through a JSON-lines file.
 //
 // It connects as the nats command does: --server or NATS_URL, the

@@ -3,20 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nats-persist/persist/broker"
 	"github.com/nats-persist/persist/client"
-	"github.com/nats-persist/persist/subjects"
 )
 
 func TestLocate(t *testing.T) {
@@ -54,32 +49,7 @@ func TestLocate(t *testing.T) {
 // server that maps requests to partitions: locate prints the partition.
 func TestLocate_Partitioned(t *testing.T) {
 	isolate(t)
-	mappings, err := subjects.PartitionMappings(subjects.DefaultPrefix, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := "mappings {\n"
-	for src, dst := range mappings {
-		conf += fmt.Sprintf("  %q: %q\n", src, dst)
-	}
-	path := filepath.Join(t.TempDir(), "server.conf")
-	if err := os.WriteFile(path, []byte(conf+"}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(s.Shutdown)
+	s := runPartitionedServer(t)
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -147,7 +147,7 @@ Exit status: 0 success, 1 a request failed, 2 a usage error.`)
 	for _, declare := range []func(*kingpin.Application){
 		c.declareSet, c.declareGet, c.declareGetAll, c.declareDelete,
 		c.declareKeys, c.declareList, c.declareInfo, c.declareConfig,
-		c.declareDestroy, c.declareLocate, c.declareWatch, c.declareChanges,
+		c.declareDestroy, c.declareLocate, c.declareWorkers, c.declareWatch, c.declareChanges,
 		c.declareExport, c.declareImport,
 	} {
 		declare(app)

@@ -117,6 +117,56 @@ func (c *cli) declareLocate(app *kingpin.Application) {
 	}
 }
 
+func (c *cli) declareWorkers(app *kingpin.Application) {
+	name := client.DefaultServiceName
+	cmd := app.Command("workers", "List the running workers of the prefix, one a line: id, version, the partitions each serves now. Needs permission to publish on $SRV.STATS.<name> and receive the replies, which a worker's user has.")
+	cmd.Flag("name", "The workers' micro service name (their --name).").Default(name).StringVar(&name)
+	c.verbs[cmd.FullCommand()] = func(ctx context.Context) error {
+		cl, nc, err := c.connect(client.WithServiceName(name))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		ws, err := cl.Workers(ctx)
+		if err != nil {
+			return c.fail("workers", err)
+		}
+		if len(ws) == 0 {
+			return &failure{fmt.Sprintf("workers: no worker of service %q on prefix %q answered $SRV.STATS.%s", name, c.conn.prefix, name), client.ErrNoWorker}
+		}
+		p := c.printer()
+		for _, w := range ws {
+			if c.json {
+				err = p.value(w)
+			} else {
+				_, err = fmt.Fprintf(c.stdout, "%s  %s  %s\n", w.ID, w.Version, served(w))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// served describes the partitions w serves: "0-3,7 of 8", "none of 8",
+// with " (leases)" when it claims them through leases, or "every stream"
+// when it is not partitioned.
+func served(w client.Worker) string {
+	if w.PartitionCount == 0 {
+		return "every stream (not partitioned)"
+	}
+	parts := subjects.FormatPartitions(w.Partitions)
+	if parts == "" {
+		parts = "none"
+	}
+	s := fmt.Sprintf("partitions %s of %d", parts, w.PartitionCount)
+	if w.Leases {
+		s += " (leases)"
+	}
+	return s
+}
+
 func (c *cli) declareKeys(app *kingpin.Application) {
 	var stream, after string
 	cmd := app.Command("keys", "Print a stream's keys in byte order, one a line.")
