@@ -52,7 +52,8 @@ func (c *cli) fail(what string, err error) error {
 	case errors.Is(err, client.ErrInvalidHeader):
 		return command.Usagef("%s: %s", what, strings.TrimPrefix(err.Error(), "client: "))
 	default:
-		msg = strings.ReplaceAll(err.Error(), "client: ", "")
+		// "client: workers: …" of the verb workers reads "workers: …".
+		msg = strings.TrimPrefix(strings.ReplaceAll(err.Error(), "client: ", ""), what+": ")
 	}
 	return &failure{what + ": " + msg, err}
 }
