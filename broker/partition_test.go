@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,21 +35,15 @@ type clusterNode struct {
 // global account, and waits for the routes.
 func startPartitionCluster(tb testing.TB) []*clusterNode {
 	tb.Helper()
-	mappings, err := subjects.PartitionMappings(subjects.DefaultPrefix, testPartitions)
+	block, err := subjects.PartitionMappingsBlock(subjects.DefaultPrefix, testPartitions)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var block strings.Builder
-	block.WriteString("mappings {\n")
-	for _, src := range slices.Sorted(maps.Keys(mappings)) {
-		fmt.Fprintf(&block, "  %q: %q\n", src, mappings[src])
-	}
-	block.WriteString("}\n")
 	// The route ports are free when picked, not always still when the
 	// servers listen (other tests run beside): a cluster that does not
 	// start is started again on other ports.
 	for attempt := 1; ; attempt++ {
-		nodes, err := tryPartitionCluster(tb, block.String())
+		nodes, err := tryPartitionCluster(tb, block)
 		if err == nil {
 			waitFor(tb, "the routes between the three servers", func() bool {
 				for _, n := range nodes {

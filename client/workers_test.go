@@ -85,17 +85,13 @@ func workersEqual(a, b []client.Worker) bool {
 // $SRV._persist_reply.) and app (the API only).
 func runPartitionedServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	mappings, err := subjects.PartitionMappings(subjects.DefaultPrefix, 8)
+	block, err := subjects.PartitionMappingsBlock(subjects.DefaultPrefix, 8)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var conf strings.Builder
-	conf.WriteString("mappings {\n")
-	for src, dst := range mappings {
-		fmt.Fprintf(&conf, "  %q: %q\n", src, dst)
-	}
-	conf.WriteString(`}
-authorization {
+	conf.WriteString(block)
+	conf.WriteString(`authorization {
   users: [
     {user: worker, password: w}
     {user: monitor, password: m, permissions: {publish: ["$SRV.>"], subscribe: ["$SRV._persist_reply.>"]}}

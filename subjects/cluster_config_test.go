@@ -258,3 +258,40 @@ func checkLeaseBucket(t *testing.T, nc *nats.Conn) {
 		}
 	}
 }
+
+// TestPartitionMappingsBlock checks that the block reads back, as
+// nats-server parses a configuration, as PartitionMappings, and that it
+// refuses what PartitionMappings refuses.
+func TestPartitionMappingsBlock(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		n      int
+	}{{subjects.DefaultPrefix, 8}, {"app.persist", subjects.MaxPartitions}, {"p", 1}} {
+		want, err := subjects.PartitionMappings(tc.prefix, tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, err := subjects.PartitionMappingsBlock(tc.prefix, tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree, err := conf.Parse(block)
+		if err != nil {
+			t.Fatalf("PartitionMappingsBlock(%q, %d) does not parse: %v\n%s", tc.prefix, tc.n, err, block)
+		}
+		got := map[string]string{}
+		parsed, _ := tree["mappings"].(map[string]any)
+		for src, dest := range parsed {
+			got[src] = fmt.Sprint(dest)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("PartitionMappingsBlock(%q, %d) reads back as %v, want %v", tc.prefix, tc.n, got, want)
+		}
+	}
+	if b, err := subjects.PartitionMappingsBlock("bad prefix", 8); err == nil {
+		t.Errorf("PartitionMappingsBlock(bad prefix) = %q, want an error", b)
+	}
+	if b, err := subjects.PartitionMappingsBlock(subjects.DefaultPrefix, 0); err == nil {
+		t.Errorf("PartitionMappingsBlock(0 partitions) = %q, want an error", b)
+	}
+}

@@ -3,6 +3,7 @@ package subjects
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,6 +100,24 @@ func PartitionMappings(prefix string, partitions int) (map[string]string, error)
 		prefix + ".api.*.*":   dest,
 		prefix + ".api.*.*.>": dest + ".>",
 	}, nil
+}
+
+// PartitionMappingsBlock is [PartitionMappings] spelled as a nats-server
+// configuration block, "mappings { … }", one mapping a line in the order
+// of their sources: at the top of a configuration file it maps the
+// global account's subjects, inside an account that account's.
+func PartitionMappingsBlock(prefix string, partitions int) (string, error) {
+	m, err := PartitionMappings(prefix, partitions)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("mappings {\n")
+	for _, src := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, "  %q: %q\n", src, m[src])
+	}
+	b.WriteString("}\n")
+	return b.String(), nil
 }
 
 // ParsePartitionAPI splits a mapped request subject,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,17 +28,13 @@ const movePartitions = 8
 // the partition mappings of movePartitions, on a free port.
 func runLeaseServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	mappings, err := subjects.PartitionMappings(subjects.DefaultPrefix, movePartitions)
+	block, err := subjects.PartitionMappingsBlock(subjects.DefaultPrefix, movePartitions)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
 	var text strings.Builder
-	fmt.Fprintf(&text, "jetstream { store_dir: %q }\nmappings {\n", filepath.Join(dir, "js"))
-	for _, src := range slices.Sorted(maps.Keys(mappings)) {
-		fmt.Fprintf(&text, "  %q: %q\n", src, mappings[src])
-	}
-	text.WriteString("}\n")
+	fmt.Fprintf(&text, "jetstream { store_dir: %q }\n%s", filepath.Join(dir, "js"), block)
 	path := filepath.Join(dir, "server.conf")
 	if err := os.WriteFile(path, []byte(text.String()), 0o600); err != nil {
 		tb.Fatal(err)

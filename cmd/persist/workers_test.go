@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -23,16 +22,12 @@ import (
 // persist to 8 partitions.
 func runPartitionedServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	mappings, err := subjects.PartitionMappings(subjects.DefaultPrefix, 8)
+	conf, err := subjects.PartitionMappingsBlock(subjects.DefaultPrefix, 8)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	conf := "mappings {\n"
-	for src, dst := range mappings {
-		conf += fmt.Sprintf("  %q: %q\n", src, dst)
-	}
 	path := filepath.Join(tb.TempDir(), "server.conf")
-	if err := os.WriteFile(path, []byte(conf+"}\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	opts, err := server.ProcessConfigFile(path)
