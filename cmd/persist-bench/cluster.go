@@ -319,9 +319,10 @@ func (c *cluster) servedPartitions(ctx context.Context) (map[string][]int, error
 
 // spreadEvenly reports whether exactly workers workers serve the
 // partitions, each once, none more than its share ceil(partitions /
-// workers): what the leases converge to. A worker may be left with none
-// when the shares of the others cover every partition (5 workers, 8
-// partitions: 2, 2, 2, 2, 0), which the leases do not change.
+// workers). The leases go on to partitions/workers or one more each (5
+// workers, 8 partitions: 2, 2, 2, 1, 1); this check also accepts the
+// state on the way (2, 2, 2, 2, 0), so a measurement may start while one
+// worker still waits for its share.
 func spreadEvenly(served map[string][]int, workers, partitions int) bool {
 	if len(served) != workers {
 		return false
